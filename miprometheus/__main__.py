@@ -1,0 +1,3 @@
+from miprometheus.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,247 @@
+"""Validate a whole experiment configuration before any work starts (DESIGN §3)."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from miprometheus import registry
+from miprometheus.config.loader import LoadedConfig
+from miprometheus.config.schema import _NOT, Errors, as_dict, build, coerce, suggest, type_name, unknown_key
+from miprometheus.config.sections import SECTIONS, TOP_LEVEL, Curriculum
+from miprometheus.errors import ConfigError, MipError
+
+
+@dataclass
+class Split:
+    """One validated data split (training, validation or testing)."""
+
+    name: str
+    section: Any
+    problem_cls: type
+    problem_params: Any
+
+
+@dataclass
+class NamedCall:
+    """A class chosen by name (optimizer, scheduler) and its validated keyword arguments."""
+
+    name: str
+    cls: type
+    kwargs: dict[str, Any]
+
+
+@dataclass
+class ExperimentSpec:
+    """A configuration that passed validation: every component class and its typed parameters."""
+
+    config: LoadedConfig
+    splits: dict[str, Split]
+    model_cls: type | None = None
+    model_values: dict[str, Any] = field(default_factory=dict)
+    optimizer: NamedCall | None = None
+    scheduler: NamedCall | None = None
+    scheduler_step_every: str = "epoch"
+    curriculum: Curriculum | None = None
+    curriculum_params: Any = None
+    model_params: Any = None  # filled by finalize_model_params
+
+    @property
+    def training(self) -> Any:
+        return self.splits["training"].section if "training" in self.splits else None
+
+    def effective_tree(self) -> dict[str, Any]:
+        """The effective configuration: re-running it reproduces the experiment."""
+        tree: dict[str, Any] = {}
+        if self.config.tree.get("description"):
+            tree["description"] = self.config.tree["description"]
+        for name, split in self.splits.items():
+            section = as_dict(split.section)
+            section["problem"] = {"name": split.problem_cls.__name__, **as_dict(split.problem_params)}
+            if name == "training":
+                section["optimizer"] = {"name": self.optimizer.name, **self.optimizer.kwargs}
+                if self.scheduler:
+                    section["scheduler"] = {"name": self.scheduler.name, "step_every": self.scheduler_step_every,
+                                            **self.scheduler.kwargs}
+                if self.curriculum is not None:
+                    section["curriculum_learning"] = {**as_dict(self.curriculum), **as_dict(self.curriculum_params)}
+            tree[name] = section
+        if self.model_cls is not None:
+            values = as_dict(self.model_params) if self.model_params is not None else dict(self.model_values)
+            tree["model"] = {"name": self.config.tree["model"]["name"], **values}
+        return tree
+
+
+def _component(kind: str, data: Any, prefix: str, config: LoadedConfig, errors: Errors) -> type | None:
+    if not isinstance(data, dict):
+        errors.append(f"{config.where(prefix)}'{prefix}' must be a section with a 'name', got {data!r}")
+        return None
+    name = data.get("name")
+    if not isinstance(name, str):
+        errors.append(f"{config.where(prefix)}missing '{prefix}.name': which {kind[:-1]} to use")
+        return None
+    try:
+        return registry.get(kind, name)
+    except MipError as exc:
+        errors.append(f"{config.where(prefix + '.name')}{exc}")
+        return None
+
+
+def _signature_kwargs(cls: type, data: dict[str, Any], prefix: str, config: LoadedConfig, errors: Errors,
+                      skip: tuple[str, ...], reserved: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Check keyword arguments of a torch class against its signature and the types of its defaults."""
+    signature = inspect.signature(cls.__init__)
+    accepted = {n: p for n, p in signature.parameters.items()
+                if n not in ("self", *skip) and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    kwargs = {}
+    for key, value in data.items():
+        if key == "name" or key in reserved:
+            continue
+        full = f"{prefix}.{key}"
+        if key not in accepted:
+            errors.append(unknown_key(config, full, list(accepted) + list(reserved)))
+            continue
+        default = accepted[key].default
+        if isinstance(default, bool) or default is None or default is inspect.Parameter.empty:
+            kwargs[key] = value
+        elif isinstance(default, (int, float)) and not isinstance(default, bool):
+            result = coerce(value, float if isinstance(default, float) else int | float)
+            if result is _NOT or isinstance(value, bool):
+                errors.append(f"{config.where(full)}'{full}' must be a number, got {value!r}")
+            else:
+                kwargs[key] = result
+        elif isinstance(default, tuple) and isinstance(value, list):
+            kwargs[key] = tuple(value)
+        else:
+            kwargs[key] = value
+    missing = [n for n, p in accepted.items() if p.default is inspect.Parameter.empty and n not in data]
+    for name in missing:
+        errors.append(f"{config.where(prefix)}missing required value '{prefix}.{name}' ({cls.__name__})")
+    return kwargs
+
+
+def _named(kind: str, getter: Any, data: Any, prefix: str, config: LoadedConfig, errors: Errors,
+           skip: tuple[str, ...], reserved: tuple[str, ...] = ()) -> NamedCall | None:
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        errors.append(f"{config.where(prefix)}'{prefix}' must be a section with a 'name' ({kind})")
+        return None
+    try:
+        cls = getter(data["name"])
+    except MipError as exc:
+        errors.append(f"{config.where(prefix + '.name')}{exc}")
+        return None
+    return NamedCall(data["name"], cls, _signature_kwargs(cls, data, prefix, config, errors, skip, reserved))
+
+
+def from_problem_fields(model_cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(model_cls.Params) if f.metadata.get("from_problem")}
+
+
+def validate(config: LoadedConfig, required: tuple[str, ...] = ("training", "model")) -> ExperimentSpec:
+    """Validate the whole tree against the schemas of the components it names; raise one ConfigError."""
+    errors = Errors()
+    tree = config.tree
+    for key in tree:
+        if key not in TOP_LEVEL:
+            errors.append(unknown_key(config, key, TOP_LEVEL))
+    for key in required:
+        if key not in tree:
+            errors.append(f"missing section '{key}' (in {', '.join(config.files) or 'the config'})")
+    spec = ExperimentSpec(config, {})
+    for name, section_cls in SECTIONS.items():
+        if name not in tree:
+            continue
+        section = build(section_cls, tree[name], name, config, errors)
+        if not dataclasses.is_dataclass(section):
+            continue
+        problem_cls = _component("problems", section.problem, f"{name}.problem", config, errors)
+        if problem_cls is None:
+            continue
+        params = build(problem_cls.Params, section.problem, f"{name}.problem", config, errors, ignore=("name",))
+        if dataclasses.is_dataclass(params):
+            spec.splits[name] = Split(name, section, problem_cls, params)
+        if name == "training":
+            _validate_training(spec, section, problem_cls, config, errors)
+    if "model" in tree:
+        model_cls = _component("models", tree["model"], "model", config, errors)
+        if model_cls is not None:
+            spec.model_cls = model_cls
+            values = build(model_cls.Params, tree["model"], "model", config, errors, ignore=("name",),
+                           allow_missing=from_problem_fields(model_cls))
+            spec.model_values = as_dict(values) if dataclasses.is_dataclass(values) else dict(values or {})
+            spec.model_values = {k: v for k, v in spec.model_values.items()
+                                 if k in tree["model"] or k not in from_problem_fields(model_cls)}
+    if errors:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))
+    return spec
+
+
+def _validate_training(spec: ExperimentSpec, section: Any, problem_cls: type, config: LoadedConfig,
+                       errors: Errors) -> None:
+    from miprometheus.registry import get_optimizer, get_scheduler
+
+    spec.optimizer = _named("optimizer", get_optimizer, section.optimizer, "training.optimizer", config, errors,
+                            skip=("params",))
+    if section.scheduler is not None:
+        spec.scheduler = _named("scheduler", get_scheduler, section.scheduler, "training.scheduler", config, errors,
+                                skip=("optimizer",), reserved=("step_every",))
+        every = section.scheduler.get("step_every", "epoch")
+        if every not in ("epoch", "episode", "validation"):
+            errors.append(f"{config.where('training.scheduler.step_every')}'training.scheduler.step_every' must be "
+                          f"one of 'epoch', 'episode', 'validation', got {every!r}")
+        spec.scheduler_step_every = every
+    if section.curriculum_learning is not None:
+        curriculum_cls = getattr(problem_cls, "CurriculumParams", None)
+        if curriculum_cls is None:
+            errors.append(f"{config.where('training.curriculum_learning')}problem {problem_cls.__name__} "
+                          "does not support curriculum learning (remove 'training.curriculum_learning')")
+            return
+        data = dict(section.curriculum_learning)
+        trainer_keys = {f.name for f in dataclasses.fields(Curriculum)}
+        problem_keys = {f.name for f in dataclasses.fields(curriculum_cls)}
+        for key in list(data):
+            if key not in trainer_keys | problem_keys:
+                errors.append(unknown_key(config, f"training.curriculum_learning.{key}",
+                                          sorted(trainer_keys | problem_keys)))
+                del data[key]
+        spec.curriculum = build(Curriculum, {k: v for k, v in data.items() if k in trainer_keys},
+                                "training.curriculum_learning", config, errors)
+        spec.curriculum_params = build(curriculum_cls, {k: v for k, v in data.items() if k in problem_keys},
+                                       "training.curriculum_learning", config, errors)
+
+
+def finalize_model_params(spec: ExperimentSpec, default_values: dict[str, Any]) -> Any:
+    """The model's parameters: config values, then the problem's values for what the config left out."""
+    assert spec.model_cls is not None
+    values = dict(spec.model_values)
+    missing = []
+    for f in dataclasses.fields(spec.model_cls.Params):
+        if f.name in values or not f.metadata.get("from_problem"):
+            continue
+        if f.name in default_values:
+            values[f.name] = default_values[f.name]
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            missing.append(f.name)
+    if missing:
+        problem = spec.splits["training"].problem_cls.__name__ if "training" in spec.splits else "the problem"
+        raise ConfigError(f"{spec.config.where('model')}model {spec.model_cls.__name__} needs "
+                          f"{', '.join(repr(m) for m in missing)}, which {problem} does not provide: "
+                          f"set model.{missing[0]} in the config")
+    hints = typing.get_type_hints(spec.model_cls.Params)
+    for key in list(values):
+        result = coerce(values[key], hints[key])
+        if result is _NOT:
+            raise ConfigError(f"{spec.config.where('model.' + key)}'model.{key}' must be {type_name(hints[key])}, "
+                              f"got {values[key]!r}")
+        values[key] = result
+    try:
+        spec.model_params = spec.model_cls.Params(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{spec.config.where('model')}invalid model parameters: {exc}") from None
+    return spec.model_params
+
+
+__all__ = ["ExperimentSpec", "Split", "finalize_model_params", "suggest", "type_name", "validate"]

@@ -1,0 +1,192 @@
+"""Load a configuration: files with nested ``default_configs``, then ``key=value`` overrides.
+
+Every leaf remembers where it was set (file and line, or the command-line override), so that
+validation errors can point at the line to fix and relative paths are read relative to the
+file that holds them.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from miprometheus.config.yaml_loader import Lines, load_yaml, safe_load
+from miprometheus.errors import ConfigError
+
+DEFAULTS_KEY = "default_configs"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a configuration value came from."""
+
+    source: str
+    line: int | None = None
+    base_dir: Path = field(default_factory=Path.cwd)
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.line}" if self.line else self.source
+
+
+@dataclass
+class LoadedConfig:
+    """A merged configuration tree and the origin of each of its keys (dotted path -> Origin)."""
+
+    tree: dict[str, Any]
+    origins: dict[str, Origin]
+    files: list[str] = field(default_factory=list)
+
+    def origin(self, dotted: str) -> Origin | None:
+        """The origin of a key, or of its closest parent that has one."""
+        parts = dotted.split(".")
+        while parts:
+            found = self.origins.get(".".join(parts))
+            if found:
+                return found
+            parts.pop()
+        return None
+
+    def where(self, dotted: str) -> str:
+        found = self.origin(dotted)
+        return f"{found}: " if found else ""
+
+    def get(self, dotted: str, default: Any = None) -> Any:
+        node: Any = self.tree
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return default
+            node = node[part]
+        return node
+
+
+def _leaf_origins(data: Any, lines: Lines, prefix: tuple[str, ...], path: Path) -> dict[str, Origin]:
+    origins: dict[str, Origin] = {}
+    for key_path, line in lines.items():
+        if key_path[: len(prefix)] == prefix:
+            origins[".".join(key_path)] = Origin(str(path), line, path.parent)
+    return origins
+
+
+def _merge(base: dict[str, Any], base_origins: dict[str, Origin], update: dict[str, Any],
+           update_origins: dict[str, Origin], prefix: str = "") -> None:
+    """Deep-merge ``update`` into ``base`` in place: dicts merge, anything else replaces."""
+    for key, value in update.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            if dotted in update_origins:
+                base_origins[dotted] = update_origins[dotted]
+            _merge(base[key], base_origins, value, update_origins, dotted + ".")
+            continue
+        for old in [k for k in base_origins if k == dotted or k.startswith(dotted + ".")]:
+            del base_origins[old]
+        base[key] = copy.deepcopy(value)
+        for k, o in update_origins.items():
+            if k == dotted or k.startswith(dotted + "."):
+                base_origins[k] = o
+
+
+def _load_file(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], dict[str, Origin], list[str]]:
+    path = path.resolve()
+    if path in chain:
+        cycle = " -> ".join(str(p) for p in (*chain[chain.index(path):], path))
+        raise ConfigError(f"default_configs form a cycle: {cycle}")
+    if not path.is_file():
+        via = f" (listed in default_configs of {' -> '.join(str(p) for p in chain)})" if chain else ""
+        raise ConfigError(f"config file not found: {path}{via}")
+    data, lines = load_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}:1: a config file must hold a mapping of sections, not {type(data).__name__}")
+    origins = _leaf_origins(data, lines, (), path)
+    defaults = data.pop(DEFAULTS_KEY, None) or []
+    origins.pop(DEFAULTS_KEY, None)
+    if isinstance(defaults, str):
+        defaults = [defaults]
+    if not isinstance(defaults, list) or not all(isinstance(d, str) for d in defaults):
+        raise ConfigError(f"{path}:{lines.get((DEFAULTS_KEY,), 1)}: {DEFAULTS_KEY} must be a path or a list of paths")
+    for key in [k for k in origins if k.startswith(DEFAULTS_KEY + ".")]:
+        del origins[key]
+    merged: dict[str, Any] = {}
+    merged_origins: dict[str, Origin] = {}
+    files: list[str] = []
+    for default in defaults:
+        sub, sub_origins, sub_files = _load_file(path.parent / Path(default).expanduser(), (*chain, path))
+        _merge(merged, merged_origins, sub, sub_origins)
+        files += sub_files
+    _merge(merged, merged_origins, data, origins)
+    return merged, merged_origins, [*files, str(path)]
+
+
+def parse_overrides(overrides: list[str]) -> list[tuple[str, Any, str]]:
+    """Parse ``key.sub=value`` strings; values are YAML-typed (``1e-4`` is a float, ``[1, 2]`` a list)."""
+    parsed = []
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"override '{item}' is not of the form key.subkey=value")
+        try:
+            value = safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override '{item}': the value is not valid YAML: {exc}") from None
+        parsed.append((key, value, item))
+    return parsed
+
+
+def apply_overrides(config: LoadedConfig, overrides: list[str]) -> None:
+    for key, value, text in parse_overrides(overrides):
+        origin = Origin(f"command-line override '{text}'", None, Path.cwd())
+        parts = key.split(".")
+        node = config.tree
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if not isinstance(child, dict):
+                if child is not None:
+                    raise ConfigError(f"override '{text}': '{'.'.join(parts[:i + 1])}' is a value, not a section")
+                child = node[part] = {}
+            node = child
+        update = {parts[-1]: value}
+        update_origins = {key: origin}
+        if isinstance(value, dict):
+            update_origins.update({f"{key}.{k}": origin for k in _dotted_keys(value)})
+        _merge(node, config.origins, update, update_origins, ".".join(parts[:-1]) + "." if len(parts) > 1 else "")
+
+
+def _dotted_keys(tree: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in tree.items():
+        keys.append(prefix + k)
+        if isinstance(v, dict):
+            keys += _dotted_keys(v, prefix + k + ".")
+    return keys
+
+
+def _resolve_interpolations(config: LoadedConfig) -> None:
+    """Resolve OmegaConf interpolations such as ``${training.problem.batch_size}``."""
+    if "${" not in repr(config.tree):
+        return
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        config.tree = OmegaConf.to_container(OmegaConf.create(config.tree), resolve=True)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or ""
+        raise ConfigError(f"{config.where(str(key))}cannot resolve interpolation at '{key}': {exc.msg}") from None
+
+
+def load_config(paths: list[str | Path], overrides: list[str] | None = None) -> LoadedConfig:
+    """Load and merge config files (later files win), then apply overrides (they win over all)."""
+    if not paths:
+        raise ConfigError("no config file given")
+    config = LoadedConfig({}, {}, [])
+    for p in paths:
+        tree, origins, files = _load_file(Path(p).expanduser(), ())
+        _merge(config.tree, config.origins, tree, origins)
+        config.files += files
+    apply_overrides(config, overrides or [])
+    _resolve_interpolations(config)
+    return config

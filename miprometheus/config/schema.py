@@ -1,0 +1,164 @@
+"""Validate configuration sections against typed dataclasses; errors name file:line and a suggestion."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Union
+
+from miprometheus.config.loader import LoadedConfig
+from miprometheus.params import is_required, param_doc
+
+
+class Errors(list):
+    """Validation errors collected over the whole tree, reported together."""
+
+
+def type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return "any value"
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        names = [type_name(a) for a in args if a is not type(None)]
+        return " or ".join(names) + (" or null" if type(None) in args else "")
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (list, tuple):
+        args = typing.get_args(tp)
+        return f"a list of {type_name(args[0])}" if args else "a list"
+    if origin is dict:
+        return "a mapping"
+    if dataclasses.is_dataclass(tp):
+        return "a section"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
+
+
+_NOT = object()
+
+
+def coerce(value: Any, tp: Any) -> Any:
+    """Return ``value`` as type ``tp`` (ints become floats where floats are expected), or ``_NOT``."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if tp is type(None):
+        return None if value is None else _NOT
+    if origin in (Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            result = coerce(value, arg)
+            if result is not _NOT:
+                return result
+        return _NOT
+    if origin is Literal:
+        return value if value in typing.get_args(tp) else _NOT
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return _NOT
+        args = typing.get_args(tp)
+        items = [coerce(v, args[0]) if args else v for v in value]
+        return _NOT if any(i is _NOT for i in items) else list(items)
+    if origin is dict:
+        return value if isinstance(value, dict) else _NOT
+    if tp is bool:
+        return value if isinstance(value, bool) else _NOT
+    if tp is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else _NOT
+    if tp is float:
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else _NOT
+    if tp is str:
+        return value if isinstance(value, str) else _NOT
+    if isinstance(tp, type):
+        return value if isinstance(value, tp) else _NOT
+    return value
+
+
+def suggest(key: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    return f" Did you mean '{close[0]}'?" if close else f" Valid keys: {', '.join(sorted(valid))}."
+
+
+def unknown_key(config: LoadedConfig, full_key: str, valid: list[str]) -> str:
+    key = full_key.rsplit(".", 1)[-1]
+    prefix = full_key[: -len(key)]
+    hint = suggest(key, valid)
+    if "Did you mean" in hint:
+        hint = f" Did you mean '{prefix}{hint.split(chr(39))[1]}'?"
+    return f"{config.where(full_key)}unknown key '{full_key}'.{hint}"
+
+
+def build(cls: type, data: Any, prefix: str, config: LoadedConfig, errors: Errors, *,
+          ignore: tuple[str, ...] = (), allow_missing: set[str] | None = None) -> Any:
+    """Make a ``cls`` dataclass instance from a config mapping, recording every problem in ``errors``.
+
+    ``prefix`` is the dotted key of the section; ``ignore`` lists keys handled elsewhere (such as
+    ``name``); ``allow_missing`` lists required fields that may be filled later (from the problem).
+    Returns the instance, or the dict of valid values when something is missing.
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        errors.append(f"{config.where(prefix)}'{prefix}' must be a section (a mapping), got {data!r}")
+        return None
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        full = f"{prefix}.{key}" if prefix else key
+        if key in ignore:
+            continue
+        if key not in fields:
+            errors.append(unknown_key(config, full, list(fields)))
+            continue
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp) or (isinstance(value, dict) and _dataclass_in(tp)):
+            sub = _dataclass_in(tp)
+            values[key] = None if value is None else build(sub, value, full, config, errors)
+            continue
+        result = coerce(value, tp)
+        if result is _NOT:
+            errors.append(f"{config.where(full)}'{full}' must be {type_name(tp)}, got {value!r}")
+            continue
+        if fields[key].metadata.get("path") and isinstance(result, str):
+            result = resolve_path(result, config, full)
+        values[key] = result
+    missing = [n for n, f in fields.items() if n not in values and is_required(f)
+               and n not in (allow_missing or set()) and n not in data]
+    for name in missing:
+        full = f"{prefix}.{name}" if prefix else name
+        doc = param_doc(fields[name])
+        errors.append(f"{config.where(prefix)}missing required value '{full}'" + (f" ({doc})" if doc else ""))
+    if missing or any(n not in values and is_required(f) for n, f in fields.items()):
+        return values
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        errors.append(f"{config.where(prefix)}invalid section '{prefix}': {exc}")
+        return values
+
+
+def _dataclass_in(tp: Any) -> type | None:
+    if dataclasses.is_dataclass(tp):
+        return tp
+    for arg in typing.get_args(tp):
+        if dataclasses.is_dataclass(arg):
+            return arg
+    return None
+
+
+def resolve_path(value: str, config: LoadedConfig, full_key: str) -> str:
+    """A path from the config, relative to the file that set it (absolute in the saved config)."""
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        origin = config.origin(full_key)
+        base = origin.base_dir if origin else Path.cwd()
+        path = base / path
+    return str(path.resolve())
+
+
+def as_dict(instance: Any) -> dict[str, Any]:
+    """A validated dataclass as a plain dict, ready to be saved as YAML."""
+    return dataclasses.asdict(instance)

@@ -1,0 +1,97 @@
+"""The sections of an experiment configuration, as typed dataclasses (DESIGN §3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from miprometheus.params import param
+
+
+@dataclass
+class TerminalConditions:
+    """When training stops (whichever comes first)."""
+
+    episode_limit: int | None = param(None, "stop after this many episodes (batches); null: no limit")
+    epoch_limit: int | None = param(None, "stop after this many epochs; null: no limit")
+    loss_stop: float | None = param(None, "stop when the training loss (or the validation loss, when validating) "
+                                          "falls below this value")
+
+
+@dataclass
+class EarlyStopping:
+    """Stop when the validation loss has not improved for a number of validations."""
+
+    patience: int | None = param(None, "validations without improvement before stopping; null: off")
+    min_delta: float = param(0.0, "an improvement must lower the best validation loss by more than this")
+
+
+@dataclass
+class DataLoaderSection:
+    """Arguments of torch.utils.data.DataLoader."""
+
+    num_workers: int = param(0, "worker processes loading batches (0: the main process)")
+    pin_memory: bool = param(False, "pin host memory for faster transfers to a GPU")
+    persistent_workers: bool = param(False, "keep worker processes alive between epochs")
+    prefetch_factor: int | None = param(None, "batches prefetched per worker (num_workers > 0)")
+    drop_last: bool = param(False, "drop the last incomplete batch of an epoch")
+    timeout: float = param(0.0, "seconds to wait for a batch from a worker (0: forever)")
+
+
+@dataclass
+class SamplerSection:
+    """Which samples of the dataset a split uses, and in what order."""
+
+    name: Literal["SubsetRandomSampler", "SubsetSequentialSampler"] = param(
+        "SubsetRandomSampler", "SubsetRandomSampler (shuffled every epoch) or SubsetSequentialSampler")
+    indices: list[int] | str = param(doc="[start, end] (a range), a list of indices, "
+                                         "'1,5,9' or a file holding such a list")
+
+
+@dataclass
+class Curriculum:
+    """Trainer-level settings of curriculum learning; the problem declares the rest."""
+
+    must_finish: bool = param(True, "loss_stop only counts once the curriculum is done")
+
+
+@dataclass
+class TrainingSection:
+    problem: dict[str, Any] = param(doc="the training problem: name and its parameters")
+    optimizer: dict[str, Any] = param(factory=lambda: {"name": "Adam"},
+                                      doc="name of a torch.optim optimizer and its keyword arguments")
+    scheduler: dict[str, Any] | None = param(None, "name of a torch.optim.lr_scheduler and its arguments; "
+                                                    "step_every: epoch|episode|validation")
+    sampler: SamplerSection | None = param(None, "which samples to train on (finite datasets)")
+    dataloader: DataLoaderSection = param(factory=DataLoaderSection, doc="DataLoader settings")
+    terminal_conditions: TerminalConditions = param(factory=TerminalConditions, doc="when training stops")
+    early_stopping: EarlyStopping = param(factory=EarlyStopping, doc="patience on the validation loss")
+    gradient_clipping: float | None = param(None, "clamp every gradient component to [-c, c]; null: off")
+    curriculum_learning: dict[str, Any] | None = param(None, "curriculum settings (must_finish and the "
+                                                              "problem's own); null: off")
+    seed: int = param(-1, "seed of Python, NumPy, torch and the problems; -1: draw one and record it")
+    checkpoint_interval: int | None = param(None, "also write models/model_last.pt every N episodes")
+    log_interval: int = param(100, "episodes between console log lines")
+
+
+@dataclass
+class ValidationSection:
+    problem: dict[str, Any] = param(doc="the validation problem: name and its parameters")
+    sampler: SamplerSection | None = param(None, "which samples to validate on (finite datasets)")
+    dataloader: DataLoaderSection = param(factory=DataLoaderSection, doc="DataLoader settings")
+    interval: int | None = param(None, "validate every N episodes; null: only at the end of each epoch")
+    every_epoch: bool = param(True, "validate at the end of every epoch")
+    num_batches: int | None = param(None, "validate on this many batches; null: the whole set")
+
+
+@dataclass
+class TestingSection:
+    problem: dict[str, Any] = param(doc="the test problem: name and its parameters")
+    sampler: SamplerSection | None = param(None, "which samples to test on (finite datasets)")
+    dataloader: DataLoaderSection = param(factory=DataLoaderSection, doc="DataLoader settings")
+    num_batches: int | None = param(None, "test on this many batches; null: the whole set")
+    seed: int | None = param(None, "seed of the test data; null: the training seed")
+
+
+SECTIONS = {"training": TrainingSection, "validation": ValidationSection, "testing": TestingSection}
+TOP_LEVEL = ["training", "validation", "testing", "model", "description"]

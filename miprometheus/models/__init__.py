@@ -1,0 +1,1 @@
+"""Models: trainable networks. Import a concrete model through the registry."""

@@ -1,0 +1,47 @@
+"""The Model base class: a trainable network with declared inputs and outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import torch
+
+from miprometheus.data import DataDefinition
+from miprometheus.params import NoParams
+
+
+class Model(torch.nn.Module):
+    """A trainable ``torch.nn.Module`` with declared input and output data definitions.
+
+    Subclasses declare ``Params`` (a dataclass; fields marked ``from_problem=True`` are filled
+    from the problem's ``default_values`` unless set in the config), set ``input_definitions``
+    (the batch keys ``forward`` reads) and ``output_definitions`` (``{"predictions": ...}``) in
+    ``__init__``, and implement ``forward(batch) -> predictions`` (logits, as a tensor).
+    """
+
+    Params: ClassVar[type] = NoParams
+
+    def __init__(self, params: Any) -> None:
+        super().__init__()
+        self.params = params
+        self.input_definitions: dict[str, DataDefinition] = {}
+        self.output_definitions: dict[str, DataDefinition] = {}
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def forward(self, batch: dict[str, Any]) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def summary_rows(self) -> list[tuple[str, str, int]]:
+        """(module path, module type, parameter count) for each direct child, and the total."""
+        rows = []
+        for child_name, module in self.named_children():
+            rows.append((child_name, type(module).__name__, sum(p.numel() for p in module.parameters())))
+        rows.append(("total", self.name, sum(p.numel() for p in self.parameters())))
+        return rows
+
+    def params_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.params)

@@ -1,0 +1,1 @@
+"""Problems: datasets and data generators. Import a concrete problem through the registry."""

@@ -1,0 +1,271 @@
+"""MNIST: classify 28x28 grey-scale images of handwritten digits into 10 classes.
+
+The official IDX files (gzip-compressed or plain) are read directly, from ``<data_folder>/``,
+``<data_folder>/raw/`` or ``<data_folder>/MNIST/raw/``. Missing files are downloaded into
+``<data_folder>/raw/`` when ``download`` is set, with the official md5 of each ``.gz`` verified.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import os
+import struct
+import tempfile
+import urllib.request
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from miprometheus.data import DataDefinition
+from miprometheus.errors import ConfigError, DataError
+from miprometheus.params import param
+from miprometheus.problems.problem import Batch, Problem, ProblemParams
+from miprometheus.registry import register_problem
+
+#: official file names (without ``.gz``) of the images and labels of each split.
+SPLIT_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+#: md5 of the official ``.gz`` files; checked on downloads only (a user's own copies may be re-compressed).
+GZ_MD5 = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+#: download locations, tried in order; all serve the same file names.
+MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+LABEL_NAMES = ("Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine")
+
+IMAGES_MAGIC = 2051  # unsigned bytes, 3 dimensions
+LABELS_MAGIC = 2049  # unsigned bytes, 1 dimension
+DOWNLOAD_TIMEOUT_S = 60
+
+
+def candidate_folders(root: Path) -> list[Path]:
+    """The folders searched for the IDX files, in order: the root, then the torchvision layouts."""
+    return [root, root / "raw", root / "MNIST" / "raw"]
+
+
+def find_file(root: Path, name: str) -> Path | None:
+    """The first existing copy of an IDX file (plain or ``.gz``) in the candidate folders, or None."""
+    for folder in candidate_folders(root):
+        for candidate in (folder / name, folder / f"{name}.gz"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The decompressed content of an IDX file; gzip is recognised by its magic bytes, not the name."""
+    try:
+        data = path.read_bytes()
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise DataError(f"cannot read MNIST file {path}: {exc}") from exc
+    return data
+
+
+def read_idx_images(path: Path) -> torch.Tensor:
+    """Read an IDX image file (magic 2051) into a uint8 tensor ``[N, rows, cols]``; DataError if malformed."""
+    data = _read_bytes(path)
+    if len(data) < 16:
+        raise DataError(f"MNIST image file {path} is too short ({len(data)} bytes) for its 16-byte IDX header")
+    magic, count, rows, cols = struct.unpack(">IIII", data[:16])
+    if magic != IMAGES_MAGIC:
+        raise DataError(f"MNIST image file {path} has magic number {magic}, expected {IMAGES_MAGIC} "
+                        "(not an IDX image file, or corrupt)")
+    expected = 16 + count * rows * cols
+    if len(data) != expected:
+        raise DataError(f"MNIST image file {path} holds {len(data)} bytes, but its header ({count} images of "
+                        f"{rows}x{cols}) requires {expected}: the file is truncated or corrupt")
+    if count * rows * cols == 0:
+        return torch.empty(count, rows, cols, dtype=torch.uint8)
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8, offset=16).view(count, rows, cols)
+
+
+def read_idx_labels(path: Path) -> torch.Tensor:
+    """Read an IDX label file (magic 2049) into an int64 tensor ``[N]``; DataError if malformed."""
+    data = _read_bytes(path)
+    if len(data) < 8:
+        raise DataError(f"MNIST label file {path} is too short ({len(data)} bytes) for its 8-byte IDX header")
+    magic, count = struct.unpack(">II", data[:8])
+    if magic != LABELS_MAGIC:
+        raise DataError(f"MNIST label file {path} has magic number {magic}, expected {LABELS_MAGIC} "
+                        "(not an IDX label file, or corrupt)")
+    if len(data) != 8 + count:
+        raise DataError(f"MNIST label file {path} holds {len(data)} bytes, but its header ({count} labels) "
+                        f"requires {8 + count}: the file is truncated or corrupt")
+    if count == 0:
+        return torch.empty(0, dtype=torch.int64)
+    # bytearray: torch.frombuffer warns on read-only buffers; one copy and no Python loop over the bytes.
+    labels = torch.frombuffer(bytearray(data), dtype=torch.uint8, offset=8).long()
+    if int(labels.max()) > 9:
+        raise DataError(f"MNIST label file {path} holds label {int(labels.max())}; labels must be 0..9")
+    return labels
+
+
+def fetch(url: str) -> bytes:
+    """Download one URL into memory (module-level so that tests can replace it)."""
+    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+        return response.read()
+
+
+def download_file(gz_name: str, folder: Path) -> Path:
+    """Download an official ``.gz`` file into ``folder``, verifying its md5; written atomically.
+
+    Tries every mirror; raises DataError describing each failure when none delivers a valid file.
+    """
+    failures = []
+    for mirror in MIRRORS:
+        url = mirror + gz_name
+        try:
+            payload = fetch(url)
+        except Exception as exc:  # any network failure (URLError, timeout, HTTP error): try the next mirror
+            failures.append(f"{url}: {exc}")
+            continue
+        digest = hashlib.md5(payload).hexdigest()
+        if digest != GZ_MD5[gz_name]:
+            failures.append(f"{url}: md5 {digest} does not match the official {GZ_MD5[gz_name]}")
+            continue
+        target = folder / gz_name
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            # A temporary file in the same folder, then os.replace: a crash never leaves a partial file.
+            fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{gz_name}.", suffix=".part")
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    out.write(payload)
+                os.replace(tmp_name, target)
+            except BaseException:
+                Path(tmp_name).unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            raise DataError(f"cannot write the downloaded MNIST file {target}: {exc}") from exc
+        return target
+    raise DataError(f"could not download {gz_name}:\n  " + "\n  ".join(failures))
+
+
+@register_problem
+class MNIST(Problem):
+    """Classify 28x28 handwritten digits (0-9); images are float32 in [0, 1], no normalisation.
+
+    Batches hold ``images`` [B, 1, H, W] float32, ``targets`` [B] int64 and ``targets_label``
+    (list of class names such as "Seven"). The train split has 60,000 images, the test split 10,000.
+    """
+
+    @dataclasses.dataclass(kw_only=True)
+    class Params(ProblemParams):
+        """Parameters of the MNIST problem."""
+
+        data_folder: str = param(doc="folder holding the IDX files (itself, raw/ or MNIST/raw/); downloads go "
+                                     "to <data_folder>/raw/", path=True)
+        use_train_data: bool = param(True, "use the 60,000 training images (False: the 10,000 test images)")
+        resize: list[int] | None = param(None, "optional [height, width] to resize the images to (bilinear)")
+        download: bool = param(True, "download missing files from the official mirrors (md5-verified)")
+
+    #: names of the per-batch statistics returned by :meth:`statistics`.
+    statistic_names = ("acc", "batch_size")
+
+    def __init__(self, params: Params) -> None:
+        super().__init__(params)
+        if params.batch_size < 1:
+            raise ConfigError(f"problem {self.name}: batch_size must be at least 1, got {params.batch_size}")
+        size = self._check_resize(params.resize)
+        self.root = Path(os.path.expanduser(str(params.data_folder)))
+        split = "train" if params.use_train_data else "test"
+        images_path, labels_path = self._locate(split)
+
+        raw_images = read_idx_images(images_path)
+        self.targets = read_idx_labels(labels_path)
+        if raw_images.shape[0] != self.targets.shape[0]:
+            raise DataError(f"MNIST files disagree: {images_path} holds {raw_images.shape[0]} images but "
+                            f"{labels_path} holds {self.targets.shape[0]} labels")
+        images = raw_images.unsqueeze(1).float().div_(255.0)
+        if size is not None and tuple(images.shape[-2:]) != size:
+            # Resized once here rather than per sample: a whole split takes a fraction of a second.
+            images = F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
+            images = images.clamp_(0.0, 1.0)
+        self.images = images.contiguous()
+        height, width = self.images.shape[-2:]
+
+        self.output_definitions = {
+            "images": DataDefinition((-1, 1, height, width), "float32", "grey-scale images in [0, 1]"),
+            "targets": DataDefinition((-1,), "int64", "digit class 0..9"),
+            "targets_label": DataDefinition((-1,), "list", "class name of each target, e.g. 'Seven'"),
+        }
+        self.prediction_definitions = {"predictions": DataDefinition((-1, 10), "float32", "class logits")}
+        self.default_values = {"num_classes": 10, "num_channels": 1, "height": height, "width": width}
+
+    def _check_resize(self, resize: Any) -> tuple[int, int] | None:
+        if resize is None:
+            return None
+        # Any sequence (a list from YAML, a tuple, an OmegaConf ListConfig), but not a string.
+        values = list(resize) if isinstance(resize, Sequence) and not isinstance(resize, str) else None
+        valid = values is not None and len(values) == 2
+        if not valid or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+            raise ConfigError(f"problem {self.name}: resize must be [height, width] with two positive integers, "
+                              f"got {resize!r}")
+        return int(values[0]), int(values[1])
+
+    def _locate(self, split: str) -> tuple[Path, Path]:
+        """The paths of the split's image and label files, downloading missing ones if allowed."""
+        names = SPLIT_FILES[split]
+        found = {name: find_file(self.root, name) for name in names}
+        missing = [name for name, path in found.items() if path is None]
+        if missing:
+            download_folder = self.root / "raw"
+            why = "downloading is disabled (download: false)"
+            if self.params.download:
+                try:
+                    for name in missing:
+                        found[name] = download_file(f"{name}.gz", download_folder)
+                    missing = []
+                except DataError as exc:
+                    why = f"the download failed: {exc}"
+            if missing:
+                searched = ", ".join(str(folder) for folder in candidate_folders(self.root))
+                expected = ", ".join(f"{name}.gz (or {name})" for name in missing)
+                raise DataError(
+                    f"MNIST {split} data not found: expected {expected} in one of: {searched}; {why}. "
+                    f"Download the official files from {MIRRORS[0]} (or another MNIST mirror) and place them, "
+                    f"gzip-compressed or not, in {download_folder}")
+        return found[names[0]], found[names[1]]
+
+    # --- data -----------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self.targets.shape[0])
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        target = self.targets[index]
+        return {"images": self.images[index], "targets": target, "targets_label": LABEL_NAMES[int(target)]}
+
+    def collate_fn(self, samples: list[dict[str, Any]]) -> Batch:
+        return {
+            "images": torch.stack([s["images"] for s in samples]),
+            "targets": torch.stack([s["targets"] for s in samples]),
+            "targets_label": [s["targets_label"] for s in samples],
+        }
+
+    # --- loss and statistics --------------------------------------------------------------------
+    def loss(self, batch: Batch, predictions: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the class logits, averaged over the batch."""
+        return F.cross_entropy(predictions, batch["targets"])
+
+    def statistics(self, batch: Batch, predictions: torch.Tensor) -> dict[str, float]:
+        """``acc`` (fraction of argmax predictions equal to the target) and ``batch_size``."""
+        targets = batch["targets"]
+        correct = (predictions.detach().argmax(dim=1) == targets).float().mean()
+        return {"acc": float(correct), "batch_size": float(targets.shape[0])}

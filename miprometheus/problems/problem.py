@@ -1,0 +1,116 @@
+"""The Problem base class: a dataset or a data generator, with its loss and statistics."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, ClassVar
+
+import torch
+from torch.utils.data import Dataset, default_collate
+
+from miprometheus.data import DataDefinition
+from miprometheus.params import param
+
+Batch = dict[str, Any]
+
+
+@dataclasses.dataclass
+class ProblemParams:
+    """Parameters shared by every problem."""
+
+    batch_size: int = param(64, "number of samples in one batch")
+
+
+class Problem(Dataset):
+    """A dataset or data generator for one split, owning its loss, statistics and data definitions.
+
+    Subclasses declare ``Params`` (a dataclass derived from :class:`ProblemParams`), set
+    ``output_definitions`` (what each batch holds) and ``prediction_definitions`` (what the
+    model must output under the key ``predictions``), publish ``default_values`` for models, and
+    implement ``__len__``/``__getitem__`` (finite datasets) or ``generate_batch`` (generators,
+    see :class:`GeneratedProblem`), ``loss`` and ``statistics``.
+
+    Random draws of a problem use ``self.generator`` (a ``torch.Generator``), never the global
+    RNG, so that its state can be saved in a checkpoint and a run resumed exactly.
+    """
+
+    Params: ClassVar[type] = ProblemParams
+    #: dataclass of the ``training.curriculum_learning`` section, or None if not supported.
+    CurriculumParams: ClassVar[type | None] = None
+    #: True when batches are generated on the fly (episode-based training).
+    is_generator: ClassVar[bool] = False
+
+    def __init__(self, params: ProblemParams) -> None:
+        self.params = params
+        self.batch_size = params.batch_size
+        self.generator = torch.Generator()
+        self.output_definitions: dict[str, DataDefinition] = {}
+        self.prediction_definitions: dict[str, DataDefinition] = {}
+        self.default_values: dict[str, Any] = {}
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    # --- data -----------------------------------------------------------------------------
+    def collate_fn(self, samples: list[Any]) -> Batch:
+        """Make a batch from samples (PyTorch's default collation unless overridden)."""
+        return default_collate(samples)
+
+    def batches_per_epoch(self, num_samples: int | None = None) -> int:
+        n = len(self) if num_samples is None else num_samples
+        return max(1, math.ceil(n / self.batch_size))
+
+    # --- loss and statistics ----------------------------------------------------------------
+    def loss(self, batch: Batch, predictions: torch.Tensor) -> torch.Tensor:
+        """The scalar loss of a batch (a differentiable tensor)."""
+        raise NotImplementedError
+
+    def statistics(self, batch: Batch, predictions: torch.Tensor) -> dict[str, float]:
+        """Per-batch statistics beyond ``loss`` (e.g. ``acc``, ``seq_length``, ``batch_size``)."""
+        return {}
+
+    # --- randomness and resume ----------------------------------------------------------------
+    def seed(self, seed: int) -> None:
+        """Reset this problem's own random generator."""
+        self.generator.manual_seed(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue generating exactly where a run stopped."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+
+    # --- curriculum learning (optional) ---------------------------------------------------------
+    def curriculum_start(self, curriculum: Any) -> None:
+        """Start curriculum learning with the validated ``CurriculumParams`` instance."""
+        raise NotImplementedError(f"{self.name} does not support curriculum learning")
+
+    def curriculum_update(self, episode: int, episodes_per_epoch: int) -> bool:
+        """Update the curriculum after ``episode`` episodes; return True once it is finished."""
+        raise NotImplementedError(f"{self.name} does not support curriculum learning")
+
+
+class GeneratedProblem(Problem):
+    """A problem whose batches are generated on the fly, one whole batch at a time.
+
+    ``len(problem)`` is the nominal number of samples of an "epoch" (the ``size`` parameter);
+    ``__getitem__`` returns its index unchanged and ``collate_fn`` ignores the indices and calls
+    :meth:`generate_batch` with their count, so PyTorch's DataLoader and samplers work unchanged.
+    """
+
+    is_generator = True
+
+    def __len__(self) -> int:
+        return int(self.params.size)
+
+    def __getitem__(self, index: int) -> int:
+        return index
+
+    def collate_fn(self, samples: list[Any]) -> Batch:
+        return self.generate_batch(len(samples))
+
+    def generate_batch(self, batch_size: int) -> Batch:
+        raise NotImplementedError

@@ -1,0 +1,227 @@
+"""The base of the algorithmic sequence-to-sequence memory tasks (serial recall, reverse recall, ...).
+
+A generated sample stores a random binary sequence ``x[0..L-1]`` and asks for a transformation of it
+after a recall cue. Inputs have ``C`` control channels followed by ``D`` data channels; the
+canonical layout (``T = 2L + 2`` steps) is::
+
+    t = 0            store marker (control bit 0)
+    t = 1 .. L       the items x[0] .. x[L-1] (no control bit)
+    t = L+1          recall marker (control bit 1)
+    t = L+2 .. 2L+1  recall steps: no data, the optional control line; targets = make_targets(x)
+
+A task that keeps this layout only implements :meth:`AlgorithmicSeqToSeqProblem.make_targets`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from miprometheus.data import DataDefinition
+from miprometheus.errors import ConfigError
+from miprometheus.params import param
+from miprometheus.problems.problem import Batch, GeneratedProblem, ProblemParams
+
+STORE_BIT = 0
+RECALL_BIT = 1
+
+
+class AlgorithmicSeqToSeqProblem(GeneratedProblem):
+    """Base of the algorithmic memory tasks: generates whole batches in the canonical layout, scores recall steps.
+
+    Subclasses implement :meth:`make_targets`; tasks with another layout override :meth:`build_batch`.
+    All random draws come from ``self.generator``.
+    """
+
+    @dataclasses.dataclass
+    class Params(ProblemParams):
+        """Parameters shared by the algorithmic sequence-to-sequence tasks."""
+
+        control_bits: int = param(2, "number of control channels: bit 0 = store marker, bit 1 = recall marker, "
+                                     "the others carry the optional control line")
+        data_bits: int = param(8, "number of bits of one data item")
+        min_sequence_length: int = param(1, "smallest number of items of a sequence")
+        max_sequence_length: int = param(10, "largest number of items of a sequence "
+                                             "(the ceiling of curriculum learning)")
+        bias: float = param(0.5, "probability that a data bit is 1")
+        size: int = param(1_000_000, "nominal number of samples of one epoch (samples are generated on the fly)")
+        use_mask: bool = param(True, "score only the recall steps (False: loss and accuracy over every step)")
+        use_control_lines: bool = param(True, "put a nuisance control line on the recall steps "
+                                              "(needs control_bits > 2)")
+        randomize_control_lines: bool = param(True, "draw the control-line bit in 2..control_bits-1 per batch "
+                                                    "(False: always the last bit)")
+
+    @dataclasses.dataclass
+    class CurriculumParams:
+        """Curriculum learning: the longest sequence grows by one item per epoch, up to max_sequence_length."""
+
+        initial_max_sequence_length: int = param(doc="longest sequence of the first epoch")
+
+    #: names of the per-batch statistics returned by :meth:`statistics`.
+    statistic_names: ClassVar[tuple[str, ...]] = ("acc", "seq_length", "max_seq_length", "batch_size")
+
+    def __init__(self, params: Params) -> None:
+        super().__init__(params)
+        self._validate(params)
+        self.control_bits = params.control_bits
+        self.data_bits = params.data_bits
+        self.min_sequence_length = params.min_sequence_length
+        #: the current upper bound of L; curriculum learning lowers it, never above the configured value.
+        self.max_sequence_length = params.max_sequence_length
+        self._curriculum_initial: int | None = None
+
+        c, d = self.control_bits, self.data_bits
+        self.output_definitions = {
+            "sequences": DataDefinition((-1, -1, c + d), "float32", "inputs: control bits, then data bits"),
+            "targets": DataDefinition((-1, -1, d), "float32", "desired output bits, 0 on unscored steps"),
+            "masks": DataDefinition((-1, -1, 1), "uint8", "1 on the scored (recall) steps"),
+            "sequences_length": DataDefinition((-1, 1), "int32", "number of items L of each sample"),
+            "num_subsequences": DataDefinition((-1, 1), "int8", "number of stored subsequences"),
+        }
+        self.prediction_definitions = {"predictions": DataDefinition((-1, -1, d), "float32", "logits per step")}
+        self.default_values = {"input_item_size": c + d, "output_item_size": d,
+                               "store_bit": STORE_BIT, "recall_bit": RECALL_BIT}
+
+    def _validate(self, p: Params) -> None:
+        def fail(message: str) -> None:
+            raise ConfigError(f"problem {self.name}: {message}")
+
+        if p.batch_size < 1:
+            fail(f"batch_size must be at least 1, got {p.batch_size}")
+        if p.control_bits < 2:
+            fail(f"control_bits must be at least 2 (store and recall markers), got {p.control_bits}")
+        if p.data_bits < 1:
+            fail(f"data_bits must be at least 1, got {p.data_bits}")
+        if p.min_sequence_length < 1:
+            fail(f"min_sequence_length must be at least 1, got {p.min_sequence_length}")
+        if p.max_sequence_length < p.min_sequence_length:
+            fail(f"min_sequence_length ({p.min_sequence_length}) must not exceed "
+                 f"max_sequence_length ({p.max_sequence_length})")
+        if not 0.0 <= p.bias <= 1.0:
+            fail(f"bias is a probability and must lie in [0, 1], got {p.bias}")
+        if p.size < 1:
+            fail(f"size must be at least 1, got {p.size}")
+
+    # --- generation -----------------------------------------------------------------------------
+    def generate_batch(self, batch_size: int) -> Batch:
+        """Draw one batch: one length L for the whole batch, one control line, and i.i.d. data bits."""
+        g = self.generator
+        length = int(torch.randint(self.min_sequence_length, self.max_sequence_length + 1, (1,), generator=g))
+        ctrl_aux = self.draw_control_line()
+        items = (torch.rand(batch_size, length, self.data_bits, generator=g) < self.params.bias).float()
+        return self.build_batch(items, ctrl_aux)
+
+    def draw_control_line(self) -> torch.Tensor:
+        """The control vector of the recall steps for one batch (all zero without control lines)."""
+        ctrl_aux = torch.zeros(self.control_bits)
+        if self.params.use_control_lines and self.control_bits > 2:
+            if self.params.randomize_control_lines:
+                bit = int(torch.randint(2, self.control_bits, (1,), generator=self.generator))
+            else:
+                bit = self.control_bits - 1
+            ctrl_aux[bit] = 1.0
+        return ctrl_aux
+
+    def make_targets(self, items: torch.Tensor) -> torch.Tensor:
+        """The desired outputs of the recall steps ``[B, L, D]`` for the stored items ``[B, L, D]``."""
+        raise NotImplementedError
+
+    def build_batch(self, items: torch.Tensor, ctrl_aux: torch.Tensor) -> Batch:
+        """Lay out a batch in the canonical layout from given items ``[B, L, D]`` and control line ``[C]``.
+
+        Deterministic: all randomness is in the arguments, so a test can feed chosen items.
+        """
+        batch_size, length, d = items.shape
+        c = self.control_bits
+        steps = 2 * length + 2
+        recall = slice(length + 2, steps)
+
+        sequences = torch.zeros(batch_size, steps, c + d)
+        sequences[:, 0, STORE_BIT] = 1.0
+        sequences[:, 1:length + 1, c:] = items
+        sequences[:, length + 1, RECALL_BIT] = 1.0
+        sequences[:, recall, :c] = ctrl_aux.to(sequences.dtype)
+
+        targets = torch.zeros(batch_size, steps, d)
+        targets[:, recall] = self.make_targets(items).to(targets.dtype)
+
+        masks = torch.zeros(batch_size, steps, 1, dtype=torch.uint8)
+        masks[:, recall] = 1
+
+        return {
+            "sequences": sequences,
+            "targets": targets,
+            "masks": masks,
+            "sequences_length": torch.full((batch_size, 1), length, dtype=torch.int32),
+            "num_subsequences": torch.ones(batch_size, 1, dtype=torch.int8),
+        }
+
+    # --- loss and statistics --------------------------------------------------------------------
+    def loss(self, batch: Batch, predictions: torch.Tensor) -> torch.Tensor:
+        """Masked BCE with logits: the mean over all scored bits of the batch (plain mean without mask)."""
+        targets = batch["targets"]
+        bce = F.binary_cross_entropy_with_logits(predictions, targets, reduction="none")
+        if not self.params.use_mask:
+            return bce.mean()
+        mask = batch["masks"].to(bce.dtype)
+        # A batch without scored steps gives 0/0 = NaN on purpose: the trainer stops on NaN losses.
+        return (bce * mask).sum() / (mask.sum() * targets.shape[-1])
+
+    def accuracy(self, batch: Batch, predictions: torch.Tensor) -> torch.Tensor:
+        """Per-bit accuracy on the scored steps; a bit is predicted 1 iff its logit is > 0."""
+        targets = batch["targets"]
+        correct = ((predictions > 0).to(targets.dtype) == targets).to(targets.dtype)
+        if not self.params.use_mask:
+            return correct.mean()
+        mask = batch["masks"].to(correct.dtype)
+        return (correct * mask).sum() / (mask.sum() * targets.shape[-1])
+
+    def statistics(self, batch: Batch, predictions: torch.Tensor) -> dict[str, float]:
+        """``acc``, ``seq_length`` (longest L of the batch), ``max_seq_length`` (current bound), ``batch_size``."""
+        with torch.no_grad():
+            acc = float(self.accuracy(batch, predictions.detach()))
+        return {
+            "acc": acc,
+            "seq_length": float(batch["sequences_length"].max()),
+            "max_seq_length": float(self.max_sequence_length),
+            "batch_size": float(batch["sequences"].shape[0]),
+        }
+
+    # --- curriculum learning --------------------------------------------------------------------
+    def curriculum_start(self, curriculum: Any) -> None:
+        """Start with sequences of at most ``initial_max_sequence_length`` items."""
+        initial = int(curriculum.initial_max_sequence_length)
+        configured_max = self.params.max_sequence_length
+        if not self.min_sequence_length <= initial <= configured_max:
+            raise ConfigError(
+                f"problem {self.name}: curriculum_learning.initial_max_sequence_length ({initial}) must lie between "
+                f"min_sequence_length ({self.min_sequence_length}) and max_sequence_length ({configured_max})")
+        self._curriculum_initial = initial
+        self.max_sequence_length = initial
+
+    def curriculum_update(self, episode: int, episodes_per_epoch: int) -> bool:
+        """Grow the bound by one item per completed epoch; return True once it reached max_sequence_length."""
+        if self._curriculum_initial is None:
+            raise RuntimeError(f"{self.name}: curriculum_update called before curriculum_start")
+        if episodes_per_epoch < 1:
+            raise ValueError(f"episodes_per_epoch must be at least 1, got {episodes_per_epoch}")
+        configured_max = self.params.max_sequence_length
+        grown = self._curriculum_initial + (episode + 1) // episodes_per_epoch
+        self.max_sequence_length = min(configured_max, grown)
+        return self.max_sequence_length >= configured_max
+
+    # --- resume ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The generator state plus the curriculum state (current bound and initial bound)."""
+        state = super().state_dict()
+        state["max_sequence_length"] = self.max_sequence_length
+        state["curriculum_initial_max_sequence_length"] = self._curriculum_initial
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.max_sequence_length = int(state.get("max_sequence_length", self.params.max_sequence_length))
+        self._curriculum_initial = state.get("curriculum_initial_max_sequence_length")

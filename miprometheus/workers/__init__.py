@@ -1,0 +1,1 @@
+"""Workers: the Trainer, the Tester and (later) the grid workers."""

@@ -1,0 +1,32 @@
+"""Early stopping: patience on the validation loss."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from miprometheus.workers.callbacks.base import Callback
+
+
+class EarlyStoppingCallback(Callback):
+    def __init__(self, patience: int, min_delta: float) -> None:
+        self.patience = patience
+        self.min_delta = min_delta
+        self.best = math.inf
+        self.bad_validations = 0
+
+    def on_validation_end(self, trainer: Any, stats: dict[str, float]) -> None:
+        if stats["loss"] < self.best - self.min_delta:
+            self.best = stats["loss"]
+            self.bad_validations = 0
+            return
+        self.bad_validations += 1
+        if self.bad_validations >= self.patience:
+            trainer.stop("early_stop", f"validation loss did not improve for {self.patience} validations")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "bad_validations": self.bad_validations}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = state["best"]
+        self.bad_validations = state["bad_validations"]

@@ -1,0 +1,183 @@
+"""What the ``mip`` commands do: train, resume, test and check an experiment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from miprometheus.config import load_config
+from miprometheus.config.experiment import ExperimentSpec, validate
+from miprometheus.errors import BadInputError, ConfigError, RunFailed
+from miprometheus.workers.experiment import TRAINING_CONFIG, Experiment, RunOptions, build_model, build_problem, now
+
+INTERRUPTED_EXIT_CODE = 130
+
+
+class Interrupted(RunFailed):
+    """Training was stopped by SIGINT/SIGTERM; the last checkpoint allows ``--resume``."""
+
+    exit_code = INTERRUPTED_EXIT_CODE
+
+
+@dataclass
+class TrainResult:
+    folder: Path
+    cause: str
+    episodes: int
+    validation: dict[str, float] | None
+    test: dict[str, float] | None = None
+    test_folder: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def check_device(device: str) -> str:
+    import torch
+
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise BadInputError(f"--device {device}: no CUDA device is available on this machine")
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise BadInputError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
+    elif device != "cpu":
+        raise BadInputError(f"--device must be cpu, cuda or cuda:N, not {device!r}")
+    return device
+
+
+def _log_model_summary(trainer: Any) -> None:
+    rows = trainer.model.summary_rows()
+    width = max(len(r[0]) for r in rows)
+    trainer.logger.info("model %s:", trainer.model.name)
+    for name, kind, count in rows:
+        trainer.logger.info("  %-*s %-20s %12s parameters", width, name, kind, f"{count:,}")
+
+
+def train(config_paths: list[str], overrides: list[str], options: RunOptions, resume: Path | None = None,
+          test_after: bool = False) -> TrainResult:
+    """Train (or resume) one experiment; raise RunFailed/Interrupted when it did not complete."""
+    from miprometheus.seeding import draw_seed
+    from miprometheus.workers.trainer import LAST, Trainer
+
+    device = check_device(options.device)
+    if resume is not None:
+        folder = Path(resume)
+        if not (folder / TRAINING_CONFIG).is_file():
+            raise ConfigError(f"--resume {folder}: not an experiment folder (no {TRAINING_CONFIG})")
+        spec = validate(load_config([folder / TRAINING_CONFIG], overrides))
+        seed = spec.training.seed
+        trainer = Trainer(spec, seed, device, options.tensorboard, options.log_interval, options.progress)
+        trainer.resume(folder / LAST)
+        experiment = Experiment(folder, options)
+        experiment.load_run_info()
+        experiment.write_run_info(status="running", end_time=None, termination_cause=None, resumes=[
+            *experiment.run_info.get("resumes", []),
+            {"time": now(), "from_episode": trainer.state.episode, "command_line": options.command_line}])
+    else:
+        spec = validate(load_config(config_paths, overrides))
+        seed = spec.training.seed if spec.training.seed != -1 else draw_seed()
+        trainer = Trainer(spec, seed, device, options.tensorboard, options.log_interval, options.progress)
+        experiment = Experiment.create(spec, options)
+        tree = spec.effective_tree()
+        tree["training"]["seed"] = seed
+        experiment.save_config(tree)
+        experiment.start_run_info(seed, device)
+    trainer.attach(experiment)
+    experiment.logger.info("experiment folder: %s", experiment.folder)
+    if resume is None:
+        _log_model_summary(trainer)
+    try:
+        cause = trainer.fit()
+    except BaseException as exc:
+        experiment.write_run_info(status="failed", end_time=now(), termination_cause="error",
+                                  error=f"{type(exc).__name__}: {exc}"[:2000], episodes=trainer.state.episode)
+        experiment.close()
+        raise
+    best = next((c for c in trainer.callbacks if type(c).__name__ == "CheckpointCallback"), None)
+    status = {"nan": "failed", "interrupted": "interrupted"}.get(cause, "completed")
+    experiment.write_run_info(
+        status=status, end_time=now(), termination_cause=cause, termination_reason=trainer.stop_reason,
+        episodes=trainer.state.episode, epochs=trainer.state.epoch,
+        best_episode=getattr(best, "best_episode", None), last_training_statistics=trainer.last_training_stats,
+        last_validation_statistics=trainer.last_validation_stats)
+    experiment.logger.info("training finished (%s): %s", cause, trainer.stop_reason)
+    experiment.close()
+    if cause == "nan":
+        raise RunFailed(f"training stopped: {trainer.stop_reason}. {experiment.folder} keeps the best checkpoint "
+                        "and the statistics written so far (run_info.json: termination_cause 'nan').")
+    if cause == "interrupted":
+        raise Interrupted(f"training interrupted ({trainer.stop_reason}) at episode {trainer.state.episode}; "
+                          f"the last checkpoint is saved. Continue with: mip train --resume {experiment.folder}")
+    result = TrainResult(experiment.folder, cause, trainer.state.episode, trainer.last_validation_stats)
+    if test_after and "testing" in spec.splits:
+        result.test_folder, result.test = test(experiment.folder, [], options)
+    return result
+
+
+def _testing_seed(folder: Path | None, spec: ExperimentSpec) -> int:
+    import json
+
+    if folder is not None and (folder / "run_info.json").is_file():
+        seed = json.loads((folder / "run_info.json").read_text()).get("seed")
+        if isinstance(seed, int):
+            return seed
+    if spec.training is not None and spec.training.seed != -1:
+        return spec.training.seed
+    return 0
+
+
+def test(target: Path | str, overrides: list[str], options: RunOptions, checkpoint: Path | None = None,
+         extra_configs: list[str] | None = None) -> tuple[Path, dict[str, float]]:
+    """Test a trained model: an experiment folder (its config and best model) or a config with --model."""
+    from miprometheus.files import atomic_write_text
+    from miprometheus.workers.experiment import dump_yaml
+    from miprometheus.workers.tester import (TESTING_CONFIG, Tester, load_weights, make_test_folder,
+                                             write_test_results)
+
+    device = check_device(options.device)
+    target = Path(target)
+    if target.is_dir():
+        config_files = [target / TRAINING_CONFIG, *(extra_configs or [])]
+        if not config_files[0].is_file():
+            raise ConfigError(f"{target} is not an experiment folder (no {TRAINING_CONFIG})")
+        checkpoint = Path(checkpoint) if checkpoint else target / "models" / "model_best.pt"
+        experiment_folder: Path | None = target
+    else:
+        config_files = [target, *(extra_configs or [])]
+        if checkpoint is None:
+            raise BadInputError("testing a config file needs the weights: mip test CONFIG --model CHECKPOINT")
+        checkpoint = Path(checkpoint)
+        experiment_folder = checkpoint.parent.parent if checkpoint.parent.name == "models" else None
+    spec = validate(load_config(config_files, overrides), required=("testing", "model"))
+    tester = Tester(spec, _testing_seed(experiment_folder, spec), device)
+    load_weights(tester.model, checkpoint, tester.device)
+    if experiment_folder is None:
+        experiment_folder = Experiment.create(spec, options, split="testing").folder
+    folder = make_test_folder(experiment_folder)
+    experiment = Experiment(folder, options, log_name="tester.log")
+    tree = spec.effective_tree()
+    tree.setdefault("testing", {})["checkpoint"] = str(checkpoint.resolve())
+    atomic_write_text(folder / TESTING_CONFIG, dump_yaml(tree))
+    experiment.logger.info("testing %s on %s", checkpoint, tester.problem.name)
+    rows, agg = tester.run(experiment.logger)
+    write_test_results(folder, rows, agg)
+    experiment.logger.info("test results in %s", folder)
+    experiment.close()
+    return folder, agg
+
+
+def check(config_paths: list[str], overrides: list[str]) -> tuple[ExperimentSpec, list[str]]:
+    """Validate a config and run the handshake of the model with every split's problem; train nothing."""
+    config = load_config(config_paths, overrides)
+    required = ("model",) if "training" in config.tree or "testing" not in config.tree else ("testing", "model")
+    spec = validate(config, required=required)
+    if not spec.splits:
+        raise ConfigError("the config has no training, validation or testing section")
+    report = []
+    for name, split in spec.splits.items():
+        problem = build_problem(split)
+        model = build_model(spec, problem)
+        params = sum(p.numel() for p in model.parameters())
+        report.append(f"{name}: model {model.name} ({params:,} parameters) fits problem {problem.name} "
+                      f"({len(problem):,} samples, batch {problem.batch_size})")
+    return spec, report

@@ -1,0 +1,78 @@
+"""The Tester: a trained model on the ``testing`` section, one folder of statistics per test run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from miprometheus.checkpoint import load_checkpoint
+from miprometheus.config.experiment import ExperimentSpec
+from miprometheus.errors import CheckpointError
+from miprometheus.files import create_unique_dir, timestamp
+from miprometheus.seeding import derive_seed, seed_everything
+from miprometheus.statistics import aggregate, write_csv
+from miprometheus.workers.experiment import Experiment, build_model, build_problem, check_first_batch, to_device
+from miprometheus.workers.loaders import ProblemLoader
+
+TESTING_CONFIG = "testing_configuration.yaml"
+TESTING_CSV = "testing_statistics.csv"
+TESTING_AGG_CSV = "testing_set_agg_statistics.csv"
+
+
+def load_weights(model: Any, checkpoint: Path, device: torch.device) -> dict[str, Any]:
+    payload = load_checkpoint(checkpoint, map_location=device)
+    if payload.get("model_name") not in (None, model.name):
+        raise CheckpointError(f"{checkpoint} holds weights of model {payload['model_name']}, not {model.name}")
+    try:
+        model.load_state_dict(payload["model"])
+    except (KeyError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{checkpoint} does not fit model {model.name}: {first}") from None
+    return payload
+
+
+class Tester:
+    """Runs a model over the test set; writes per-batch and aggregated statistics."""
+
+    def __init__(self, spec: ExperimentSpec, seed: int, device: str = "cpu") -> None:
+        split = spec.splits["testing"]
+        self.spec, self.section = spec, split.section
+        self.device = torch.device(device)
+        self.seed = split.section.seed if split.section.seed is not None else seed
+        seed_everything(self.seed)
+        self.problem = build_problem(split)
+        self.problem.seed(derive_seed(self.seed, "testing"))
+        self.model = build_model(spec, self.problem).to(self.device)
+        self.loader = ProblemLoader(self.problem, split.section.sampler, split.section.dataloader,
+                                    derive_seed(self.seed, "testing-sampler"), "testing.sampler: ")
+
+    @torch.no_grad()
+    def run(self, logger: Any = None) -> tuple[list[dict[str, float]], dict[str, float]]:
+        self.model.eval()
+        rows = []
+        for i, batch in enumerate(self.loader.epoch(0)):
+            if self.section.num_batches is not None and i >= self.section.num_batches:
+                break
+            batch = to_device(batch, self.device)
+            predictions = self.model(batch)
+            if i == 0:
+                check_first_batch(self.problem, self.model, batch, predictions)
+            loss = self.problem.loss(batch, predictions).item()
+            rows.append({"episode": i + 1, "loss": loss, **self.problem.statistics(batch, predictions)})
+            if logger is not None and (i + 1) % 100 == 0:
+                logger.info("tested %d batches", i + 1)
+        return rows, aggregate(rows)
+
+
+def make_test_folder(experiment_folder: Path) -> Path:
+    return create_unique_dir(experiment_folder, f"test_{timestamp()}")
+
+
+def write_test_results(folder: Path, rows: list[dict[str, float]], agg: dict[str, float]) -> None:
+    write_csv(folder / TESTING_CSV, rows)
+    write_csv(folder / TESTING_AGG_CSV, [agg])
+
+
+__all__ = ["Experiment", "Tester", "load_weights", "make_test_folder", "write_test_results"]

@@ -1,0 +1,282 @@
+"""The Trainer: one short loop over episodes; every feature is a callback."""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from miprometheus.checkpoint import load_checkpoint, save_checkpoint
+from miprometheus.config.experiment import ExperimentSpec
+from miprometheus.errors import CheckpointError, ConfigError
+from miprometheus.seeding import capture_rng_states, derive_seed, restore_rng_states, seed_everything
+from miprometheus.statistics import aggregate
+from miprometheus.workers import callbacks as cb
+from miprometheus.workers.experiment import (Experiment, build_model, build_problem, check_first_batch,
+                                             to_device)
+from miprometheus.workers.loaders import ProblemLoader
+
+LAST = Path("models") / cb.checkpoints.LAST
+
+
+@dataclass
+class TrainState:
+    """Where training stands; saved in the last checkpoint."""
+
+    episode: int = 0  # completed episodes
+    epoch: int = 0  # completed epochs
+    batch_in_epoch: int = 0  # completed batches of the current epoch
+    elapsed: float = 0.0  # seconds of training before this process (resumes)
+
+
+class Trainer:
+    """Trains a model on a problem as a validated ExperimentSpec describes, in an Experiment folder."""
+
+    def __init__(self, spec: ExperimentSpec, seed: int, device: str = "cpu",
+                 tensorboard: int | None = None, log_interval: int | None = None,
+                 progress: bool | None = None, extra_callbacks: list[cb.Callback] | None = None) -> None:
+        training = spec.training
+        limits = training.terminal_conditions
+        if limits.episode_limit is None and limits.epoch_limit is None:
+            raise ConfigError(f"{spec.config.where('training.terminal_conditions')}set "
+                              "training.terminal_conditions.episode_limit or epoch_limit: training needs a limit")
+        self.spec, self.seed = spec, seed
+        self.experiment: Experiment | None = None
+        self.folder = Path(".")
+        self.logger = logging.getLogger("miprometheus.trainer")
+        self.device = torch.device(device)
+        self.log_interval = log_interval or training.log_interval
+        seed_everything(seed)
+        self.problem = build_problem(spec.splits["training"])
+        self.problem.seed(derive_seed(seed, "training"))
+        self.model = build_model(spec, self.problem).to(self.device)
+        self.loader = ProblemLoader(self.problem, training.sampler, training.dataloader,
+                                    derive_seed(seed, "training-sampler"), "training.sampler: ")
+        self.validation = None
+        if "validation" in spec.splits:
+            split = spec.splits["validation"]
+            self.val_problem = build_problem(split)
+            self.validation = ProblemLoader(self.val_problem, split.section.sampler, split.section.dataloader,
+                                            derive_seed(seed, "validation-sampler"), "validation.sampler: ")
+        self.optimizer = spec.optimizer.cls(self.model.parameters(), **spec.optimizer.kwargs)
+        self.scheduler = spec.scheduler.cls(self.optimizer, **spec.scheduler.kwargs) if spec.scheduler else None
+        self.state = TrainState()
+        self.resumed = False
+        self.stop_cause: str | None = None
+        self.stop_reason = ""
+        self.last_training_stats: dict[str, float] | None = None
+        self.last_validation_stats: dict[str, float] | None = None
+        self._checkpoint_requested = False
+        self._first_batch_checked = False
+        self._signal: str | None = None
+        self.callbacks = self._make_callbacks(tensorboard, progress) + list(extra_callbacks or [])
+
+    def attach(self, experiment: Experiment) -> None:
+        """Write into this experiment's folder and log (components are built before it exists, so
+        that bad input fails without leaving a folder behind)."""
+        self.experiment, self.folder, self.logger = experiment, experiment.folder, experiment.logger
+
+    def _make_callbacks(self, tensorboard: int | None, progress: bool | None) -> list[cb.Callback]:
+        training = self.spec.training
+        callbacks: list[cb.Callback] = []
+        if self.spec.curriculum is not None:
+            callbacks.append(cb.CurriculumCallback())
+        if self.validation is not None:
+            callbacks.append(cb.ValidationCallback())
+        callbacks += [cb.StatisticsCSVCallback(), cb.CheckpointCallback()]
+        if training.early_stopping.patience:
+            if self.validation is None:
+                raise ConfigError(f"{self.spec.config.where('training.early_stopping')}early stopping needs a "
+                                  "'validation' section")
+            callbacks.append(cb.EarlyStoppingCallback(training.early_stopping.patience,
+                                                      training.early_stopping.min_delta))
+        callbacks.append(cb.ConsoleCallback(self.log_interval, progress))
+        if tensorboard is not None:
+            callbacks.append(cb.TensorBoardCallback(tensorboard))
+        return callbacks
+
+    # --- the loop ------------------------------------------------------------------------------
+    def fit(self) -> str:
+        """Train until a terminal condition; return the termination cause."""
+        self._emit("on_train_start")
+        self._started = time.perf_counter()
+        old_handlers = self._install_signal_handlers()
+        try:
+            while self.stop_cause is None:
+                per_epoch = self.loader.batches_per_epoch
+                for batch in self.loader.epoch(self.state.epoch, self.state.batch_in_epoch):
+                    stats = self._train_step(batch)
+                    self._end_episode(stats, per_epoch)
+                    if self.stop_cause is not None:
+                        break
+        finally:
+            self._restore_signal_handlers(old_handlers)
+        self._emit("on_train_end", self.stop_cause)
+        if self.stop_cause != "nan":
+            self._save_last()
+        return self.stop_cause
+
+    def _train_step(self, batch: dict[str, Any]) -> dict[str, float]:
+        batch = to_device(batch, self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        predictions = self.model(batch)
+        if not self._first_batch_checked:
+            check_first_batch(self.problem, self.model, batch, predictions)
+            self._first_batch_checked = True
+        loss = self.problem.loss(batch, predictions)
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            self.stop("nan", f"the training loss is {loss_value} at episode {self.state.episode + 1}")
+        else:
+            loss.backward()
+            if self.spec.training.gradient_clipping is not None:
+                torch.nn.utils.clip_grad_value_(self.model.parameters(), self.spec.training.gradient_clipping)
+            self.optimizer.step()
+            if self.scheduler is not None and self.spec.scheduler_step_every == "episode":
+                self.scheduler.step()
+        with torch.no_grad():
+            stats = self.problem.statistics(batch, predictions.detach())
+        return {"episode": self.state.episode + 1, "epoch": self.state.epoch, "loss": loss_value, **stats,
+                "time": round(self.state.elapsed + time.perf_counter() - self._started, 4)}
+
+    def _end_episode(self, stats: dict[str, float], per_epoch: int) -> None:
+        state = self.state
+        state.episode += 1
+        state.batch_in_epoch += 1
+        if self.stop_cause == "nan":
+            return
+        self.last_training_stats = stats
+        self._emit("on_episode_end", stats)
+        if state.batch_in_epoch >= per_epoch:
+            state.epoch += 1
+            state.batch_in_epoch = 0
+            if self.scheduler is not None and self.spec.scheduler_step_every == "epoch":
+                self.scheduler.step()
+            self._emit("on_epoch_end")
+        self._check_terminal_conditions(stats)
+        if self._signal and self.stop_cause is None:
+            self.stop("interrupted", f"received {self._signal}")
+        if self._checkpoint_requested and self.stop_cause is None:
+            self._save_last()
+
+    def _check_terminal_conditions(self, stats: dict[str, float]) -> None:
+        limits = self.spec.training.terminal_conditions
+        if limits.loss_stop is not None and self._curriculum_done():
+            loss = (self.last_validation_stats or {}).get("loss") if self.validation else stats["loss"]
+            if loss is not None and loss < limits.loss_stop:
+                self.stop("converged", f"loss {loss:.6g} < loss_stop {limits.loss_stop}")
+        if limits.episode_limit is not None and self.state.episode >= limits.episode_limit:
+            self.stop("limit", f"episode limit {limits.episode_limit} reached")
+        if limits.epoch_limit is not None and self.state.epoch >= limits.epoch_limit:
+            self.stop("limit", f"epoch limit {limits.epoch_limit} reached")
+
+    def _curriculum_done(self) -> bool:
+        for callback in self.callbacks:
+            if isinstance(callback, cb.CurriculumCallback) and self.spec.curriculum.must_finish:
+                return callback.done
+        return True
+
+    def stop(self, cause: str, reason: str) -> None:
+        """Ask the loop to stop after this episode (the first cause wins)."""
+        if self.stop_cause is None:
+            self.stop_cause, self.stop_reason = cause, reason
+            self.logger.info("stopping: %s", reason)
+
+    def request_checkpoint(self) -> None:
+        self._checkpoint_requested = True
+
+    def _emit(self, hook: str, *args: Any) -> None:
+        for callback in self.callbacks:
+            getattr(callback, hook)(self, *args)
+
+    # --- validation ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Validate on the same data every time (the validation problem is reseeded), return aggregates."""
+        section = self.spec.splits["validation"].section
+        self.val_problem.seed(derive_seed(self.seed, "validation"))
+        self.model.eval()
+        rows = []
+        try:
+            for i, batch in enumerate(self.validation.epoch(0)):
+                if section.num_batches is not None and i >= section.num_batches:
+                    break
+                batch = to_device(batch, self.device)
+                predictions = self.model(batch)
+                loss = self.val_problem.loss(batch, predictions).item()
+                rows.append({"loss": loss, **self.val_problem.statistics(batch, predictions)})
+        finally:
+            self.model.train()
+        stats = {"episode": self.state.episode, "epoch": self.state.epoch, **aggregate(rows)}
+        self.last_validation_stats = stats
+        if self.scheduler is not None and self.spec.scheduler_step_every == "validation":
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                self.scheduler.step(stats["loss"])
+            else:
+                self.scheduler.step()
+        self._emit("on_validation_end", stats)
+        return stats
+
+    # --- checkpoints and resume -------------------------------------------------------------------
+    def _save_last(self) -> None:
+        self._checkpoint_requested = False
+        state = asdict(self.state)
+        state["elapsed"] = self.state.elapsed + time.perf_counter() - self._started
+        save_checkpoint(self.folder / LAST, {
+            "kind": "last", "model_name": self.model.name, "problem_name": self.problem.name,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "rng": capture_rng_states(), "problem": self.problem.state_dict(), "trainer": state,
+            "callbacks": {type(c).__name__: c.state_dict() for c in self.callbacks},
+            "stop_cause": self.stop_cause,
+        })
+        self._emit("on_checkpoint")
+
+    def resume(self, checkpoint_path: Path) -> None:
+        """Continue exactly where ``model_last.pt`` stopped: weights, optimizer, RNGs, data position."""
+        payload = load_checkpoint(checkpoint_path, map_location=self.device)
+        if payload.get("kind") != "last":
+            raise CheckpointError(f"{checkpoint_path} is not a resume checkpoint (kind {payload.get('kind')!r})")
+        if payload.get("model_name") != self.model.name or payload.get("problem_name") != self.problem.name:
+            raise CheckpointError(f"{checkpoint_path} was written for model {payload.get('model_name')} on "
+                                  f"{payload.get('problem_name')}, not {self.model.name} on {self.problem.name}")
+        try:
+            self.model.load_state_dict(payload["model"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+            if self.scheduler is not None and payload.get("scheduler") is not None:
+                self.scheduler.load_state_dict(payload["scheduler"])
+            self.problem.load_state_dict(payload["problem"])
+            restore_rng_states(payload["rng"])
+            self.state = TrainState(**payload["trainer"])
+            states = payload.get("callbacks", {})
+            for callback in self.callbacks:
+                if type(callback).__name__ in states:
+                    callback.load_state_dict(states[type(callback).__name__])
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise CheckpointError(f"{checkpoint_path} does not match this experiment: {exc}") from None
+        self.resumed = True
+        self.logger.info("resuming at episode %d (epoch %d)", self.state.episode, self.state.epoch)
+
+    # --- signals ------------------------------------------------------------------------------------
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        old = {}
+
+        def handler(signum: int, frame: Any) -> None:
+            self._signal = signal.Signals(signum).name
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old[sig] = signal.signal(sig, handler)
+        return old
+
+    def _restore_signal_handlers(self, old: dict[int, Any]) -> None:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
