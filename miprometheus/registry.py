@@ -195,7 +195,7 @@ def _find_class(module: str, name: str) -> tuple[ast.ClassDef, str] | None:
     """A class's AST node and the module that defines it, following ``from x import Y``."""
     try:
         classes, imports, _ = _source_classes(module)
-    except (LookupError, SyntaxError, ModuleNotFoundError):
+    except (LookupError, SyntaxError, ImportError, ValueError, OSError, UnicodeDecodeError):
         return None
     if name in classes:
         return classes[name], module
@@ -210,9 +210,14 @@ def _params_node(cls_node: ast.ClassDef, module: str, depth: int = 0) -> tuple[a
     for stmt in cls_node.body:
         if isinstance(stmt, ast.ClassDef) and stmt.name == "Params":
             return stmt, module
-        if isinstance(stmt, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "Params" for t in stmt.targets):
-            if isinstance(stmt.value, ast.Name):
-                return _find_class(module, stmt.value.id)
+        assigned = (isinstance(stmt, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "Params"
+                                                         for t in stmt.targets)) or \
+                   (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
+                    and stmt.target.id == "Params" and stmt.value is not None)
+        if assigned:  # ``Params = SomeParams`` or ``Params: ClassVar[type] = SomeParams``
+            # Stop here either way: the bases of a class that sets Params (Problem, Model) are
+            # torch classes, and looking them up would import torch.
+            return _find_class(module, stmt.value.id) if isinstance(stmt.value, ast.Name) else None
     if depth > 8:
         return None
     for base in cls_node.bases:
@@ -237,9 +242,17 @@ def _param_fields(node: ast.ClassDef, module: str, depth: int = 0) -> list[Param
     for stmt in node.body:
         if not (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)):
             continue
+        if "ClassVar" in ast.unparse(stmt.annotation):  # not a dataclass field
+            continue
         default, doc = "(required)", ""
         value = stmt.value
-        if isinstance(value, ast.Call) and _decorator_name(value) == "param":
+        if isinstance(value, ast.Call) and _decorator_name(value) == "field":  # dataclasses.field(...)
+            kws = {kw.arg: kw.value for kw in value.keywords}
+            if "default" in kws:
+                default = ast.unparse(kws["default"])
+            elif "default_factory" in kws:
+                default = ast.unparse(kws["default_factory"]) + "()"
+        elif isinstance(value, ast.Call) and _decorator_name(value) == "param":
             args = list(value.args)
             kws = {kw.arg: kw.value for kw in value.keywords}
             if args:
@@ -267,7 +280,12 @@ def describe(kind: str, name: str) -> ComponentInfo:
     info = comps[name]
     found = _find_class(info.module, info.class_name)
     if found is None:  # not a plain source file: fall back to importing it
-        return _describe_imported(kind, name)
+        try:
+            return _describe_imported(kind, name)
+        except RegistryError as exc:  # a broken plugin must not break the listing of all the others
+            info.doc = f"(cannot be loaded: {exc})"
+            info.params = []
+            return info
     cls_node, module = found
     info.doc = info.doc or (ast.get_docstring(cls_node) or "").strip()
     params = _params_node(cls_node, module)
@@ -283,7 +301,12 @@ def _describe_imported(kind: str, name: str) -> ComponentInfo:
     cls = get(kind, name)
     info = ComponentInfo(kind, name, cls.__module__, cls.__name__, (cls.__doc__ or "").strip())
     for f in dataclasses.fields(cls.Params):
-        default = "(required)" if f.default is dataclasses.MISSING else repr(f.default)
+        if f.default is not dataclasses.MISSING:
+            default = repr(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            default = repr(f.default_factory())
+        else:
+            default = "(required)"
         info.params.append(ParamInfo(f.name, str(f.type), default, param_doc(f)))
     return info
 

@@ -13,6 +13,7 @@ from miprometheus.config.loader import LoadedConfig
 from miprometheus.config.schema import _NOT, Errors, as_dict, build, coerce, suggest, type_name, unknown_key
 from miprometheus.config.sections import SECTIONS, TOP_LEVEL, Curriculum
 from miprometheus.errors import ConfigError, MipError
+from miprometheus.params import is_required
 
 
 @dataclass
@@ -105,7 +106,12 @@ def _signature_kwargs(cls: type, data: dict[str, Any], prefix: str, config: Load
             errors.append(unknown_key(config, full, list(accepted) + list(reserved)))
             continue
         default = accepted[key].default
-        if isinstance(default, bool) or default is None or default is inspect.Parameter.empty:
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                errors.append(f"{config.where(full)}'{full}' must be true or false, got {value!r}")
+            else:
+                kwargs[key] = value
+        elif default is None or default is inspect.Parameter.empty:
             kwargs[key] = value
         elif isinstance(default, (int, float)) and not isinstance(default, bool):
             result = coerce(value, float if isinstance(default, float) else int | float)
@@ -147,6 +153,8 @@ def validate(config: LoadedConfig, required: tuple[str, ...] = ("training", "mod
     for key in tree:
         if key not in TOP_LEVEL:
             errors.append(unknown_key(config, key, TOP_LEVEL))
+    if tree.get("description") is not None and not isinstance(tree["description"], str):
+        errors.append(f"{config.where('description')}'description' must be a string, got {tree['description']!r}")
     for key in required:
         if key not in tree:
             errors.append(f"missing section '{key}' (in {', '.join(config.files) or 'the config'})")
@@ -171,7 +179,12 @@ def validate(config: LoadedConfig, required: tuple[str, ...] = ("training", "mod
             spec.model_cls = model_cls
             values = build(model_cls.Params, tree["model"], "model", config, errors, ignore=("name",),
                            allow_missing=from_problem_fields(model_cls))
-            spec.model_values = as_dict(values) if dataclasses.is_dataclass(values) else dict(values or {})
+            if dataclasses.is_dataclass(values):
+                spec.model_values = as_dict(values)
+            else:  # required values left for the problem: record the defaults of the others
+                spec.model_values = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                                     for f in dataclasses.fields(model_cls.Params) if not is_required(f)}
+                spec.model_values.update(values or {})
             spec.model_values = {k: v for k, v in spec.model_values.items()
                                  if k in tree["model"] or k not in from_problem_fields(model_cls)}
     if errors:
@@ -228,8 +241,9 @@ def finalize_model_params(spec: ExperimentSpec, default_values: dict[str, Any]) 
     if missing:
         problem = spec.splits["training"].problem_cls.__name__ if "training" in spec.splits else "the problem"
         raise ConfigError(f"{spec.config.where('model')}model {spec.model_cls.__name__} needs "
-                          f"{', '.join(repr(m) for m in missing)}, which {problem} does not provide: "
-                          f"set model.{missing[0]} in the config")
+                          f"{', '.join(repr(m) for m in missing)}, which {problem} does not provide "
+                          f"(it provides {', '.join(sorted(default_values)) or 'nothing'}): "
+                          f"set model.{missing[0]} in the config, or choose a model made for this problem")
     hints = typing.get_type_hints(spec.model_cls.Params)
     for key in list(values):
         result = coerce(values[key], hints[key])

@@ -147,6 +147,7 @@ def apply_overrides(config: LoadedConfig, overrides: list[str]) -> None:
                 if child is not None:
                     raise ConfigError(f"override '{text}': '{'.'.join(parts[:i + 1])}' is a value, not a section")
                 child = node[part] = {}
+                config.origins[".".join(parts[: i + 1])] = origin  # a section the override creates
             node = child
         update = {parts[-1]: value}
         update_origins = {key: origin}

@@ -78,7 +78,9 @@ def coerce(value: Any, tp: Any) -> Any:
 
 def suggest(key: str, valid: list[str]) -> str:
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-    return f" Did you mean '{close[0]}'?" if close else f" Valid keys: {', '.join(sorted(valid))}."
+    if close:
+        return f" Did you mean '{close[0]}'?"
+    return f" Valid keys: {', '.join(sorted(valid))}." if valid else " This section takes no parameters."
 
 
 def unknown_key(config: LoadedConfig, full_key: str, valid: list[str]) -> str:
@@ -116,13 +118,16 @@ def build(cls: type, data: Any, prefix: str, config: LoadedConfig, errors: Error
         tp = hints[key]
         if dataclasses.is_dataclass(tp) or (isinstance(value, dict) and _dataclass_in(tp)):
             sub = _dataclass_in(tp)
-            values[key] = None if value is None else build(sub, value, full, config, errors)
+            if value is None and coerce(None, tp) is not _NOT:
+                values[key] = None  # an optional section switched off
+            else:  # an empty section (``key:`` with nothing below) takes every default
+                values[key] = build(sub, value, full, config, errors)
             continue
         result = coerce(value, tp)
         if result is _NOT:
             errors.append(f"{config.where(full)}'{full}' must be {type_name(tp)}, got {value!r}")
             continue
-        if fields[key].metadata.get("path") and isinstance(result, str):
+        if fields[key].metadata.get("path") and isinstance(result, str) and "," not in result:
             result = resolve_path(result, config, full)
         values[key] = result
     missing = [n for n, f in fields.items() if n not in values and is_required(f)

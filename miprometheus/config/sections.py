@@ -38,14 +38,14 @@ class DataLoaderSection:
     timeout: float = param(0.0, "seconds to wait for a batch from a worker (0: forever)")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SamplerSection:
     """Which samples of the dataset a split uses, and in what order."""
 
     name: Literal["SubsetRandomSampler", "SubsetSequentialSampler"] = param(
         "SubsetRandomSampler", "SubsetRandomSampler (shuffled every epoch) or SubsetSequentialSampler")
     indices: list[int] | str = param(doc="[start, end] (a range), a list of indices, "
-                                         "'1,5,9' or a file holding such a list")
+                                         "'1,5,9' or a file holding such a list", path=True)
 
 
 @dataclass
@@ -55,7 +55,7 @@ class Curriculum:
     must_finish: bool = param(True, "loss_stop only counts once the curriculum is done")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainingSection:
     problem: dict[str, Any] = param(doc="the training problem: name and its parameters")
     optimizer: dict[str, Any] = param(factory=lambda: {"name": "Adam"},
@@ -74,7 +74,7 @@ class TrainingSection:
     log_interval: int = param(100, "episodes between console log lines")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ValidationSection:
     problem: dict[str, Any] = param(doc="the validation problem: name and its parameters")
     sampler: SamplerSection | None = param(None, "which samples to validate on (finite datasets)")
@@ -84,7 +84,7 @@ class ValidationSection:
     num_batches: int | None = param(None, "validate on this many batches; null: the whole set")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TestingSection:
     problem: dict[str, Any] = param(doc="the test problem: name and its parameters")
     sampler: SamplerSection | None = param(None, "which samples to test on (finite datasets)")

@@ -32,18 +32,35 @@ def safe_load(text: str) -> Any:
     return yaml.load(text, Loader=SafeLoader)  # noqa: S506 - SafeLoader is a safe loader
 
 
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+
+
 def _build(loader: SafeLoader, node: yaml.Node, path: tuple[str, ...], lines: Lines, source: str) -> Any:
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
+        # an explicitly tagged collection (!!set, !!python/object/apply:...): the safe constructor
+        # builds what is safe and refuses the rest, rather than the tag being silently dropped
+        return loader.construct_object(node, deep=True)
     if isinstance(node, yaml.MappingNode):
+        explicit = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
         loader.flatten_mapping(node)  # resolve YAML merge keys (<<) the way the safe loader does
+        # flatten_mapping puts the merged pairs first: a later pair wins over a merged one (YAML's
+        # merge semantics), but two explicit pairs with the same key are an error.
+        first_explicit = len(node.value) - explicit
         result: dict[str, Any] = {}
-        for key_node, value_node in node.value:
+        seen: set[str] = set()
+        for index, (key_node, value_node) in enumerate(node.value):
             key = loader.construct_object(key_node, deep=True)
             if not isinstance(key, str):
                 key = str(key)
             line = key_node.start_mark.line + 1
-            if key in result:
-                raise ConfigError(f"{source}:{line}: key '{'.'.join(path + (key,))}' is defined twice "
-                                  f"(first on line {lines[path + (key,)]})")
+            if index >= first_explicit:
+                if key in seen:
+                    raise ConfigError(f"{source}:{line}: key '{'.'.join(path + (key,))}' is defined twice "
+                                      f"(first on line {lines[path + (key,)]})")
+                seen.add(key)
+            if key in result:  # a merged value replaced: forget the line numbers below it
+                for old in [k for k in lines if k[: len(path) + 1] == path + (key,)]:
+                    del lines[old]
             lines[path + (key,)] = line
             result[key] = _build(loader, value_node, path + (key,), lines, source)
         return result

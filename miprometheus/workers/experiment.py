@@ -42,7 +42,7 @@ class RunOptions:
 
 
 def dump_yaml(tree: dict[str, Any]) -> str:
-    return yaml.safe_dump(tree, sort_keys=False, default_flow_style=None, width=100)
+    return yaml.safe_dump(tree, sort_keys=False, default_flow_style=False, width=100)
 
 
 def _git(*args: str, cwd: Path) -> str | None:

@@ -1,0 +1,277 @@
+"""The ``mip`` command. Thin: it parses arguments, calls the workers, and turns errors into exit codes.
+
+Nothing heavy is imported at module level, so ``mip --help`` and ``mip list`` answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from miprometheus import __version__
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--expdir", default="experiments", type=Path,
+                        help="parent folder of experiment folders (default: ./experiments)")
+    parser.add_argument("--savetag", default="", help="suffix of the experiment folder name")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    parser.add_argument("--gpu", action="store_true", help="same as --device cuda")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-interval", type=int, default=None,
+                        help="episodes between console log lines (default: training.log_interval)")
+    parser.add_argument("--tensorboard", type=int, choices=[0, 1, 2], default=None,
+                        help="0: scalars, 1: + weight histograms, 2: + gradient histograms")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mip", description="MI-Prometheus: train, test and compare models on problems from YAML configs.",
+        epilog="Exit codes: 0 success, 1 the run failed, 2 bad input (config, arguments, data), "
+               "130 interrupted (resumable).")
+    parser.add_argument("--version", action="version", version=f"MI-Prometheus {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a model on a problem", description=(
+        "Train a model as CONFIG files describe (later files win); key=value overrides come last."))
+    p.add_argument("items", nargs="*", metavar="CONFIG|key=value")
+    p.add_argument("--resume", type=Path, metavar="EXPERIMENT_DIR",
+                   help="continue a stopped or killed run exactly where its last checkpoint left it")
+    p.add_argument("--test", action="store_true", help="test the best model on the testing section afterwards")
+    _common(p)
+
+    p = sub.add_parser("test", help="test a trained model", description=(
+        "Test EXPERIMENT_DIR (its saved config and best model) or CONFIG with --model CHECKPOINT; "
+        "key=value overrides change the testing section (e.g. testing.problem.max_sequence_length=20)."))
+    p.add_argument("target", metavar="EXPERIMENT_DIR|CONFIG")
+    p.add_argument("items", nargs="*", metavar="CONFIG|key=value")
+    p.add_argument("--model", type=Path, metavar="CHECKPOINT", help="weights to test")
+    _common(p)
+
+    p = sub.add_parser("check", help="validate a config and the model/problem handshake; train nothing")
+    p.add_argument("items", nargs="+", metavar="CONFIG|key=value")
+    p.add_argument("--quiet", action="store_true", help="do not print the resolved config")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    p = sub.add_parser("list", help="list problems or models with their parameters")
+    p.add_argument("kind", choices=["problems", "models"])
+    p.add_argument("name", nargs="?", help="show one component in detail")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    p = sub.add_parser("split", help="write reproducible index files for samplers")
+    p.add_argument("items", nargs="+", metavar="CONFIG|key=value")
+    p.add_argument("--section", default="training", choices=["training", "validation", "testing"])
+    p.add_argument("--fractions", type=float, nargs="+", required=True, help="e.g. 0.9 0.1")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", type=Path, default=Path("."), help="folder for the index files")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser
+
+
+def _split_items(items: list[str]) -> tuple[list[str], list[str]]:
+    configs = [i for i in items if "=" not in i]
+    overrides = [i for i in items if "=" in i]
+    return configs, overrides
+
+
+def _options(args: argparse.Namespace) -> Any:
+    from miprometheus.workers.experiment import RunOptions
+
+    return RunOptions(expdir=args.expdir, savetag=args.savetag, device="cuda" if args.gpu else args.device,
+                      tensorboard=args.tensorboard, log_level=args.log_level, log_interval=args.log_interval,
+                      progress=False if args.no_progress else None, command_line=list(sys.argv))
+
+
+def _print_stats(title: str, stats: dict[str, float] | None) -> None:
+    if not stats:
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("statistic")
+    table.add_column("value", justify="right")
+    for key, value in stats.items():
+        if key.endswith(("_min", "_max", "_std")):
+            continue
+        table.add_row(key, f"{value:.6g}" if isinstance(value, float) else str(value))
+    Console().print(table)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from miprometheus.workers import runs
+
+    configs, overrides = _split_items(args.items)
+    if args.resume is None and not configs:
+        raise _usage("mip train needs at least one CONFIG file (or --resume EXPERIMENT_DIR)")
+    if args.resume is not None and configs:
+        raise _usage("with --resume, the config is the experiment's own; give only key=value overrides")
+    result = runs.train(configs, overrides, _options(args), resume=args.resume, test_after=args.test)
+    print(f"experiment folder: {result.folder}")
+    print(f"termination: {result.cause} after {result.episodes} episodes")
+    _print_stats("best validation" if result.validation else "", result.validation)
+    if result.test is not None:
+        print(f"test folder: {result.test_folder}")
+        _print_stats("test", result.test)
+    return EXIT_OK
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from miprometheus.workers import runs
+
+    configs, overrides = _split_items(args.items)
+    folder, agg = runs.test(Path(args.target), overrides, _options(args), checkpoint=args.model,
+                            extra_configs=configs)
+    print(f"test folder: {folder}")
+    _print_stats("test", agg)
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from miprometheus.workers import runs
+    from miprometheus.workers.experiment import dump_yaml
+
+    configs, overrides = _split_items(args.items)
+    spec, report = runs.check(configs, overrides)
+    if not args.quiet:
+        print(dump_yaml(spec.effective_tree()))
+    for line in report:
+        print(f"OK  {line}")
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from miprometheus import registry
+
+    if args.name:
+        info = registry.describe(args.kind, args.name)
+        print(f"{info.name}  ({info.module}.{info.class_name})")
+        if info.doc:
+            print("\n  " + info.doc.replace("\n", "\n  ") + "\n")
+        if not info.params:
+            print("  no parameters")
+        width = max((len(p.name) for p in info.params), default=0)
+        for p in info.params:
+            print(f"  {p.name:<{width}}  {p.type:<18} = {p.default:<12} {p.doc}")
+        return EXIT_OK
+    for name in sorted(registry.available(args.kind)):
+        info = registry.describe(args.kind, name)
+        first = info.doc.splitlines()[0] if info.doc else ""
+        params = ", ".join(p.name for p in info.params if p.name != "batch_size")
+        print(f"{name:<18} {first}")
+        if params:
+            print(f"{'':<18}   parameters: {params}")
+    return EXIT_OK
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    import torch
+
+    from miprometheus.config import load_config
+    from miprometheus.config.experiment import validate
+    from miprometheus.errors import ConfigError
+    from miprometheus.workers.experiment import build_problem
+    from miprometheus.workers.loaders import parse_indices
+
+    configs, overrides = _split_items(args.items)
+    spec = validate(load_config(configs, overrides), required=(args.section,))
+    if args.section not in spec.splits:
+        raise ConfigError(f"the config has no '{args.section}' section")
+    split = spec.splits[args.section]
+    problem = build_problem(split)
+    indices = (parse_indices(split.section.sampler.indices, len(problem)) if split.section.sampler
+               else list(range(len(problem))))
+    if any(f <= 0 for f in args.fractions) or abs(sum(args.fractions) - 1.0) > 1e-6:
+        raise ConfigError("--fractions must be positive and sum to 1")
+    order = torch.randperm(len(indices), generator=torch.Generator().manual_seed(args.seed)).tolist()
+    shuffled = [indices[i] for i in order]
+    args.output.mkdir(parents=True, exist_ok=True)
+    start = 0
+    from miprometheus.files import atomic_write_text
+
+    for i, fraction in enumerate(args.fractions):
+        end = len(shuffled) if i == len(args.fractions) - 1 else start + round(fraction * len(shuffled))
+        path = args.output / f"{args.section}_split_{i}.txt"
+        atomic_write_text(path, ",".join(str(x) for x in sorted(shuffled[start:end])) + "\n")
+        print(f"{path}: {end - start} indices  (use: sampler: {{name: SubsetRandomSampler, indices: {path}}})")
+        start = end
+    return EXIT_OK
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _usage(message: str) -> _UsageError:
+    return _UsageError(message)
+
+
+COMMANDS = {"train": cmd_train, "test": cmd_test, "check": cmd_check, "list": cmd_list, "split": cmd_split}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        return COMMANDS[args.command](args)
+    except _UsageError as exc:
+        parser.print_usage(sys.stderr)
+        print(f"mip {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        from miprometheus.errors import MipError
+
+        if getattr(args, "debug", False):
+            import traceback
+
+            traceback.print_exc()
+        if isinstance(exc, MipError):
+            print(f"mip {args.command}: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        if not getattr(args, "debug", False):
+            print(f"mip {args.command}: internal error: {type(exc).__name__}: {exc}\n"
+                  "(run again with --debug for the traceback)", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _translate_legacy(argv: list[str]) -> list[str]:
+    """The original workers took ``--c CONFIG`` (and ``--m MODEL`` for the tester)."""
+    out: list[str] = []
+    it = iter(argv)
+    for item in it:
+        if item in ("--c", "--config"):
+            out += next(it, "").split(",")
+        elif item in ("--m",):
+            out += ["--model", next(it, "")]
+        elif item == "--outdir":
+            out += ["--expdir", next(it, "")]
+        else:
+            out.append(item)
+    return out
+
+
+def offline_trainer() -> int:
+    """``mip-offline-trainer``: the original epoch-based trainer, now ``mip train``."""
+    return main(["train", *_translate_legacy(sys.argv[1:])])
+
+
+def online_trainer() -> int:
+    """``mip-online-trainer``: the original episode-based trainer, now ``mip train``."""
+    return main(["train", *_translate_legacy(sys.argv[1:])])
+
+
+def tester() -> int:
+    """``mip-tester``: now ``mip test``."""
+    return main(["test", *_translate_legacy(sys.argv[1:])])

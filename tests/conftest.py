@@ -1,0 +1,75 @@
+"""Shared test fixtures: run the `mip` command, small configs, the shared MNIST data."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
+
+# Two torch processes with two threads each on two cores slow each other down by orders of
+# magnitude (OpenMP spin-waits); tests use one thread per process.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = "1"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def run_mip(*args: str, cwd: Path | None = None, timeout: float = 300, check: bool = False) -> subprocess.CompletedProcess:
+    """Run `python -m miprometheus ARGS` and capture its output."""
+    result = subprocess.run([sys.executable, "-m", "miprometheus", *map(str, args)], cwd=cwd, env=_env(),
+                            capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"mip {' '.join(map(str, args))} failed ({result.returncode}):\n"
+                             f"{result.stdout}\n{result.stderr}")
+    return result
+
+
+def start_mip(*args: str, cwd: Path | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "miprometheus", *map(str, args)], cwd=cwd, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+TINY_SERIAL = """
+training:
+  problem: {name: SerialRecall, batch_size: 16, min_sequence_length: 1, max_sequence_length: 4, size: 320}
+  optimizer: {name: Adam, lr: 0.01}
+  gradient_clipping: 10
+  terminal_conditions: {episode_limit: 60}
+  seed: 7
+validation:
+  problem: {name: SerialRecall, batch_size: 16, min_sequence_length: 4, max_sequence_length: 4, size: 64}
+  interval: 20
+testing:
+  problem: {name: SerialRecall, batch_size: 16, min_sequence_length: 4, max_sequence_length: 4, size: 64}
+model: {name: LSTM, hidden_size: 16}
+"""
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path) -> Path:
+    """A seconds-long LSTM/SerialRecall experiment config."""
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_SERIAL)
+    return path
+
+
+def experiment_dirs(expdir: Path) -> list[Path]:
+    return sorted(p.parent for p in expdir.rglob("training_configuration.yaml"))
