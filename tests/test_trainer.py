@@ -214,8 +214,8 @@ def test_lenet5_learns_real_mnist_digits_in_two_epochs(tmp_path):
     result = train(tmp_path, config, "training.sampler.indices=[0, 4000]", "training.terminal_conditions.epoch_limit=2",
                    "validation.interval=null", "training.seed=1", test=True)
     assert result.episodes == 126  # 2 epochs of ceil(4000 / 64)
-    assert result.validation["acc"] > 0.9
-    assert result.test["acc"] > 0.9 and result.test["samples_aggregated"] == 1000
+    assert result.validation["acc"] > 0.8  # chance: 0.1
+    assert result.test["acc"] > 0.8 and result.test["samples_aggregated"] == 1000
 
 
 def test_sampler_reads_an_index_file_relative_to_the_config(tmp_path):
