@@ -1,0 +1,185 @@
+"""The `mip` command: exit codes and messages for bad input; nothing already written is lost."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CONFIGS, SHARED_MNIST, experiment_dirs, run_mip
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """One tiny trained experiment folder, shared by the tests of this module."""
+    from tests.conftest import TINY_SERIAL
+
+    root = tmp_path_factory.mktemp("trained")
+    (root / "tiny.yaml").write_text(TINY_SERIAL)
+    run_mip("train", root / "tiny.yaml", "training.terminal_conditions.episode_limit=20", "--expdir",
+            root / "exp", cwd=root, check=True)
+    return experiment_dirs(root / "exp")[0]
+
+
+def test_help_and_list():
+    result = run_mip("--help")
+    assert result.returncode == 0
+    for command in ["train", "test", "check", "list", "split"]:
+        assert command in result.stdout
+    listed = run_mip("list", "models")
+    assert listed.returncode == 0
+    for name in ["LSTM", "LeNet5", "SimpleConvNet"]:
+        assert name in listed.stdout
+    detail = run_mip("list", "problems", "SerialRecall")
+    assert detail.returncode == 0 and "max_sequence_length" in detail.stdout and "int" in detail.stdout
+    assert run_mip("list", "models", "LSTMM").returncode == 2
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training:\n  problem:\n    name: SerialRecall\n    batch_size: [1\nmodel: {name: LSTM}\n")
+    result = run_mip("train", bad, "--expdir", tmp_path / "exp")
+    assert result.returncode == 2
+    assert f"{bad}:" in result.stderr and "YAML syntax error" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "exp").exists()  # nothing is created for bad input
+
+
+def test_typo_names_file_line_key_and_suggestion(tmp_path, tiny_config):
+    text = tiny_config.read_text().replace("terminal_conditions: {episode_limit: 60}",
+                                           "terminal_conditions: {episodes_limit: 60}")
+    tiny_config.write_text(text)
+    line = next(i for i, row in enumerate(text.splitlines(), 1) if "episodes_limit" in row)
+    result = run_mip("train", tiny_config, "--expdir", tmp_path / "exp")
+    assert result.returncode == 2
+    assert f"{tiny_config}:{line}" in result.stderr
+    assert "training.terminal_conditions.episodes_limit" in result.stderr
+    assert "did you mean 'training.terminal_conditions.episode_limit'" in result.stderr.lower()
+
+
+def test_wrong_type_and_unknown_names(tmp_path, tiny_config):
+    result = run_mip("check", tiny_config, "training.problem.batch_size=many", "model.name=LeNet")
+    assert result.returncode == 2
+    assert "'training.problem.batch_size' must be an integer, got 'many'" in result.stderr
+    assert "unknown model 'LeNet'" in result.stderr and "LeNet5" in result.stderr
+    result = run_mip("check", tiny_config, "training.problem.name=SerialRecal")
+    assert result.returncode == 2 and "SerialRecall" in result.stderr
+
+
+def test_default_configs_cycle_and_missing_file(tmp_path):
+    (tmp_path / "a.yaml").write_text("default_configs: [b.yaml]\n")
+    (tmp_path / "b.yaml").write_text("default_configs: a.yaml\n")
+    result = run_mip("check", tmp_path / "a.yaml")
+    assert result.returncode == 2 and "cycle" in result.stderr
+    assert f"{tmp_path / 'a.yaml'} -> {tmp_path / 'b.yaml'} -> {tmp_path / 'a.yaml'}" in result.stderr
+    (tmp_path / "c.yaml").write_text("default_configs: [missing/x.yaml]\n")
+    result = run_mip("check", tmp_path / "c.yaml")
+    assert result.returncode == 2 and "missing/x.yaml" in result.stderr and "c.yaml" in result.stderr
+
+
+def test_model_problem_mismatch_gives_the_handshake_message(tmp_path):
+    result = run_mip("train", CONFIGS / "vision" / "lenet5_mnist.yaml", "model.name=LSTM",
+                     "model.input_item_size=10", "model.output_item_size=10", "--expdir", tmp_path / "exp")
+    assert result.returncode == 2
+    assert "model LSTM does not fit problem MNIST" in result.stderr
+    assert "'sequences'" in result.stderr and "'predictions'" in result.stderr
+    assert not (tmp_path / "exp").exists()
+
+
+def test_missing_data_files_are_named(tmp_path):
+    result = run_mip("train", CONFIGS / "vision" / "lenet5_mnist.yaml", f"training.problem.data_folder={tmp_path}/none",
+                     "--expdir", tmp_path / "exp")
+    assert result.returncode == 2
+    assert "t10k-images-idx3-ubyte" in result.stderr and f"{tmp_path}/none" in result.stderr
+    assert not (tmp_path / "exp").exists()
+
+
+def test_corrupt_checkpoint_exit_2_and_nothing_lost(trained, tmp_path):
+    copy = tmp_path / "copy"
+    import shutil
+
+    shutil.copytree(trained, copy)
+    best = copy / "models" / "model_best.pt"
+    best.write_bytes(best.read_bytes()[:300])
+    before = tree_digest(copy)
+    result = run_mip("test", copy)
+    assert result.returncode == 2 and "corrupt" in result.stderr and "model_best.pt" in result.stderr
+    assert tree_digest(copy) == before
+    result = run_mip("train", "--resume", copy)  # last checkpoint intact: resume works; now break it
+    (copy / "models" / "model_last.pt").write_bytes(b"not a checkpoint")
+    before = tree_digest(copy)
+    result = run_mip("train", "--resume", copy)
+    assert result.returncode == 2 and "model_last.pt" in result.stderr
+    assert tree_digest(copy) == before
+
+
+class _Payload:
+    """A pickle that would create a file if it were ever unpickled with code execution."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_foreign_pickle_checkpoint_is_refused_without_running_it(trained, tmp_path):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(pickle.dumps({"model": _Payload(marker)}))
+    import torch
+
+    zipped = tmp_path / "evil_zip.pt"
+    torch.save({"model": _Payload(marker)}, zipped)
+    assert not marker.exists()
+    for checkpoint in (evil, zipped):
+        result = run_mip("test", trained / "training_configuration.yaml", "--model", checkpoint)
+        assert result.returncode == 2, result.stderr
+        assert "not an MI-Prometheus checkpoint" in result.stderr or "corrupt" in result.stderr
+        assert not marker.exists()
+    plain = tmp_path / "plain.pt"
+    torch.save({"weights": torch.zeros(2)}, plain)
+    result = run_mip("test", trained / "training_configuration.yaml", "--model", plain)
+    assert result.returncode == 2 and "not written by MI-Prometheus" in result.stderr
+
+
+def test_checkpoint_of_another_model_is_refused(trained, tmp_path):
+    result = run_mip("test", trained / "training_configuration.yaml", "model.hidden_size=32",
+                     "--model", trained / "models" / "model_best.pt")
+    assert result.returncode == 2 and "does not fit model LSTM" in result.stderr
+
+
+def test_test_command_and_legacy_alias(trained, tmp_path):
+    result = run_mip("test", trained)
+    assert result.returncode == 0, result.stderr
+    assert "test folder:" in result.stdout and "acc" in result.stdout
+    assert len(list(trained.glob("test_*/testing_set_agg_statistics.csv"))) >= 1
+
+
+def test_no_cuda_here_is_bad_input(tiny_config, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = run_mip("train", tiny_config, "--gpu", "--expdir", tmp_path / "exp")
+    assert result.returncode == 2 and "CUDA" in result.stderr
+
+
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="shared MNIST data not present")
+def test_split_writes_index_files_usable_by_a_sampler(tmp_path):
+    result = run_mip("split", CONFIGS / "vision" / "lenet5_mnist.yaml", "training.sampler.indices=[0, 100]",
+                     "--fractions", "0.8", "0.2", "--output", tmp_path)
+    assert result.returncode == 0, result.stderr
+    parts = [set(map(int, (tmp_path / f"training_split_{i}.txt").read_text().strip().split(","))) for i in (0, 1)]
+    assert len(parts[0]) == 80 and len(parts[1]) == 20 and parts[0] | parts[1] == set(range(100))
+    again = tmp_path / "again"
+    run_mip("split", CONFIGS / "vision" / "lenet5_mnist.yaml", "training.sampler.indices=[0, 100]",
+            "--fractions", "0.8", "0.2", "--output", again, check=True)
+    assert (again / "training_split_0.txt").read_text() == (tmp_path / "training_split_0.txt").read_text()
