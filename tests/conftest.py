@@ -25,7 +25,8 @@ def _env() -> dict[str, str]:
     return env
 
 
-def run_mip(*args: str, cwd: Path | None = None, timeout: float = 300, check: bool = False) -> subprocess.CompletedProcess:
+def run_mip(*args: str, cwd: Path | None = None, timeout: float = 300,
+            check: bool = False) -> subprocess.CompletedProcess:
     """Run `python -m miprometheus ARGS` and capture its output."""
     result = subprocess.run([sys.executable, "-m", "miprometheus", *map(str, args)], cwd=cwd, env=_env(),
                             capture_output=True, text=True, timeout=timeout)

@@ -123,6 +123,7 @@ def test_sigterm_writes_last_checkpoint_and_is_resumable(tmp_path):
     assert info["termination_cause"] == "interrupted" and info["status"] == "interrupted"
     last = load_checkpoint(folder / "models" / "model_last.pt")
     assert last["trainer"]["episode"] == count_rows(folder / "training_statistics.csv")
-    resumed = run_mip("train", "--resume", folder, f"training.terminal_conditions.episode_limit={last['trainer']['episode'] + 5}")
+    limit = last["trainer"]["episode"] + 5
+    resumed = run_mip("train", "--resume", folder, f"training.terminal_conditions.episode_limit={limit}")
     assert resumed.returncode == 0, resumed.stderr
     assert count_rows(folder / "training_statistics.csv") == last["trainer"]["episode"] + 5

@@ -131,8 +131,7 @@ def test(target: Path | str, overrides: list[str], options: RunOptions, checkpoi
     """Test a trained model: an experiment folder (its config and best model) or a config with --model."""
     from miprometheus.files import atomic_write_text
     from miprometheus.workers.experiment import dump_yaml
-    from miprometheus.workers.tester import (TESTING_CONFIG, Tester, load_weights, make_test_folder,
-                                             write_test_results)
+    from miprometheus.workers.tester import TESTING_CONFIG, Tester, load_weights, make_test_folder, write_test_results
 
     device = check_device(options.device)
     target = Path(target)

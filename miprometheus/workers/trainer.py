@@ -19,8 +19,7 @@ from miprometheus.errors import CheckpointError, ConfigError
 from miprometheus.seeding import capture_rng_states, derive_seed, restore_rng_states, seed_everything
 from miprometheus.statistics import aggregate
 from miprometheus.workers import callbacks as cb
-from miprometheus.workers.experiment import (Experiment, build_model, build_problem, check_first_batch,
-                                             to_device)
+from miprometheus.workers.experiment import Experiment, build_model, build_problem, check_first_batch, to_device
 from miprometheus.workers.loaders import ProblemLoader
 
 LAST = Path("models") / cb.checkpoints.LAST
