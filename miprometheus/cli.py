@@ -26,6 +26,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="episodes between console log lines (default: training.log_interval)")
     parser.add_argument("--tensorboard", type=int, choices=[0, 1, 2], default=None,
                         help="0: scalars, 1: + weight histograms, 2: + gradient histograms")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads of torch (default: torch's choice, one per core)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
@@ -85,7 +87,8 @@ def _options(args: argparse.Namespace) -> Any:
 
     return RunOptions(expdir=args.expdir, savetag=args.savetag, device="cuda" if args.gpu else args.device,
                       tensorboard=args.tensorboard, log_level=args.log_level, log_interval=args.log_interval,
-                      progress=False if args.no_progress else None, command_line=list(sys.argv))
+                      progress=False if args.no_progress else None, threads=args.threads,
+                      command_line=list(sys.argv))
 
 
 def _print_stats(title: str, stats: dict[str, float] | None) -> None:

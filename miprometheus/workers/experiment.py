@@ -9,6 +9,7 @@ import platform
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,7 @@ class RunOptions:
     log_level: str = "INFO"
     log_interval: int | None = None
     progress: bool | None = None  # None: a progress bar when the console is a terminal
-    visualize: bool = False
+    threads: int | None = None
     command_line: list[str] = field(default_factory=lambda: list(sys.argv))
 
 
@@ -79,6 +80,8 @@ class Experiment:
         self.folder = folder
         self.options = options
         self.run_info: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._git_thread: threading.Thread | None = None
         self.logger = logging.getLogger(f"miprometheus.experiment.{id(self)}")
         self.logger.setLevel(getattr(logging, options.log_level.upper(), logging.INFO))
         self.logger.propagate = False
@@ -103,12 +106,17 @@ class Experiment:
         package_dir = Path(__file__).resolve().parents[2]
         self.run_info = {
             "kind": kind, "status": "running", "command_line": self.options.command_line, "cwd": os.getcwd(),
-            "seed": seed, "git": {"package": git_info(package_dir), "cwd": git_info(Path.cwd())},
+            "seed": seed, "git": None,
             "versions": package_versions(), "host": socket.gethostname(), "user": _user(),
             "platform": platform.platform(), "device": device, "start_time": now(), "end_time": None,
             "termination_cause": None, "resumes": [],
         }
         self.write_run_info()
+        # git takes tens of milliseconds: record it in the background, not before the first episode
+        cwd = Path.cwd()
+        self._git_thread = threading.Thread(target=lambda: self.write_run_info(
+            git={"package": git_info(package_dir), "cwd": git_info(cwd)}), daemon=True)
+        self._git_thread.start()
 
     def load_run_info(self) -> None:
         import json
@@ -117,10 +125,13 @@ class Experiment:
         self.run_info = json.loads(path.read_text()) if path.exists() else {}
 
     def write_run_info(self, **updates: Any) -> None:
-        self.run_info.update(updates)
-        atomic_write_json(self.folder / RUN_INFO, self.run_info)
+        with self._lock:
+            self.run_info.update(updates)
+            atomic_write_json(self.folder / RUN_INFO, self.run_info)
 
     def close(self) -> None:
+        if self._git_thread is not None:
+            self._git_thread.join()
         for handler in self.logger.handlers:
             handler.close()
         self.logger.handlers = []

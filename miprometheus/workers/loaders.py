@@ -64,13 +64,11 @@ class EpochSampler(Sampler[int]):
         return max(0, len(self.indices) - self.start)
 
     def __iter__(self) -> Iterator[int]:
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(derive_seed(self.seed, "epoch", self.epoch))
-            order = torch.randperm(len(self.indices), generator=generator).tolist()
-            selected = [self.indices[i] for i in order]
-        else:
-            selected = list(self.indices)
-        return iter(selected[self.start:])
+        if not self.shuffle:
+            return iter(self.indices[self.start:])  # a range stays lazy (generators have a million "samples")
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, "epoch", self.epoch))
+        order = torch.randperm(len(self.indices), generator=generator).tolist()
+        return iter([self.indices[i] for i in order[self.start:]])
 
 
 class ProblemLoader:

@@ -31,9 +31,13 @@ class TrainResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def check_device(device: str) -> str:
+def check_device(device: str, threads: int | None = None) -> str:
     import torch
 
+    if threads is not None:
+        if threads < 1:
+            raise BadInputError(f"--threads must be at least 1, not {threads}")
+        torch.set_num_threads(threads)
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise BadInputError(f"--device {device}: no CUDA device is available on this machine")
@@ -59,7 +63,7 @@ def train(config_paths: list[str], overrides: list[str], options: RunOptions, re
     from miprometheus.seeding import draw_seed
     from miprometheus.workers.trainer import LAST, Trainer
 
-    device = check_device(options.device)
+    device = check_device(options.device, options.threads)
     if resume is not None:
         folder = Path(resume)
         if not (folder / TRAINING_CONFIG).is_file():
@@ -133,7 +137,7 @@ def test(target: Path | str, overrides: list[str], options: RunOptions, checkpoi
     from miprometheus.workers.experiment import dump_yaml
     from miprometheus.workers.tester import TESTING_CONFIG, Tester, load_weights, make_test_folder, write_test_results
 
-    device = check_device(options.device)
+    device = check_device(options.device, options.threads)
     target = Path(target)
     if target.is_dir():
         config_files = [target / TRAINING_CONFIG, *(extra_configs or [])]

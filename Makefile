@@ -1,0 +1,36 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   trains and tests an LSTM on generated serial-recall data, prints the folder and the test result
+#   make test   lint + the whole test suite
+# Both create (once) and reuse the virtual environment .venv.
+
+VENV ?= .venv
+PYTHON ?= python3
+# The CPU build of PyTorch for this project's own environment. A GPU user installs their CUDA
+# build of torch first and then `pip install -e .` (see README).
+TORCH ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet "$(TORCH)"
+	$(VENV)/bin/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/mip train configs/algorithmic/lstm_serial_recall.yaml --test --no-progress $(ARGS)
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -q $(ARGS)
+
+bench: $(STAMP)
+	$(VENV)/bin/python bench/overhead.py
+	$(VENV)/bin/python bench/cli_startup.py
+
+clean:
+	rm -rf $(VENV) experiments .pytest_cache .ruff_cache
