@@ -118,7 +118,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = runs.train(configs, overrides, _options(args), resume=args.resume, test_after=args.test)
     print(f"experiment folder: {result.folder}")
     print(f"termination: {result.cause} after {result.episodes} episodes")
-    _print_stats("best validation" if result.validation else "", result.validation)
+    if result.validation:
+        _print_stats(f"best validation (episode {int(result.validation['episode'])}, the model tested)",
+                     result.validation)
     if result.test is not None:
         print(f"test folder: {result.test_folder}")
         _print_stats("test", result.test)

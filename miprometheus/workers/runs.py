@@ -102,7 +102,8 @@ def train(config_paths: list[str], overrides: list[str], options: RunOptions, re
     experiment.write_run_info(
         status=status, end_time=now(), termination_cause=cause, termination_reason=trainer.stop_reason,
         episodes=trainer.state.episode, epochs=trainer.state.epoch,
-        best_episode=getattr(best, "best_episode", None), last_training_statistics=trainer.last_training_stats,
+        best_episode=getattr(best, "best_episode", None), best_validation_statistics=getattr(
+            best, "best_statistics", None), last_training_statistics=trainer.last_training_stats,
         last_validation_statistics=trainer.last_validation_stats)
     experiment.logger.info("training finished (%s): %s", cause, trainer.stop_reason)
     experiment.close()
@@ -112,7 +113,7 @@ def train(config_paths: list[str], overrides: list[str], options: RunOptions, re
     if cause == "interrupted":
         raise Interrupted(f"training interrupted ({trainer.stop_reason}) at episode {trainer.state.episode}; "
                           f"the last checkpoint is saved. Continue with: mip train --resume {experiment.folder}")
-    result = TrainResult(experiment.folder, cause, trainer.state.episode, trainer.last_validation_stats)
+    result = TrainResult(experiment.folder, cause, trainer.state.episode, getattr(best, "best_statistics", None))
     if test_after and "testing" in spec.splits:
         result.test_folder, result.test = test(experiment.folder, [], options)
     return result

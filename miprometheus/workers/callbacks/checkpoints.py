@@ -19,6 +19,7 @@ class CheckpointCallback(Callback):
     def __init__(self) -> None:
         self.best_loss = math.inf
         self.best_episode: int | None = None
+        self.best_statistics: dict[str, float] | None = None
 
     def on_episode_end(self, trainer: Any, stats: dict[str, float]) -> None:
         interval = trainer.spec.training.checkpoint_interval
@@ -33,6 +34,7 @@ class CheckpointCallback(Callback):
         if stats["loss"] < self.best_loss:
             self.best_loss = stats["loss"]
             self.best_episode = trainer.state.episode
+            self.best_statistics = dict(stats)
             self.save_best(trainer, stats, "validation")
 
     def save_best(self, trainer: Any, stats: dict[str, float], source: str) -> None:
@@ -51,8 +53,10 @@ class CheckpointCallback(Callback):
             self.save_best(trainer, last, "end of training (no validation)")
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best_loss": self.best_loss, "best_episode": self.best_episode}
+        return {"best_loss": self.best_loss, "best_episode": self.best_episode,
+                "best_statistics": self.best_statistics}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best_loss = state["best_loss"]
         self.best_episode = state["best_episode"]
+        self.best_statistics = state.get("best_statistics")
