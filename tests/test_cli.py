@@ -161,6 +161,16 @@ def test_test_command_and_legacy_alias(trained, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "test folder:" in result.stdout and "acc" in result.stdout
     assert len(list(trained.glob("test_*/testing_set_agg_statistics.csv"))) >= 1
+    import subprocess
+    import sys
+
+    alias = Path(sys.executable).parent / "mip-tester"
+    if not alias.exists():
+        pytest.skip("console scripts not installed")
+    legacy = subprocess.run([str(alias), "--c", str(trained / "training_configuration.yaml"),
+                             "--m", str(trained / "models" / "model_best.pt")], capture_output=True, text=True)
+    assert legacy.returncode == 0, legacy.stderr
+    assert len(list(trained.glob("test_*/testing_set_agg_statistics.csv"))) >= 2
 
 
 def test_no_cuda_here_is_bad_input(tiny_config, tmp_path):

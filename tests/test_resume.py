@@ -103,7 +103,8 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, name):
     assert info["status"] == "completed" and len(info["resumes"]) == 1
 
 
-def test_sigterm_writes_last_checkpoint_and_is_resumable(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_sigint_write_last_checkpoint_and_are_resumable(tmp_path, signum):
     config = tmp_path / "config.yaml"
     config.write_text(SERIAL.replace("episode_limit: 160", "episode_limit: 100000").replace(
         "checkpoint_interval: 7", "checkpoint_interval: null"))
@@ -114,7 +115,7 @@ def test_sigterm_writes_last_checkpoint_and_is_resumable(tmp_path):
         if folders and count_rows(folders[0] / "training_statistics.csv") >= 20:
             break
         time.sleep(0.01)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert "--resume" in stderr

@@ -273,3 +273,13 @@ def test_two_experiments_in_one_process_do_not_share_state(tmp_path, tiny_config
     assert "hidden_size: 8" in (b.folder / "training_configuration.yaml").read_text()
     assert "hidden_size: 16" in (a.folder / "training_configuration.yaml").read_text()
     assert (a.folder / "trainer.log").read_text() != (b.folder / "trainer.log").read_text()
+
+
+def test_resuming_a_finished_run_trains_nothing_more_and_can_extend_it(tmp_path, tiny_config):
+    first = train(tmp_path, tiny_config, "training.terminal_conditions.episode_limit=10")
+    again = runs.train([], [], options(tmp_path), resume=first.folder)
+    assert again.episodes == 10 and len(read_csv(first.folder / "training_statistics.csv")) == 10
+    longer = runs.train([], ["training.terminal_conditions.episode_limit=15"], options(tmp_path), resume=first.folder)
+    assert longer.episodes == 15 and len(read_csv(first.folder / "training_statistics.csv")) == 15
+    info = json.loads((first.folder / "run_info.json").read_text())
+    assert [r["from_episode"] for r in info["resumes"]] == [10, 10]

@@ -73,6 +73,8 @@ def train(config_paths: list[str], overrides: list[str], options: RunOptions, re
         trainer = Trainer(spec, seed, device, options.tensorboard, options.log_interval, options.progress)
         trainer.resume(folder / LAST)
         experiment = Experiment(folder, options)
+        if overrides:  # the saved config must stay the one that reproduces this experiment
+            experiment.save_config(spec.effective_tree())
         experiment.load_run_info()
         experiment.write_run_info(status="running", end_time=None, termination_cause=None, resumes=[
             *experiment.run_info.get("resumes", []),
@@ -172,6 +174,8 @@ def test(target: Path | str, overrides: list[str], options: RunOptions, checkpoi
 
 def check(config_paths: list[str], overrides: list[str]) -> tuple[ExperimentSpec, list[str]]:
     """Validate a config and run the handshake of the model with every split's problem; train nothing."""
+    from miprometheus.workers.loaders import ProblemLoader
+
     config = load_config(config_paths, overrides)
     required = ("model",) if "training" in config.tree or "testing" not in config.tree else ("testing", "model")
     spec = validate(config, required=required)
@@ -182,6 +186,8 @@ def check(config_paths: list[str], overrides: list[str]) -> tuple[ExperimentSpec
         problem = build_problem(split)
         model = build_model(spec, problem)
         params = sum(p.numel() for p in model.parameters())
+        samples = ProblemLoader(problem, split.section.sampler, split.section.dataloader, 0,
+                                f"{name}.sampler: ").num_samples
         report.append(f"{name}: model {model.name} ({params:,} parameters) fits problem {problem.name} "
-                      f"({len(problem):,} samples, batch {problem.batch_size})")
+                      f"({samples:,} samples, batch {problem.batch_size})")
     return spec, report

@@ -106,6 +106,7 @@ class Trainer:
         """Train until a terminal condition; return the termination cause."""
         self._emit("on_train_start")
         self._started = time.perf_counter()
+        self._check_limits()  # a resumed run may already be at its limit
         old_handlers = self._install_signal_handlers()
         try:
             while self.stop_cause is None:
@@ -171,6 +172,10 @@ class Trainer:
             loss = (self.last_validation_stats or {}).get("loss") if self.validation else stats["loss"]
             if loss is not None and loss < limits.loss_stop:
                 self.stop("converged", f"loss {loss:.6g} < loss_stop {limits.loss_stop}")
+        self._check_limits()
+
+    def _check_limits(self) -> None:
+        limits = self.spec.training.terminal_conditions
         if limits.episode_limit is not None and self.state.episode >= limits.episode_limit:
             self.stop("limit", f"episode limit {limits.episode_limit} reached")
         if limits.epoch_limit is not None and self.state.epoch >= limits.epoch_limit:
