@@ -66,6 +66,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="show one component in detail")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
+    grid = sub.add_parser("grid", help="run, test and analyse grids of experiments", description=(
+        "Grids: many experiments (models x problems x settings x seeds) in parallel, compared side by side."))
+    grid_sub = grid.add_subparsers(dest="grid_command", metavar="GRID_COMMAND")
+    for name, text in (("train", "train every experiment of a grid file (or the rest of a grid folder)"),
+                       ("run", "train, test and analyse a grid in one go")):
+        p = grid_sub.add_parser(name, help=text, description=text + "; key=value overrides change the grid file")
+        p.add_argument("items", nargs="*", metavar="GRID.yaml|GRID_DIR|key=value")
+        p.add_argument("--resume", type=Path, metavar="GRID_DIR", help="run only what is not finished")
+        _grid_common(p)
+    p = grid_sub.add_parser("test", help="test every trained experiment's best model")
+    p.add_argument("folder", type=Path, metavar="GRID_DIR")
+    _grid_common(p)
+    p = grid_sub.add_parser("analyze", help="grid_analysis.csv, grid_summary.csv, plots and report.html")
+    p.add_argument("folder", type=Path, metavar="GRID_DIR")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+
     p = sub.add_parser("split", help="write reproducible index files for samplers")
     p.add_argument("items", nargs="+", metavar="CONFIG|key=value")
     p.add_argument("--section", default="training", choices=["training", "validation", "testing"])
@@ -74,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, default=Path("."), help="folder for the index files")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
+
+
+def _grid_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--expdir", default="experiments", type=Path, help="parent folder of the grid folder")
+    parser.add_argument("--savetag", default="", help="suffix of the grid folder name")
+    parser.add_argument("--no-progress", action="store_true", help="no live table, even on a terminal")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
 def _split_items(items: list[str]) -> tuple[list[str], list[str]]:
@@ -217,7 +240,68 @@ def _usage(message: str) -> _UsageError:
     return _UsageError(message)
 
 
-COMMANDS = {"train": cmd_train, "test": cmd_test, "check": cmd_check, "list": cmd_list, "split": cmd_split}
+def _grid_logger(folder: Path | None = None) -> Any:
+    import logging
+
+    logger = logging.getLogger("miprometheus.grid")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    if not logger.handlers:
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(logging.Formatter("[%(asctime)s] %(message)s", "%H:%M:%S"))
+        logger.addHandler(console)
+    return logger
+
+
+def _grid_summary(manifest: Any, phase: str) -> int:
+    prefix = "" if phase == "train" else "test_"
+    failed = [r for r in manifest.records if getattr(r, prefix + "status") == "failed"]
+    counts = manifest.counts(prefix + "status")
+    print(f"grid folder: {manifest.folder}")
+    print(f"grid {phase}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    for record in failed:
+        log = getattr(record, prefix + "log")
+        print(f"  FAILED {record.id} (exit code {getattr(record, prefix + 'exit_code')}): "
+              f"{getattr(record, prefix + 'last_error')}\n         log: {manifest.folder / log if log else '-'}")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_grid(args: argparse.Namespace) -> int:
+    from miprometheus.workers.grid import runner
+
+    if args.grid_command is None:
+        raise _usage("mip grid needs a command: train, test, analyze or run")
+    if args.grid_command == "analyze":
+        from miprometheus.workers.grid.analyzer import analyze
+
+        analyze(args.folder)
+        return EXIT_OK
+    logger = _grid_logger()
+    progress = False if args.no_progress else None
+    if args.grid_command == "test":
+        return _grid_summary(runner.test_grid(args.folder, progress=progress, logger=logger), "test")
+    files, overrides = _split_items(args.items)
+    resume = args.resume
+    if resume is None and len(files) == 1 and Path(files[0]).is_dir():
+        resume = Path(files[0])
+    elif resume is None and len(files) != 1:
+        raise _usage(f"mip grid {args.grid_command} needs one GRID.yaml (or GRID_DIR / --resume GRID_DIR)")
+    manifest = runner.train_grid(None if resume else Path(files[0]), overrides, args.expdir, args.savetag,
+                                 resume=resume, progress=progress, logger=logger)
+    code = _grid_summary(manifest, "train")
+    if args.grid_command == "run":
+        settings = runner.load_settings(manifest.folder)
+        if settings.test:
+            code = max(code, _grid_summary(runner.test_grid(manifest.folder, progress=progress, logger=logger),
+                                           "test"))
+        from miprometheus.workers.grid.analyzer import analyze
+
+        analyze(manifest.folder)
+    return code
+
+
+COMMANDS = {"train": cmd_train, "test": cmd_test, "check": cmd_check, "list": cmd_list, "split": cmd_split,
+            "grid": cmd_grid}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -260,6 +344,8 @@ def _translate_legacy(argv: list[str]) -> list[str]:
             out += next(it, "").split(",")
         elif item in ("--m",):
             out += ["--model", next(it, "")]
+        elif item in ("--e", "--expdir-grid"):
+            out.append(next(it, ""))
         elif item == "--outdir":
             out += ["--expdir", next(it, "")]
         else:
@@ -280,3 +366,35 @@ def online_trainer() -> int:
 def tester() -> int:
     """``mip-tester``: now ``mip test``."""
     return main(["test", *_translate_legacy(sys.argv[1:])])
+
+
+def _grid_alias(command: str, gpu: bool) -> int:
+    argv = _translate_legacy(sys.argv[1:])
+    if gpu and command == "train":  # the original GPU grid trainer: one GPU per experiment
+        argv.append("grid_settings.gpus_per_experiment=1")
+    return main(["grid", command, *argv])
+
+
+def grid_trainer_cpu() -> int:
+    """``mip-grid-trainer-cpu``: now ``mip grid train``."""
+    return _grid_alias("train", gpu=False)
+
+
+def grid_trainer_gpu() -> int:
+    """``mip-grid-trainer-gpu``: ``mip grid train`` with one GPU per experiment."""
+    return _grid_alias("train", gpu=True)
+
+
+def grid_tester_cpu() -> int:
+    """``mip-grid-tester-cpu``: now ``mip grid test``."""
+    return _grid_alias("test", gpu=False)
+
+
+def grid_tester_gpu() -> int:
+    """``mip-grid-tester-gpu``: ``mip grid test`` (the grid's own GPU settings apply)."""
+    return _grid_alias("test", gpu=True)
+
+
+def grid_analyzer() -> int:
+    """``mip-grid-analyzer``: now ``mip grid analyze``."""
+    return main(["grid", "analyze", *_translate_legacy(sys.argv[1:])])

@@ -1,0 +1,51 @@
+"""GRU: a stacked gated-recurrent-unit baseline, sequence to sequence (one output per input item)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from miprometheus.data import ANY, DataDefinition
+from miprometheus.models.model import Model
+from miprometheus.params import param
+from miprometheus.registry import register_model
+
+
+@register_model
+class GRU(Model):
+    """Stacked GRU (Cho et al. 2014), sequence to sequence: logits for every input step (h0 = 0).
+
+    ``sequences`` [B, T, I] -> ``predictions`` [B, T, O]; the problem's mask decides which
+    outputs are scored. The same parameters as the LSTM baseline, so the two swap in a grid.
+    """
+
+    @dataclass
+    class Params:
+        """Parameters of the GRU baseline."""
+
+        input_item_size: int = param(doc="size I of one input item", from_problem=True)
+        output_item_size: int = param(doc="size O of one output item (logits)", from_problem=True)
+        hidden_size: int = param(256, "number of units H in each GRU layer")
+        num_layers: int = param(1, "number of stacked GRU layers")
+        dropout: float = param(0.0, "dropout probability between stacked layers (off in eval mode)")
+
+    def __init__(self, params: GRU.Params) -> None:
+        super().__init__(params)
+        self.gru = torch.nn.GRU(input_size=params.input_item_size, hidden_size=params.hidden_size,
+                                num_layers=params.num_layers, batch_first=True,
+                                dropout=params.dropout if params.num_layers > 1 else 0.0)
+        self.output = torch.nn.Linear(params.hidden_size, params.output_item_size)
+        self.input_definitions = {
+            "sequences": DataDefinition((ANY, ANY, params.input_item_size), "float32", "input items [B, T, I]"),
+        }
+        self.output_definitions = {
+            "predictions": DataDefinition((ANY, ANY, params.output_item_size), "float32",
+                                          "logits for every step [B, T, O]"),
+        }
+
+    def forward(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Logits [B, T, O] for the input items ``batch["sequences"]`` [B, T, I]."""
+        hidden, _ = self.gru(batch["sequences"])
+        return self.output(hidden)

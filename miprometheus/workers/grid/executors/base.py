@@ -1,0 +1,78 @@
+"""The small interface every executor implements: submit, poll, cancel."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Job:
+    """One ``mip`` command of a grid (a training or a test of one experiment).
+
+    Every path is relative to ``workdir`` (the grid folder), so that an executor without a shared
+    filesystem can ship ``inputs`` to a worker, run the command there, and bring ``outputs`` back.
+    """
+
+    id: str
+    args: list[str]  # arguments of `mip`, e.g. ["train", "configs/x.yaml", "--expdir", "experiments/x"]
+    workdir: Path
+    log: str  # file receiving the command's stdout and stderr
+    inputs: list[str] = field(default_factory=list)  # files or folders the command reads
+    outputs: list[str] = field(default_factory=list)  # folders the command writes
+    threads: int = 1  # CPU threads (torch.set_num_threads and OMP_NUM_THREADS)
+    gpus: float = 0.0  # GPUs (a fraction shares one)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "miprometheus", *self.args, "--threads", str(self.threads)]
+
+    def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({"OMP_NUM_THREADS": str(self.threads), "MKL_NUM_THREADS": str(self.threads),
+                    "PYTHONUNBUFFERED": "1"})
+        env.update(self.env)
+        env.update(extra or {})
+        return env
+
+
+@dataclass
+class JobResult:
+    """How a job ended: its exit code (None when it was lost, e.g. a node died) and the error line."""
+
+    exit_code: int | None
+    error: str | None = None
+
+
+class Executor:
+    """Runs jobs. ``submit`` returns a handle; ``poll`` returns None while running, then a JobResult."""
+
+    #: how many jobs this executor can run at once on its own (None: as many as it is given)
+    capacity: int | None = None
+
+    def submit(self, job: Job) -> Any:
+        raise NotImplementedError
+
+    def poll(self, handle: Any) -> JobResult | None:
+        raise NotImplementedError
+
+    def cancel(self, handle: Any) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the executor started (processes, a local Ray cluster)."""
+
+
+def last_error_line(log: Path) -> str | None:
+    """The last line of a log that looks like an error (or the last line), for the grid summary."""
+    try:
+        lines = [line.strip() for line in Path(log).read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return None
+    for line in reversed(lines):
+        if "error" in line.lower() or "Traceback" in line or "Killed" in line:
+            return line[:500]
+    return lines[-1][:500] if lines else None

@@ -1,0 +1,98 @@
+"""The grid manifest: every experiment's status, attempts, folder and log, updated atomically."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from miprometheus.errors import ConfigError
+from miprometheus.files import atomic_write_json
+
+MANIFEST = "manifest.json"
+PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
+
+
+@dataclass
+class ExperimentRecord:
+    """One experiment of the grid, as the manifest records it (paths relative to the grid folder)."""
+
+    id: str
+    task: str
+    repetition: int
+    sweep: dict[str, Any]
+    seed: int
+    config: str  # the experiment's config file
+    config_hash: str
+    status: str = PENDING
+    attempts: int = 0
+    folder: str | None = None  # the experiment folder, once it exists
+    log: str | None = None
+    exit_code: int | None = None
+    last_error: str | None = None
+    started: float | None = None
+    ended: float | None = None
+    test_status: str = PENDING
+    test_attempts: int = 0
+    test_folder: str | None = None
+    test_log: str | None = None
+    test_exit_code: int | None = None
+    test_last_error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Manifest:
+    """``manifest.json`` of a grid folder; every change is written atomically (temp file + rename)."""
+
+    def __init__(self, folder: Path, records: list[ExperimentRecord], info: dict[str, Any]) -> None:
+        self.folder = Path(folder)
+        self.records = records
+        self.info = info
+        self._lock = threading.Lock()
+
+    @property
+    def path(self) -> Path:
+        return self.folder / MANIFEST
+
+    def save(self) -> None:
+        with self._lock:
+            atomic_write_json(self.path, {"grid": self.info, "experiments": [asdict(r) for r in self.records]})
+
+    def get(self, experiment_id: str) -> ExperimentRecord:
+        for record in self.records:
+            if record.id == experiment_id:
+                return record
+        raise KeyError(experiment_id)
+
+    def update(self, experiment_id: str, **changes: Any) -> ExperimentRecord:
+        record = self.get(experiment_id)
+        for key, value in changes.items():
+            setattr(record, key, value)
+        self.save()
+        return record
+
+    def counts(self, attribute: str = "status") -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for record in self.records:
+            value = getattr(record, attribute)
+            counts[value] = counts.get(value, 0) + 1
+        return counts
+
+    @classmethod
+    def load(cls, folder: Path) -> Manifest:
+        path = Path(folder) / MANIFEST
+        if not path.is_file():
+            raise ConfigError(f"{folder} is not a grid folder (no {MANIFEST})")
+        try:
+            data = json.loads(path.read_text())
+            records = [ExperimentRecord(**r) for r in data["experiments"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{path} is corrupt: {exc}") from None
+        return cls(Path(folder), records, data.get("grid", {}))
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,369 @@
+"""Run a grid: create its folder, then train (or test) every experiment through an executor, resumably.
+
+The grid process owns the manifest. Each experiment is a ``mip`` child command; a child that is
+killed is retried (resuming from its last checkpoint) up to ``retries`` times, a child that
+fails on bad input (exit code 2) is not; one failure never stops the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from miprometheus.errors import ConfigError, MipError
+from miprometheus.files import atomic_write_text, create_unique_dir, timestamp
+from miprometheus.workers.grid.executors import Executor, Job, JobResult, make_executor
+from miprometheus.workers.grid.manifest import DONE, FAILED, PENDING, RUNNING, ExperimentRecord, Manifest, now
+from miprometheus.workers.grid.spec import GridSettings, GridSpec, load_grid
+
+GRID_CONFIG = "grid_configuration.yaml"
+EXIT_BAD_INPUT = 2
+POLL_SECONDS = 0.2
+
+
+class GridInterrupted(MipError):
+    """The grid process was stopped by SIGINT/SIGTERM; re-running it resumes."""
+
+    exit_code = 130
+
+
+def _dump(tree: Any) -> str:
+    return yaml.safe_dump(tree, sort_keys=False, default_flow_style=False, width=100)
+
+
+def create_grid(spec: GridSpec, expdir: Path, savetag: str = "") -> Manifest:
+    """Make the grid folder: its effective grid file, one config per experiment, and the manifest."""
+    folder = create_unique_dir(Path(expdir), f"grid_{timestamp()}" + (f"_{savetag}" if savetag else ""))
+    effective = dict(spec.raw)
+    effective["grid_tasks"] = [{"default_configs": t.default_configs, "overwrite": t.overwrite, "name": t.name}
+                               for t in spec.tasks]
+    effective["grid_settings"] = {**(spec.raw.get("grid_settings") or {}), **vars(spec.settings)}
+    atomic_write_text(folder / GRID_CONFIG, _dump(effective))
+    records = []
+    for experiment in spec.experiments:
+        config = f"configs/{experiment.id}.yaml"
+        atomic_write_text(folder / config, _dump(experiment.config))
+        records.append(ExperimentRecord(id=experiment.id, task=experiment.task, repetition=experiment.repetition,
+                                        sweep=experiment.sweep, seed=experiment.seed, config=config,
+                                        config_hash=experiment.config_hash))
+    manifest = Manifest(folder, records, {"grid_file": str(spec.path), "created": timestamp(),
+                                          "experiments": len(records)})
+    manifest.save()
+    return manifest
+
+
+def load_settings(folder: Path) -> GridSettings:
+    path = Path(folder) / GRID_CONFIG
+    if not path.is_file():
+        raise ConfigError(f"{folder} is not a grid folder (no {GRID_CONFIG})")
+    data = yaml.safe_load(path.read_text()) or {}
+    known = {k: v for k, v in (data.get("grid_settings") or {}).items() if k in GridSettings.__dataclass_fields__}
+    return GridSettings(**known)
+
+
+def find_experiment_folder(grid: Path, output: str) -> Path | None:
+    """The experiment folder a job wrote under ``output`` (the newest, if several)."""
+    found = sorted((grid / output).glob("*/*/*/training_configuration.yaml"), key=lambda p: p.stat().st_mtime)
+    return found[-1].parent if found else None
+
+
+def newest_test_folder(experiment: Path) -> Path | None:
+    found = sorted(experiment.glob("test_*/testing_set_agg_statistics.csv"), key=lambda p: p.stat().st_mtime)
+    return found[-1].parent if found else None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not alive
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+@dataclass
+class Phase:
+    """What a run of the grid does to each experiment: train it or test it."""
+
+    name: str  # "train" or "test"
+
+    def prefix(self) -> str:
+        return "" if self.name == "train" else "test_"
+
+    def status(self, record: ExperimentRecord) -> str:
+        return getattr(record, self.prefix() + "status")
+
+    def attempts(self, record: ExperimentRecord) -> int:
+        return getattr(record, self.prefix() + "attempts")
+
+    def eligible(self, record: ExperimentRecord) -> bool:
+        if self.name == "test":
+            return record.status == DONE and record.folder is not None and record.test_status != DONE
+        return record.status != DONE
+
+
+class GridRunner:
+    """Runs the experiments of one grid folder through an executor, keeping the manifest current."""
+
+    def __init__(self, folder: Path, phase: str = "train", executor: Executor | None = None,
+                 settings: GridSettings | None = None, progress: bool | None = None,
+                 logger: logging.Logger | None = None) -> None:
+        self.folder = Path(folder).resolve()
+        self.manifest = Manifest.load(self.folder)
+        self.settings = settings or load_settings(self.folder)
+        self.phase = Phase(phase)
+        self.executor = executor
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.logger = logger or logging.getLogger("miprometheus.grid")
+        self._stop: str | None = None
+        self.started_jobs = 0
+
+    # --- jobs -----------------------------------------------------------------------------------
+    def threads(self) -> int:
+        if self.settings.cpus_per_experiment:
+            return self.settings.cpus_per_experiment
+        return max(1, (os.cpu_count() or 1) // self.settings.max_concurrent_runs)
+
+    def make_job(self, record: ExperimentRecord) -> Job:
+        attempt = self.phase.attempts(record) + 1
+        if self.phase.name == "test":
+            log = f"logs/{record.id}.test.log"
+            return Job(record.id, ["test", record.folder, "--no-progress"], self.folder, log,
+                       inputs=[record.folder], outputs=[record.folder], threads=self.threads(),
+                       gpus=self.settings.gpus_per_experiment)
+        output = f"experiments/{record.id}"
+        log = f"logs/{record.id}.train.log"
+        existing = find_experiment_folder(self.folder, output)
+        if existing is not None and (existing / "models" / "model_last.pt").is_file():
+            # a killed attempt continues from its last checkpoint instead of starting over
+            args = ["train", "--resume", str(existing.relative_to(self.folder)), "--no-progress"]
+            inputs = [output]
+        else:
+            args = ["train", record.config, "--expdir", output, "--no-progress"]
+            inputs = [record.config]
+        self.logger.debug("%s attempt %d: mip %s", record.id, attempt, " ".join(args))
+        return Job(record.id, args, self.folder, log, inputs=inputs, outputs=[output], threads=self.threads(),
+                   gpus=self.settings.gpus_per_experiment)
+
+    def _update(self, record: ExperimentRecord, **changes: Any) -> None:
+        prefix = self.phase.prefix()
+        self.manifest.update(record.id, **{prefix + k if k in ("status", "attempts", "log", "exit_code",
+                                                                "last_error") else k: v
+                                             for k, v in changes.items()})
+
+    # --- the loop ---------------------------------------------------------------------------------
+    def recover_stale(self) -> None:
+        """Experiments marked running by a grid process that died: wait for their children, then requeue."""
+        for record in self.manifest.records:
+            if self.phase.status(record) != RUNNING:
+                continue
+            pid = record.extra.get(f"{self.phase.name}_pid")
+            if isinstance(pid, int):
+                deadline = time.time() + 60
+                while _pid_alive(pid) and time.time() < deadline:
+                    time.sleep(0.1)
+                if _pid_alive(pid):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+            # the attempt was cut short by the grid's death, not by the experiment: it is not counted
+            self._update(record, status=PENDING, attempts=max(0, self.phase.attempts(record) - 1))
+            if self.phase.name == "train":
+                self.manifest.update(record.id, folder=self._folder_of(record))
+
+    def _folder_of(self, record: ExperimentRecord) -> str | None:
+        found = find_experiment_folder(self.folder, f"experiments/{record.id}")
+        return str(found.relative_to(self.folder)) if found else None
+
+    def run(self) -> Manifest:
+        self.recover_stale()
+        allowed = 1 + self.settings.retries
+        queue = deque(r.id for r in self.manifest.records
+                      if self.phase.eligible(r) and self.phase.attempts(r) < allowed
+                      and not (self.phase.status(r) == FAILED and r.extra.get(f"{self.phase.name}_bad_input")))
+        if self.executor is None:
+            self.executor = make_executor(self.settings.executor, self.settings, self.settings.max_concurrent_runs)
+        running: dict[Any, tuple[str, Job]] = {}
+        old = self._install_signal_handlers()
+        live = self._start_live()
+        try:
+            while (queue or running) and self._stop is None:
+                while queue and len(running) < self.settings.max_concurrent_runs and self._stop is None:
+                    record = self.manifest.get(queue[0])
+                    job = self.make_job(record)
+                    if hasattr(self.executor, "can_start") and not self.executor.can_start(job):
+                        break
+                    queue.popleft()
+                    handle = self.executor.submit(job)
+                    self.started_jobs += 1
+                    running[handle] = (record.id, job)
+                    extra = dict(record.extra)
+                    if isinstance(handle, int):
+                        extra[f"{self.phase.name}_pid"] = handle
+                    self._update(record, status=RUNNING, attempts=self.phase.attempts(record) + 1, log=job.log,
+                                 exit_code=None, last_error=None, extra=extra,
+                                 **({"started": now()} if self.phase.name == "train" else {}))
+                    self.logger.info("started %s (attempt %d): mip %s", record.id, self.phase.attempts(record),
+                                     " ".join(job.args))
+                for handle in list(running):
+                    result = self.executor.poll(handle)
+                    if result is None:
+                        continue
+                    experiment_id, job = running.pop(handle)
+                    if self._finish(self.manifest.get(experiment_id), result, allowed):
+                        queue.append(experiment_id)
+                self._refresh_live(live, running)
+                time.sleep(POLL_SECONDS)
+        finally:
+            if self._stop is not None:
+                for handle, (experiment_id, _) in list(running.items()):
+                    self.executor.cancel(handle)
+                    record = self.manifest.get(experiment_id)
+                    self._update(record, status=PENDING, attempts=max(0, self.phase.attempts(record) - 1))
+                    if self.phase.name == "train":
+                        self.manifest.update(experiment_id, folder=self._folder_of(record))
+            self.executor.close()
+            self._stop_live(live)
+            self._restore_signal_handlers(old)
+        if self._stop is not None:
+            raise GridInterrupted(f"grid interrupted ({self._stop}); running experiments were checkpointed. "
+                                  f"Continue with: mip grid {self.phase.name} --resume {self.folder}")
+        return self.manifest
+
+    def _finish(self, record: ExperimentRecord, result: JobResult, allowed: int) -> bool:
+        """Record how a job ended; return True when it should be tried again."""
+        ok = result.exit_code == 0
+        changes: dict[str, Any] = {"exit_code": result.exit_code, "last_error": None if ok else result.error}
+        if self.phase.name == "train":
+            changes["folder"] = self._folder_of(record)
+            changes["ended"] = now()
+        else:
+            experiment = self.folder / record.folder if record.folder else None
+            test_folder = newest_test_folder(experiment) if experiment else None
+            changes["test_folder"] = str(test_folder.relative_to(self.folder)) if test_folder else None
+        bad_input = result.exit_code == EXIT_BAD_INPUT
+        retry = not ok and not bad_input and self.phase.attempts(record) < allowed
+        status = DONE if ok else (PENDING if retry else FAILED)
+        if bad_input:
+            extra = dict(record.extra)
+            extra[f"{self.phase.name}_bad_input"] = True
+            changes["extra"] = extra
+        self._update(record, status=status, **changes)
+        if ok:
+            self.logger.info("finished %s", record.id)
+        else:
+            self.logger.warning("%s %s (exit code %s): %s%s", record.id, "will be retried" if retry else "failed",
+                                result.exit_code, result.error, f" — log: {self.folder / record.log}"
+                                if record.log else "")
+        return retry
+
+    # --- signals and the live table -------------------------------------------------------------------
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def handler(signum: int, frame: Any) -> None:
+            self._stop = signal.Signals(signum).name
+
+        return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    @staticmethod
+    def _restore_signal_handlers(old: dict[int, Any]) -> None:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+    def _start_live(self) -> Any:
+        if not self.progress:
+            return None
+        from rich.live import Live
+
+        live = Live(self._table({}), refresh_per_second=2, transient=False)
+        live.start()
+        return live
+
+    def _refresh_live(self, live: Any, running: dict[Any, tuple[str, Job]]) -> None:
+        if live is not None:
+            live.update(self._table(running))
+
+    def _stop_live(self, live: Any) -> None:
+        if live is not None:
+            live.stop()
+
+    def _table(self, running: dict[Any, tuple[str, Job]]) -> Any:
+        from rich.table import Table
+
+        counts = self.manifest.counts(self.phase.prefix() + "status")
+        table = Table(title=f"grid {self.phase.name}: {self.folder.name} — "
+                            + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        for column in ("experiment", "status", "attempts", "episode", "loss", "acc"):
+            table.add_column(column)
+        for record in self.manifest.records:
+            status = self.phase.status(record)
+            row = latest_statistics(self.folder, record) if status in (RUNNING, DONE) else {}
+            table.add_row(record.id, status, str(self.phase.attempts(record)), row.get("episode", ""),
+                          _short(row.get("loss")), _short(row.get("acc")))
+        return table
+
+
+def _short(value: str | None) -> str:
+    try:
+        return f"{float(value):.4g}"
+    except (TypeError, ValueError):
+        return ""
+
+
+def latest_statistics(grid: Path, record: ExperimentRecord) -> dict[str, str]:
+    """The last row of an experiment's training statistics (read from the end of the file)."""
+    folder = find_experiment_folder(grid, f"experiments/{record.id}")
+    if folder is None:
+        return {}
+    path = folder / "training_statistics.csv"
+    try:
+        with open(path, "rb") as handle:
+            header = handle.readline().decode().strip().split(",")
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 4096))
+            lines = handle.read().decode(errors="replace").strip().splitlines()
+    except OSError:
+        return {}
+    if len(lines) < 1 or lines[-1].startswith(header[0] + ","):
+        return {}
+    return dict(zip(header, lines[-1].split(",")))
+
+
+def train_grid(grid_file: Path | None, overrides: list[str], expdir: Path, savetag: str = "",
+               resume: Path | None = None, progress: bool | None = None,
+               logger: logging.Logger | None = None) -> Manifest:
+    """``mip grid train``: a new grid from a grid file, or the rest of an existing grid folder."""
+    if resume is not None:
+        if overrides:
+            raise ConfigError("a resumed grid keeps its own configuration: give no key=value overrides")
+        folder = Path(resume)
+    else:
+        spec = load_grid(grid_file, overrides)
+        folder = create_grid(spec, expdir, savetag).folder
+    runner = GridRunner(folder, "train", progress=progress, logger=logger)
+    return runner.run()
+
+
+def test_grid(folder: Path, progress: bool | None = None, logger: logging.Logger | None = None) -> Manifest:
+    """``mip grid test``: test every trained experiment's best model (resumable the same way)."""
+    return GridRunner(Path(folder), "test", progress=progress, logger=logger).run()
+
+
+test_grid.__test__ = False  # not a pytest test
