@@ -181,7 +181,7 @@ def plan(spec: GridSpec, grid_overwrite: dict[str, Any], validate_tasks: bool = 
     problems: list[str] = []
     for t, task in enumerate(spec.tasks):
         label = task.name or Path(task.default_configs).stem
-        for s, combo in enumerate(combos):
+        for combo in combos:
             sweep = dict(zip(sweep_keys, combo))
             try:
                 loaded = load_config([task.default_configs])

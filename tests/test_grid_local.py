@@ -1,0 +1,255 @@
+"""Grids on the local executor: planning, precedence, manifest, failures, kill-and-resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from miprometheus.errors import ConfigError
+from miprometheus.statistics import read_csv
+from miprometheus.workers.grid.executors.base import Job
+from miprometheus.workers.grid.executors.local import GPUTokens, LocalExecutor
+from miprometheus.workers.grid.manifest import Manifest
+from miprometheus.workers.grid.runner import create_grid
+from miprometheus.workers.grid.spec import load_grid
+from tests.conftest import TINY_SERIAL, run_mip
+
+TASK = TINY_SERIAL.replace("seed: 7", "seed: -1").replace("episode_limit: 60", "episode_limit: 40")
+
+
+def grid_file(tmp_path: Path, settings: str = "", tasks: str | None = None, overwrite: str = "") -> Path:
+    (tmp_path / "tasks").mkdir(exist_ok=True)
+    (tmp_path / "tasks" / "serial.yaml").write_text(TASK)
+    (tmp_path / "tasks" / "reverse.yaml").write_text(
+        "default_configs: serial.yaml\ntraining: {problem: {name: ReverseRecall}}\n"
+        "validation: {problem: {name: ReverseRecall}}\ntesting: {problem: {name: ReverseRecall}}\n")
+    path = tmp_path / "grid.yaml"
+    path.write_text((tasks or """grid_tasks:
+  - default_configs: tasks/serial.yaml
+  - default_configs: tasks/reverse.yaml
+    overwrite: {model.hidden_size: 8}
+""") + overwrite + "grid_settings:\n" + (settings or "  experiment_repetitions: 2\n  max_concurrent_runs: 2\n"))
+    return path
+
+
+def grid_folders(expdir: Path) -> list[Path]:
+    return sorted(p.parent for p in expdir.rglob("manifest.json"))
+
+
+def test_plan_precedence_sweep_and_seeds(tmp_path):
+    path = grid_file(tmp_path, settings="""  experiment_repetitions: 2
+  sweep: {training.optimizer.lr: [0.01, 0.001]}
+""", overwrite="""grid_overwrite:
+  model: {hidden_size: 12}
+  training: {terminal_conditions: {episode_limit: 5}}
+""")
+    spec = load_grid(path)
+    assert len(spec.experiments) == 2 * 2 * 2  # tasks x sweep x repetitions
+    by_task = {}
+    for e in spec.experiments:
+        by_task.setdefault(e.task, []).append(e)
+    # precedence: task overwrite (8) > grid_overwrite (12) > task config (16)
+    assert {e.config["model"]["hidden_size"] for e in by_task["serial"]} == {12}
+    assert {e.config["model"]["hidden_size"] for e in by_task["reverse"]} == {8}
+    assert {e.config["training"]["terminal_conditions"]["episode_limit"] for e in spec.experiments} == {5}
+    assert sorted({e.config["training"]["optimizer"]["lr"] for e in spec.experiments}) == [0.001, 0.01]
+    seeds = [e.seed for e in spec.experiments]
+    assert len(set(seeds)) == len(seeds)  # repetitions get distinct seeds
+    assert all(e.config["training"]["seed"] == e.seed for e in spec.experiments)
+    assert len({e.id for e in spec.experiments}) == len(spec.experiments)
+
+
+def test_a_seed_fixed_in_a_task_config_is_kept(tmp_path):
+    path = grid_file(tmp_path, overwrite="grid_overwrite: {training: {seed: 1234}}\n")
+    assert {e.seed for e in load_grid(path).experiments} == {1234}
+
+
+def test_bad_grid_file_names_file_line_and_suggestion(tmp_path):
+    path = grid_file(tmp_path, settings="  experiment_repetitons: 2\n")
+    with pytest.raises(ConfigError) as error:
+        load_grid(path)
+    line = next(i for i, row in enumerate(path.read_text().splitlines(), 1) if "experiment_repetitons" in row)
+    assert f"{path}:{line}" in str(error.value) and "grid_settings.experiment_repetitions" in str(error.value)
+    result = run_mip("grid", "train", path, "--expdir", tmp_path / "exp")
+    assert result.returncode == 2 and "did you mean" in result.stderr.lower()
+    assert not (tmp_path / "exp").exists()
+
+
+def test_invalid_task_config_is_reported_before_anything_runs(tmp_path):
+    path = grid_file(tmp_path, overwrite="grid_overwrite: {training: {optimizer: {lrr: 1}}}\n")
+    result = run_mip("grid", "train", path, "--expdir", tmp_path / "exp")
+    assert result.returncode == 2
+    assert "invalid task configs (nothing was run)" in result.stderr and "training.optimizer.lr" in result.stderr
+    assert not (tmp_path / "exp").exists()
+
+
+def test_grid_trains_tests_and_records_everything(tmp_path):
+    path = grid_file(tmp_path)
+    result = run_mip("grid", "train", path, "--expdir", tmp_path / "exp", timeout=600)
+    assert result.returncode == 0, result.stderr
+    folder = grid_folders(tmp_path / "exp")[0]
+    manifest = Manifest.load(folder)
+    assert len(manifest.records) == 4 and manifest.counts() == {"done": 4}
+    for record in manifest.records:
+        experiment = folder / record.folder
+        assert len(read_csv(experiment / "training_statistics.csv")) == 40
+        info = json.loads((experiment / "run_info.json").read_text())
+        assert info["seed"] == record.seed and record.attempts == 1 and record.exit_code == 0
+        assert (folder / record.log).is_file()
+        saved = yaml.safe_load((folder / record.config).read_text())
+        assert saved["training"]["seed"] == record.seed
+    assert (folder / "grid_configuration.yaml").is_file()
+    tested = run_mip("grid", "test", folder, timeout=600)
+    assert tested.returncode == 0, tested.stderr
+    manifest = Manifest.load(folder)
+    assert manifest.counts("test_status") == {"done": 4}
+    assert all((folder / r.test_folder / "testing_set_agg_statistics.csv").is_file() for r in manifest.records)
+    again = run_mip("grid", "train", "--resume", folder)  # nothing left to do
+    assert again.returncode == 0 and "started" not in again.stderr
+
+
+def test_a_crashing_task_does_not_stop_the_others(tmp_path):
+    (tmp_path / "tasks").mkdir()
+    path = grid_file(tmp_path, tasks="""grid_tasks:
+  - default_configs: tasks/serial.yaml
+  - name: exploding
+    default_configs: tasks/serial.yaml
+    overwrite: {training.optimizer: {name: SGD, lr: .inf}}
+  - name: nodata
+    default_configs: tasks/mnist.yaml
+""", settings="  retries: 1\n  max_concurrent_runs: 2\n")
+    (tmp_path / "tasks" / "mnist.yaml").write_text(f"""
+training:
+  problem: {{name: MNIST, data_folder: {tmp_path}/missing, download: false}}
+  terminal_conditions: {{epoch_limit: 1}}
+model: {{name: LeNet5}}
+""")
+    result = run_mip("grid", "train", path, "--expdir", tmp_path / "exp", timeout=600)
+    assert result.returncode == 1
+    folder = grid_folders(tmp_path / "exp")[0]
+    records = {r.task: r for r in Manifest.load(folder).records}
+    assert records["serial"].status == "done"
+    exploding = records["exploding"]
+    assert exploding.status == "failed" and exploding.exit_code == 1 and exploding.attempts == 2  # retried once
+    assert "nan" in (exploding.last_error or "").lower()
+    nodata = records["nodata"]
+    assert nodata.status == "failed" and nodata.exit_code == 2 and nodata.attempts == 1  # bad input: no retry
+    assert "t10k-images" in nodata.last_error or "train-images" in nodata.last_error
+    assert f"FAILED {nodata.id}" in result.stdout and str(folder / nodata.log) in result.stdout
+
+
+def _wait(predicate, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def _statuses(expdir: Path) -> dict[str, int]:
+    folders = grid_folders(expdir)
+    if not folders:
+        return {}
+    try:
+        return Manifest.load(folders[0]).counts()
+    except ConfigError:
+        return {}
+
+
+def test_sigkill_of_the_grid_then_resume_runs_each_experiment_once(tmp_path):
+    path = grid_file(tmp_path, settings="  experiment_repetitions: 3\n  max_concurrent_runs: 2\n",
+                     overwrite="grid_overwrite: {training: {terminal_conditions: {episode_limit: 150}, "
+                               "checkpoint_interval: 10}}\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    grid = subprocess.Popen([sys.executable, "-m", "miprometheus", "grid", "train", str(path), "--expdir",
+                             str(tmp_path / "exp"), "--no-progress"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    _wait(lambda: _statuses(tmp_path / "exp").get("done", 0) >= 1 and _statuses(tmp_path / "exp").get("running"))
+    grid.send_signal(signal.SIGKILL)
+    grid.wait()
+    folder = grid_folders(tmp_path / "exp")[0]
+    before = Manifest.load(folder)
+    finished = {r.id: (folder / r.folder / "run_info.json").stat().st_mtime for r in before.records if r.status == "done"}
+    assert 1 <= len(finished) < 6
+    result = run_mip("grid", "train", "--resume", folder, timeout=600)
+    assert result.returncode == 0, result.stderr
+    after = Manifest.load(folder)
+    assert after.counts() == {"done": 6}
+    experiment_folders = sorted(folder.glob("experiments/*/*/*/*/training_configuration.yaml"))
+    assert len(experiment_folders) == 6  # experiments run in total = experiments in the grid
+    for record in after.records:
+        rows = read_csv(folder / record.folder / "training_statistics.csv")
+        assert [int(r["episode"]) for r in rows] == list(range(1, 151))  # nothing lost, nothing counted twice
+        if record.id in finished:  # finished experiments are not run again
+            assert (folder / record.folder / "run_info.json").stat().st_mtime == finished[record.id]
+
+
+def test_a_killed_child_is_retried_from_its_checkpoint(tmp_path):
+    path = grid_file(tmp_path, tasks="grid_tasks:\n  - default_configs: tasks/serial.yaml\n",
+                     settings="  retries: 1\n",
+                     overwrite="grid_overwrite: {training: {terminal_conditions: {episode_limit: 300}, "
+                               "checkpoint_interval: 10}}\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    grid = subprocess.Popen([sys.executable, "-m", "miprometheus", "grid", "train", str(path), "--expdir",
+                             str(tmp_path / "exp"), "--no-progress"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+    def child_has_progress() -> bool:
+        rows = list((tmp_path / "exp").glob("grid_*/experiments/*/*/*/*/training_statistics.csv"))
+        return bool(rows) and rows[0].read_text().count("\n") > 30
+
+    _wait(child_has_progress)
+    pid = Manifest.load(grid_folders(tmp_path / "exp")[0]).records[0].extra["train_pid"]
+    os.kill(pid, signal.SIGKILL)
+    out, err = grid.communicate(timeout=300)
+    assert grid.returncode == 0, err
+    record = Manifest.load(grid_folders(tmp_path / "exp")[0]).records[0]
+    assert record.status == "done" and record.attempts == 2
+    experiment = grid_folders(tmp_path / "exp")[0] / record.folder
+    info = json.loads((experiment / "run_info.json").read_text())
+    assert len(info["resumes"]) == 1 and info["resumes"][0]["from_episode"] >= 10
+    assert [int(r["episode"]) for r in read_csv(experiment / "training_statistics.csv")] == list(range(1, 301))
+
+
+def test_two_grids_in_the_same_second_do_not_collide(tmp_path):
+    spec = load_grid(grid_file(tmp_path))
+    first = create_grid(spec, tmp_path / "exp")
+    second = create_grid(spec, tmp_path / "exp")
+    assert first.folder != second.folder and len(grid_folders(tmp_path / "exp")) == 2
+
+
+def test_gpu_tokens_whole_and_fractional():
+    tokens = GPUTokens(["0", "1"])
+    assert tokens.take(1) == ["0"] and tokens.take(0.5) == ["1"] and tokens.take(0.5) == ["1"]
+    assert tokens.take(0.5) is None and tokens.take(1) is None
+    tokens.give_back(["1"], 0.5)
+    assert tokens.take(0.5) == ["1"]
+    tokens.give_back(["0"], 1)
+    assert tokens.take(2) is None and tokens.take(1) == ["0"]
+
+
+def test_each_child_gets_its_own_gpu_and_threads(tmp_path, monkeypatch):
+    monkeypatch.setattr("miprometheus.workers.grid.executors.local.visible_gpus", lambda: ["3", "5"])
+    executor = LocalExecutor()
+    script = "import os; print(os.environ['CUDA_VISIBLE_DEVICES'], os.environ['OMP_NUM_THREADS'])"
+    handles = []
+    for i in range(2):
+        job = Job(f"j{i}", [], tmp_path, f"logs/j{i}.log", threads=3, gpus=1)
+        monkeypatch.setattr(job, "command", lambda: [sys.executable, "-c", script])
+        assert executor.can_start(job)
+        handles.append(executor.submit(job))
+    third = Job("j2", [], tmp_path, "logs/j2.log", gpus=1)
+    assert not executor.can_start(third)
+    for handle in handles:
+        _wait(lambda h=handle: executor.poll(h) is not None)
+    outputs = sorted((tmp_path / "logs" / f"j{i}.log").read_text().strip() for i in range(2))
+    assert outputs == ["3 3", "5 3"]
