@@ -178,7 +178,8 @@ def test_sigkill_of_the_grid_then_resume_runs_each_experiment_once(tmp_path):
     grid.wait()
     folder = grid_folders(tmp_path / "exp")[0]
     before = Manifest.load(folder)
-    finished = {r.id: (folder / r.folder / "run_info.json").stat().st_mtime for r in before.records if r.status == "done"}
+    finished = {r.id: (folder / r.folder / "run_info.json").stat().st_mtime
+                for r in before.records if r.status == "done"}
     assert 1 <= len(finished) < 6
     result = run_mip("grid", "train", "--resume", folder, timeout=600)
     assert result.returncode == 0, result.stderr
