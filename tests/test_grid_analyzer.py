@@ -250,6 +250,8 @@ def test_report_plots_and_console(synthetic_grid: Path, capsys: pytest.CaptureFi
     assert result.failures == [{"id": "012_lstm_serialrecall_r3", "stage": "train",
                                 "log": "logs/012_lstm_serialrecall_r3.train.log", "exit_code": 1,
                                 "last_error": "RuntimeError: CUDA out of memory (boom)"}]
+    summary = report.split("<h2>Summary")[1].split("<h2>")[0]
+    assert "lstm_serialrecall" in summary and "0.6 ± 0.1" in summary
     assert report.count("<tr") >= 1 + 4 + 1 + 14  # the summary, the failure and every experiment
 
     out = capsys.readouterr().out
