@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   trains and tests an LSTM on generated serial-recall data, prints the folder and the test result
+#   make demo   a grid: LSTM and GRU x serial and reverse recall x 3 seeds, trained, tested and compared
+#               (configs/grids/quickstart.yaml); prints the comparison table and the plots' paths
 #   make test   lint + the whole test suite
 # Both create (once) and reuse the virtual environment .venv.
 
@@ -10,7 +11,7 @@ PYTHON ?= python3
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench install clean
+.PHONY: demo experiment test bench install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +23,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
+	$(VENV)/bin/mip grid run configs/grids/quickstart.yaml --no-progress $(ARGS)
+
+experiment: $(STAMP)
 	$(VENV)/bin/mip train configs/algorithmic/lstm_serial_recall.yaml --test --no-progress $(ARGS)
 
 test: $(STAMP)
@@ -31,6 +35,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/python bench/overhead.py
 	$(VENV)/bin/python bench/cli_startup.py
+	$(VENV)/bin/python bench/grid_scaling.py
 
 clean:
 	rm -rf $(VENV) experiments .pytest_cache .ruff_cache

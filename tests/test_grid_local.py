@@ -254,3 +254,18 @@ def test_each_child_gets_its_own_gpu_and_threads(tmp_path, monkeypatch):
         _wait(lambda h=handle: executor.poll(h) is not None)
     outputs = sorted((tmp_path / "logs" / f"j{i}.log").read_text().strip() for i in range(2))
     assert outputs == ["3 3", "5 3"]
+
+
+def test_grid_run_trains_tests_and_analyzes(tmp_path):
+    path = grid_file(tmp_path, settings="  experiment_repetitions: 1\n  max_concurrent_runs: 2\n")
+    result = run_mip("grid", "run", path, "--expdir", tmp_path / "exp", timeout=600)
+    assert result.returncode == 0, result.stderr
+    folder = grid_folders(tmp_path / "exp")[0]
+    for name in ["grid_analysis.csv", "grid_summary.csv", "report.html", "plots/SerialRecall.png",
+                 "plots/ReverseRecall.png"]:
+        assert (folder / name).is_file(), name
+    rows = read_csv(folder / "grid_analysis.csv")
+    assert len(rows) == 2 and all(r["test_acc"] and r["val_loss"] for r in rows)
+    assert "plot:" in result.stdout and "serial" in result.stdout
+    again = run_mip("grid", "analyze", folder)
+    assert again.returncode == 0 and "reverse" in again.stdout

@@ -1,0 +1,202 @@
+"""The SLURM executor: submitit's local executor always, a real SLURM (``.ci/slurm_setup.sh``) when one answers."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("submitit")
+
+from miprometheus.workers.grid.executors.base import Job, JobResult  # noqa: E402
+from miprometheus.workers.grid.executors.slurm import (  # noqa: E402
+    MipCommand,
+    SlurmExecutor,
+    find_experiment,
+    resume_args,
+)
+from miprometheus.workers.grid.spec import GridSettings  # noqa: E402
+from tests.conftest import TINY_SERIAL, experiment_dirs  # noqa: E402
+
+#: a training long enough (tens of seconds) to be stopped halfway
+LONG = "training.terminal_conditions.episode_limit=4000"
+
+
+def train_job(name: str, grid: Path, *extra: str) -> Job:
+    """The grid job training TINY_SERIAL into experiments/<name>."""
+    return Job(id=name, args=["train", "tiny.yaml", *extra, "--expdir", f"experiments/{name}", "--no-progress"],
+               workdir=grid, inputs=["tiny.yaml"], outputs=[f"experiments/{name}"], log=f"logs/{name}.log", threads=1)
+
+
+def wait(executor: SlurmExecutor, handle: object, timeout: float = 60) -> JobResult:
+    """Poll a job until it ends."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = executor.poll(handle)
+        if result is not None:
+            return result
+        time.sleep(0.3)
+    raise AssertionError(f"job {handle} still running after {timeout} s")
+
+
+def wait_for_training(grid: Path, name: str, episodes: int = 100, timeout: float = 60) -> Path:
+    """The experiment folder of a running training, once it trained ``episodes`` episodes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        folder = find_experiment(grid / "experiments" / name)
+        stats = folder / "training_statistics.csv" if folder else None
+        if stats is not None and stats.exists() and len(stats.read_text().splitlines()) > episodes:
+            return folder
+        time.sleep(0.2)
+    raise AssertionError(f"training {name} did not reach {episodes} episodes in {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A grid folder holding the tiny experiment config."""
+    folder = tmp_path_factory.mktemp("grid")
+    (folder / "tiny.yaml").write_text(TINY_SERIAL)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def local() -> SlurmExecutor:
+    """The SLURM executor on submitit's local executor (no SLURM needed)."""
+    executor = SlurmExecutor(GridSettings(executor="slurm", slurm_cluster="local", slurm_time_minutes=10))
+    yield executor
+    executor.close()
+
+
+def slurm_answers() -> str | None:
+    """Why the real-SLURM tests cannot run here, or None when sbatch exists and sinfo answers."""
+    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
+        return "no SLURM here (sbatch/sinfo not installed; see .ci/slurm_setup.sh)"
+    try:
+        answer = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=15)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"sinfo does not answer: {exc}"
+    if answer.returncode != 0 or not answer.stdout.strip():
+        return f"sinfo does not answer: {answer.stderr.strip() or 'no nodes'}"
+    return None
+
+
+needs_slurm = pytest.mark.skipif(slurm_answers() is not None, reason=str(slurm_answers()))
+
+
+# --- submitit's local executor ------------------------------------------------------------------
+
+
+def test_local_trains(grid: Path, local: SlurmExecutor) -> None:
+    handle = local.submit(train_job("e1", grid))
+    assert wait(local, handle) == JobResult(0, None)
+    assert len(experiment_dirs(grid / "experiments" / "e1")) == 1
+    assert "episode" in (grid / "logs" / "e1.log").read_text()
+    assert list((grid / "slurm").glob("*_submitted.pkl"))  # submitit's files stay in <grid>/slurm
+
+
+def test_checkpoint_resumes_the_experiment(grid: Path, local: SlurmExecutor) -> None:
+    """What submitit requeues on preemption: the same experiment, resumed from models/model_last.pt."""
+    folder = find_experiment(grid / "experiments" / "e1")
+    if folder is None:  # run alone: train it first
+        assert wait(local, local.submit(train_job("e1", grid))).exit_code == 0
+        folder = find_experiment(grid / "experiments" / "e1")
+    assert (folder / "models" / "model_last.pt").is_file()
+    delayed = MipCommand(train_job("e1", grid, "--device", "cpu")).checkpoint()
+    resumed = delayed.function
+    assert isinstance(resumed, MipCommand)
+    relative = str(folder.relative_to(grid))
+    assert resumed.job.args == ["train", "--resume", relative, "--device", "cpu", "--no-progress"]
+    assert resumed.command()[2:6] == ["miprometheus", "train", "--resume", relative]
+    # a resumed run resumes the same folder again; a job with no checkpoint yet starts over
+    assert resume_args(resumed.job) == resumed.job.args
+    fresh = train_job("never_ran", grid)
+    assert MipCommand(fresh).checkpoint().function.job.args == fresh.args
+
+
+def test_local_failure_is_reported(grid: Path, local: SlurmExecutor) -> None:
+    (grid / "bad.yaml").write_text(TINY_SERIAL.replace("name: LSTM", "name: NoSuchModel"))
+    job = train_job("bad", grid)
+    job.args[1] = "bad.yaml"
+    result = wait(local, local.submit(job))
+    assert result.exit_code == 2
+    assert result.error and "invalid configuration" in result.error
+    assert "NoSuchModel" in (grid / "logs" / "bad.log").read_text()
+
+
+def test_local_cancel(grid: Path, local: SlurmExecutor) -> None:
+    handle = local.submit(train_job("cancelled", grid, LONG))
+    wait_for_training(grid, "cancelled", episodes=20)
+    local.cancel(handle)
+    result = wait(local, handle, timeout=30)
+    assert result.exit_code != 0 and result.error
+    # mip itself was asked to stop (it writes its last checkpoint), it does not train on
+    deadline = time.monotonic() + 20
+    while "received SIGTERM" not in (grid / "logs" / "cancelled.log").read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "received SIGTERM" in (grid / "logs" / "cancelled.log").read_text()
+
+
+def test_local_preemption_requeues_and_resumes(grid: Path, local: SlurmExecutor) -> None:
+    """USR2 (SLURM's warning before preemption/timeout) to the job: mip stops, the job comes back resumed."""
+    handle = local.submit(train_job("preempted", grid, LONG.replace("4000", "600")))
+    folder = wait_for_training(grid, "preempted", episodes=100)
+    controller = handle.sjob._process.pid
+    children = Path(f"/proc/{controller}/task/{controller}/children").read_text().split()
+    assert len(children) == 1  # the submitit process running MipCommand
+    subprocess.run(["kill", f"-{signal.SIGUSR2.name[3:]}", children[0]], check=True)
+    assert wait(local, handle, timeout=90) == JobResult(0, None)
+    log = (grid / "logs" / "preempted.log").read_text()
+    assert "received SIGTERM" in log and "episode limit 600 reached" in log
+    assert experiment_dirs(grid / "experiments" / "preempted") == [folder]  # resumed, not started over
+    assert "Calling checkpoint method" in "".join(p.read_text() for p in (grid / "slurm").glob("*_log.err"))
+
+
+# --- a real SLURM -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def slurm() -> SlurmExecutor:
+    """The SLURM executor on the real cluster."""
+    return SlurmExecutor(GridSettings(executor="slurm", slurm_cluster="slurm", slurm_time_minutes=10))
+
+
+@needs_slurm
+def test_slurm_trains(grid: Path, slurm: SlurmExecutor) -> None:
+    handle = slurm.submit(train_job("s1", grid))
+    assert wait(slurm, handle, timeout=120) == JobResult(0, None)
+    assert len(experiment_dirs(grid / "experiments" / "s1")) == 1
+    assert (grid / "slurm" / f"{handle.job_id}_submission.sh").is_file()
+
+
+@needs_slurm
+def test_slurm_job_array(grid: Path, slurm: SlurmExecutor) -> None:
+    handles = slurm.submit_many([train_job("a0", grid), train_job("a1", grid)])
+    assert [h.job.id for h in handles] == ["a0", "a1"]
+    assert handles[0].job_id.split("_")[0] == handles[1].job_id.split("_")[0]  # one array, two tasks
+    assert [wait(slurm, h, timeout=120) for h in handles] == [JobResult(0, None)] * 2
+    assert all(len(experiment_dirs(grid / "experiments" / n)) == 1 for n in ("a0", "a1"))
+
+
+@needs_slurm
+def test_slurm_preemption_requeues_and_resumes(grid: Path, slurm: SlurmExecutor) -> None:
+    handle = slurm.submit(train_job("sp", grid, LONG.replace("4000", "600")))
+    folder = wait_for_training(grid, "sp", episodes=100)
+    handle.sjob._interrupt()  # what SLURM sends on preemption: SIGTERM, then USR2
+    deadline = time.monotonic() + 30
+    while "Requeued job" not in "".join(p.read_text() for p in (grid / "slurm").glob(f"{handle.job_id}_*_log.out")):
+        assert time.monotonic() < deadline, "the job was not requeued"
+        time.sleep(0.3)
+    # SLURM holds a requeued job back for a couple of minutes: let it start now
+    for _ in range(20):
+        if subprocess.run(["scontrol", "update", f"JobId={handle.job_id}", "StartTime=now"],
+                          capture_output=True).returncode == 0:
+            break
+        time.sleep(0.3)
+    assert wait(slurm, handle, timeout=60) == JobResult(0, None)
+    log = (grid / "logs" / "sp.log").read_text()
+    assert "received SIGTERM" in log and "episode limit 600 reached" in log
+    assert experiment_dirs(grid / "experiments" / "sp") == [folder]
