@@ -12,6 +12,8 @@ import pytest
 
 pytest.importorskip("submitit")
 
+from miprometheus.errors import BadInputError  # noqa: E402
+from miprometheus.workers.grid.executors import slurm as slurm_module  # noqa: E402
 from miprometheus.workers.grid.executors.base import Job, JobResult  # noqa: E402
 from miprometheus.workers.grid.executors.slurm import (  # noqa: E402
     MipCommand,
@@ -84,7 +86,8 @@ def slurm_answers() -> str | None:
     return None
 
 
-needs_slurm = pytest.mark.skipif(slurm_answers() is not None, reason=str(slurm_answers()))
+NO_SLURM = slurm_answers()  # asked once: a dead controller makes sinfo slow to give up
+needs_slurm = pytest.mark.skipif(NO_SLURM is not None, reason=str(NO_SLURM))
 
 
 # --- submitit's local executor ------------------------------------------------------------------
@@ -140,6 +143,20 @@ def test_local_cancel(grid: Path, local: SlurmExecutor) -> None:
     assert "received SIGTERM" in (grid / "logs" / "cancelled.log").read_text()
 
 
+def test_local_job_array(grid: Path, local: SlurmExecutor) -> None:
+    handles = local.submit_many([train_job("l0", grid), train_job("l1", grid)])
+    assert [h.job.id for h in handles] == ["l0", "l1"]
+    assert [wait(local, h) for h in handles] == [JobResult(0, None)] * 2
+
+
+def test_no_slurm_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(slurm_module.shutil, "which", lambda name: None)
+    with pytest.raises(BadInputError, match="no SLURM"):
+        SlurmExecutor(GridSettings(executor="slurm", slurm_cluster="slurm"))
+    with pytest.raises(BadInputError, match="slurm_cluster"):
+        SlurmExecutor(GridSettings(executor="slurm", slurm_cluster="moon"))
+
+
 def test_local_preemption_requeues_and_resumes(grid: Path, local: SlurmExecutor) -> None:
     """USR2 (SLURM's warning before preemption/timeout) to the job: mip stops, the job comes back resumed."""
     handle = local.submit(train_job("preempted", grid, LONG.replace("4000", "600")))
@@ -152,7 +169,7 @@ def test_local_preemption_requeues_and_resumes(grid: Path, local: SlurmExecutor)
     log = (grid / "logs" / "preempted.log").read_text()
     assert "received SIGTERM" in log and "episode limit 600 reached" in log
     assert experiment_dirs(grid / "experiments" / "preempted") == [folder]  # resumed, not started over
-    assert "Calling checkpoint method" in "".join(p.read_text() for p in (grid / "slurm").glob("*_log.err"))
+    assert "Calling checkpoint method" in "".join(p.read_text() for p in (grid / "slurm").glob("*_log.out"))
 
 
 # --- a real SLURM -------------------------------------------------------------------------------
@@ -179,6 +196,15 @@ def test_slurm_job_array(grid: Path, slurm: SlurmExecutor) -> None:
     assert handles[0].job_id.split("_")[0] == handles[1].job_id.split("_")[0]  # one array, two tasks
     assert [wait(slurm, h, timeout=120) for h in handles] == [JobResult(0, None)] * 2
     assert all(len(experiment_dirs(grid / "experiments" / n)) == 1 for n in ("a0", "a1"))
+
+
+@needs_slurm
+def test_slurm_cancel(grid: Path, slurm: SlurmExecutor) -> None:
+    handle = slurm.submit(train_job("sc", grid, LONG))
+    wait_for_training(grid, "sc", episodes=20)
+    slurm.cancel(handle)
+    result = wait(slurm, handle, timeout=60)
+    assert result.exit_code != 0 and result.error and "CANCELLED" in result.error
 
 
 @needs_slurm

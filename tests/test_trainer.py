@@ -283,3 +283,20 @@ def test_resuming_a_finished_run_trains_nothing_more_and_can_extend_it(tmp_path,
     assert longer.episodes == 15 and len(read_csv(first.folder / "training_statistics.csv")) == 15
     info = json.loads((first.folder / "run_info.json").read_text())
     assert [r["from_episode"] for r in info["resumes"]] == [10, 10]
+
+
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="shared MNIST data not present")
+def test_dataloader_workers_give_the_same_run_as_the_main_process(tmp_path):
+    text = f"""
+training:
+  problem: {{name: MNIST, data_folder: {SHARED_MNIST}, use_train_data: false, batch_size: 32, download: false}}
+  sampler: {{name: SubsetRandomSampler, indices: [0, 320]}}
+  terminal_conditions: {{epoch_limit: 2}}
+  seed: 5
+model: {{name: SimpleConvNet}}
+"""
+    config = write(tmp_path, text, "mnist.yaml")
+    main = train(tmp_path, config)
+    workers = train(tmp_path, config, "training.dataloader={num_workers: 2, persistent_workers: true}")
+    assert without_time(read_csv(main.folder / "training_statistics.csv")) == \
+        without_time(read_csv(workers.folder / "training_statistics.csv"))

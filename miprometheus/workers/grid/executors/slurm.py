@@ -15,7 +15,7 @@ import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ STOP_GRACE_S = 60.0
 #: exit code of ``mip`` stopped by SIGTERM/SIGINT after writing models/model_last.pt
 STOPPED_CODE = 130
 #: seconds a ``mip`` stopped from outside waits for a preemption signal before the job reports its exit
-PREEMPT_LINGER_S = 10.0
+PREEMPT_LINGER_S = 3.0
 #: seconds a job that SLURM reports finished may take to show its result file (shared filesystems lag)
 RESULT_GRACE_S = 30.0
 
@@ -204,6 +204,7 @@ class SlurmHandle:
     job: Job
     sjob: Any
     finished_at: float | None = None  # when SLURM first said the job ended (its result may lag)
+    submitted_at: float = field(default_factory=time.monotonic)
 
     @property
     def job_id(self) -> str:
@@ -277,9 +278,12 @@ class SlurmExecutor(Executor):
 
     # --- watching -----------------------------------------------------------------------------
 
-    def _slurm_state(self, job_id: str) -> str | None:
-        """The job's SLURM state from squeue (cached 2 s; no accounting needed), None if squeue does not know it."""
-        if time.monotonic() - self._queue_at > 2.0:
+    def _slurm_state(self, job_id: str, since: float) -> str | None:
+        """The job's SLURM state from squeue (no accounting needed), None if squeue does not know it.
+
+        One squeue answers for every job for 2 s, unless it predates the submission at ``since``.
+        """
+        if time.monotonic() - self._queue_at > 2.0 or (job_id not in self._queue and self._queue_at <= since):
             try:
                 out = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-o", "%i|%T"], capture_output=True,
                                      text=True, timeout=30, check=True).stdout
@@ -291,7 +295,7 @@ class SlurmExecutor(Executor):
 
     def _state(self, handle: SlurmHandle) -> str:
         if self.cluster == "slurm":
-            state = self._slurm_state(handle.job_id)
+            state = self._slurm_state(handle.job_id, handle.submitted_at)
             if state is not None:
                 return state.upper()
             # gone from the controller's memory: ask accounting through submitit (may be disabled)
@@ -308,11 +312,17 @@ class SlurmExecutor(Executor):
         sjob = handle.sjob
         state = self._state(handle)
         # the debug executor ran the job in this process (in _state) and keeps its result in memory
-        if sjob.paths.result_pickle.exists() or (self.cluster == "debug" and state == "COMPLETED"):
+        if self.cluster == "debug" and state == "COMPLETED":
+            return self._outcome(handle, state)
+        if sjob.paths.result_pickle.exists():
+            if self.cluster == "slurm" and state not in TERMINAL_STATES and state != "GONE":
+                # still completing (its final state, e.g. CANCELLED, tells how it ended), or requeued by
+                # SLURM after a run that left a result: the next run will write a new one
+                return None
             return self._outcome(handle, state)
         if state not in TERMINAL_STATES and state != "GONE":
             return None
-        if state in ("COMPLETED", "FINISHED"):
+        if state in ("COMPLETED", "FINISHED", "GONE"):
             # the result file is written before the job ends, but a shared filesystem may show it late
             handle.finished_at = handle.finished_at or time.monotonic()
             if time.monotonic() - handle.finished_at < RESULT_GRACE_S:
