@@ -361,3 +361,41 @@ def test_f_without_an_address_a_local_ray_is_started_and_shut_down(grid, monkeyp
         shutil.rmtree(temp, ignore_errors=True)
     assert not ray.is_initialized()
     assert result.exit_code == 2 and "missing.yaml" in result.error, result
+
+
+GRID = """
+grid_tasks:
+  - {{name: serial, default_configs: tiny.yaml}}
+  - {{name: reverse, default_configs: tiny.yaml, overwrite: {{training.problem.name: ReverseRecall,
+      validation.problem.name: ReverseRecall, testing.problem.name: ReverseRecall}}}}
+grid_overwrite: {{training: {{seed: -1, terminal_conditions: {{episode_limit: 40}}}}}}
+grid_settings:
+  experiment_repetitions: 2
+  max_concurrent_runs: 2
+  cpus_per_experiment: 1
+  seed: 5
+  executor: {executor}
+  ray_address: {address}
+"""
+
+VARYING = {"folder", "wall_time_s"}
+
+
+def test_a_grid_on_ray_gives_the_same_analysis_as_locally(cluster, tmp_path):
+    from miprometheus.statistics import read_csv
+    from miprometheus.workers.grid.analyzer import analyze
+    from miprometheus.workers.grid.runner import test_grid, train_grid
+
+    (tmp_path / "tiny.yaml").write_text(TINY_SERIAL)
+    tables = {}
+    for executor in ("local", "ray"):
+        path = tmp_path / f"grid_{executor}.yaml"
+        path.write_text(GRID.format(executor=executor, address=cluster if executor == "ray" else "null"))
+        manifest = train_grid(path, [], tmp_path / executor, progress=False)
+        assert manifest.counts() == {"done": 4}, [(r.id, r.last_error) for r in manifest.records]
+        assert test_grid(manifest.folder, progress=False).counts("test_status") == {"done": 4}
+        analyze(manifest.folder, console=False)
+        tables[executor] = [{k: v for k, v in row.items() if k not in VARYING}
+                            for row in read_csv(manifest.folder / "grid_analysis.csv")]
+    assert tables["ray"] == tables["local"]
+    assert all(row["status"] == "done" and row["test_acc"] for row in tables["ray"])

@@ -226,3 +226,22 @@ def test_slurm_preemption_requeues_and_resumes(grid: Path, slurm: SlurmExecutor)
     log = (grid / "logs" / "sp.log").read_text()
     assert "received SIGTERM" in log and "episode limit 600 reached" in log
     assert experiment_dirs(grid / "experiments" / "sp") == [folder]
+
+
+@pytest.mark.parametrize("cluster", ["local", pytest.param("slurm", marks=needs_slurm)])
+def test_a_whole_grid_through_the_slurm_executor(tmp_path: Path, cluster: str) -> None:
+    from miprometheus.workers.grid.manifest import Manifest
+    from miprometheus.workers.grid.runner import train_grid
+
+    (tmp_path / "tiny.yaml").write_text(TINY_SERIAL)
+    (tmp_path / "grid.yaml").write_text(f"""
+grid_tasks: [{{default_configs: tiny.yaml}}]
+grid_overwrite: {{training: {{terminal_conditions: {{episode_limit: 30}}}}}}
+grid_settings: {{experiment_repetitions: 2, max_concurrent_runs: 2, cpus_per_experiment: 1,
+                executor: slurm, slurm_cluster: {cluster}}}
+""")
+    manifest = train_grid(tmp_path / "grid.yaml", [], tmp_path / "exp", progress=False)
+    assert manifest.counts() == {"done": 2}, [(r.id, r.last_error) for r in manifest.records]
+    again = Manifest.load(manifest.folder)
+    assert all((manifest.folder / r.folder / "models" / "model_best.pt").is_file() for r in again.records)
+    assert len(list((manifest.folder / "slurm").glob("*"))) > 0  # submitit's files stay in the grid folder

@@ -197,40 +197,34 @@ class GridRunner:
                       and not (self.phase.status(r) == FAILED and r.extra.get(f"{self.phase.name}_bad_input")))
         if self.executor is None:
             self.executor = make_executor(self.settings.executor, self.settings, self.settings.max_concurrent_runs)
-        running: dict[Any, tuple[str, Job]] = {}
+        running: list[tuple[Any, str, Job]] = []  # (handle, experiment id, job); handles need not be hashable
         old = self._install_signal_handlers()
         live = self._start_live()
         try:
             while (queue or running) and self._stop is None:
-                while queue and len(running) < self.settings.max_concurrent_runs and self._stop is None:
-                    record = self.manifest.get(queue[0])
-                    job = self.make_job(record)
-                    if hasattr(self.executor, "can_start") and not self.executor.can_start(job):
-                        break
-                    queue.popleft()
-                    handle = self.executor.submit(job)
-                    self.started_jobs += 1
-                    running[handle] = (record.id, job)
-                    extra = dict(record.extra)
-                    if isinstance(handle, int):
-                        extra[f"{self.phase.name}_pid"] = handle
-                    self._update(record, status=RUNNING, attempts=self.phase.attempts(record) + 1, log=job.log,
-                                 exit_code=None, last_error=None, extra=extra,
-                                 **({"started": now()} if self.phase.name == "train" else {}))
-                    self.logger.info("started %s (attempt %d): mip %s", record.id, self.phase.attempts(record),
-                                     " ".join(job.args))
-                for handle in list(running):
+                ready = self._take_ready(queue, len(running))
+                if ready:
+                    many = getattr(self.executor, "submit_many", None)
+                    jobs = [job for _, job in ready]
+                    # SLURM gets the jobs that are ready together as one job array
+                    handles = many(jobs) if many is not None and len(jobs) > 1 else [self.executor.submit(j)
+                                                                                     for j in jobs]
+                    for (record, job), handle in zip(ready, handles):
+                        running.append((handle, record.id, job))
+                        self._mark_started(record, job, handle)
+                still_running = []
+                for handle, experiment_id, job in running:
                     result = self.executor.poll(handle)
                     if result is None:
-                        continue
-                    experiment_id, job = running.pop(handle)
-                    if self._finish(self.manifest.get(experiment_id), result, allowed):
+                        still_running.append((handle, experiment_id, job))
+                    elif self._finish(self.manifest.get(experiment_id), result, allowed):
                         queue.append(experiment_id)
+                running = still_running
                 self._refresh_live(live, running)
                 time.sleep(POLL_SECONDS)
         finally:
             if self._stop is not None:
-                for handle, (experiment_id, _) in list(running.items()):
+                for handle, experiment_id, _ in running:
                     self.executor.cancel(handle)
                     record = self.manifest.get(experiment_id)
                     self._update(record, status=PENDING, attempts=max(0, self.phase.attempts(record) - 1))
@@ -243,6 +237,28 @@ class GridRunner:
             raise GridInterrupted(f"grid interrupted ({self._stop}); running experiments were checkpointed. "
                                   f"Continue with: mip grid {self.phase.name} --resume {self.folder}")
         return self.manifest
+
+    def _take_ready(self, queue: deque[str], running: int) -> list[tuple[ExperimentRecord, Job]]:
+        """The jobs that can start now (concurrency limit, GPU tokens), taken off the queue."""
+        ready: list[tuple[ExperimentRecord, Job]] = []
+        while queue and running + len(ready) < self.settings.max_concurrent_runs and self._stop is None:
+            record = self.manifest.get(queue[0])
+            job = self.make_job(record)
+            if hasattr(self.executor, "can_start") and not self.executor.can_start(job):
+                break
+            queue.popleft()
+            ready.append((record, job))
+        return ready
+
+    def _mark_started(self, record: ExperimentRecord, job: Job, handle: Any) -> None:
+        self.started_jobs += 1
+        extra = dict(record.extra)
+        if isinstance(handle, int):  # a local child's pid: a resumed grid waits for it to end
+            extra[f"{self.phase.name}_pid"] = handle
+        self._update(record, status=RUNNING, attempts=self.phase.attempts(record) + 1, log=job.log, exit_code=None,
+                     last_error=None, extra=extra, **({"started": now()} if self.phase.name == "train" else {}))
+        self.logger.info("started %s (attempt %d): mip %s", record.id, self.phase.attempts(record),
+                         " ".join(job.args))
 
     def _finish(self, record: ExperimentRecord, result: JobResult, allowed: int) -> bool:
         """Record how a job ended; return True when it should be tried again."""
@@ -291,11 +307,11 @@ class GridRunner:
             return None
         from rich.live import Live
 
-        live = Live(self._table({}), refresh_per_second=2, transient=False)
+        live = Live(self._table([]), refresh_per_second=2, transient=False)
         live.start()
         return live
 
-    def _refresh_live(self, live: Any, running: dict[Any, tuple[str, Job]]) -> None:
+    def _refresh_live(self, live: Any, running: list[tuple[Any, str, Job]]) -> None:
         if live is not None:
             live.update(self._table(running))
 
@@ -303,7 +319,7 @@ class GridRunner:
         if live is not None:
             live.stop()
 
-    def _table(self, running: dict[Any, tuple[str, Job]]) -> Any:
+    def _table(self, running: list[tuple[Any, str, Job]]) -> Any:
         from rich.table import Table
 
         counts = self.manifest.counts(self.phase.prefix() + "status")
