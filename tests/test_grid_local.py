@@ -269,3 +269,15 @@ def test_grid_run_trains_tests_and_analyzes(tmp_path):
     assert "plot:" in result.stdout and "serial" in result.stdout
     again = run_mip("grid", "analyze", folder)
     assert again.returncode == 0 and "reverse" in again.stdout
+
+
+def test_shipped_grid_files_plan_and_validate():
+    root = Path(__file__).resolve().parents[1] / "configs" / "grids"
+    for path in root.glob("*.yaml"):
+        spec = load_grid(path)
+        assert spec.experiments, path
+    quickstart = load_grid(root / "quickstart.yaml")
+    assert len(quickstart.experiments) == 12
+    assert {e.config["model"]["name"] for e in quickstart.experiments} == {"LSTM", "GRU"}
+    assert {e.config["training"]["problem"]["name"] for e in quickstart.experiments} == {"SerialRecall",
+                                                                                          "ReverseRecall"}
