@@ -154,6 +154,10 @@ class GridRunner:
             args = ["train", "--resume", str(existing.relative_to(self.folder)), "--no-progress"]
             inputs = [output]
         else:
+            if existing is not None:  # killed before its first checkpoint: set aside, start over
+                aside = self.folder / output / "_abandoned" / "_".join(existing.relative_to(self.folder / output).parts)
+                aside.parent.mkdir(parents=True, exist_ok=True)
+                existing.rename(aside)
             args = ["train", record.config, "--expdir", output, "--no-progress"]
             inputs = [record.config]
         self.logger.debug("%s attempt %d: mip %s", record.id, attempt, " ".join(args))
