@@ -85,6 +85,18 @@ def test_default_configs_cycle_and_missing_file(tmp_path):
 
 
 def test_model_problem_mismatch_gives_the_handshake_message(tmp_path):
+    config = tmp_path / "mismatch.yaml"
+    config.write_text("training:\n  problem: {name: SerialRecall, batch_size: 4}\n"
+                      "  terminal_conditions: {episode_limit: 2}\nmodel: {name: LeNet5}\n")
+    result = run_mip("train", config, "--expdir", tmp_path / "exp")
+    assert result.returncode == 2
+    assert "model LeNet5 does not fit problem SerialRecall" in result.stderr
+    assert "'images'" in result.stderr and "'predictions'" in result.stderr
+    assert not (tmp_path / "exp").exists()
+
+
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="shared MNIST data not present")
+def test_sequence_model_on_images_gives_the_handshake_message(tmp_path):
     result = run_mip("train", CONFIGS / "vision" / "lenet5_mnist.yaml", "model.name=LSTM",
                      "model.input_item_size=10", "model.output_item_size=10", "--expdir", tmp_path / "exp")
     assert result.returncode == 2
