@@ -23,6 +23,7 @@ import json
 import math
 import re
 import statistics
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -631,7 +632,7 @@ def _print_console(summary: list[dict[str, Any]], params: list[str], plots: list
         table.add_row(label, str(row["n"]), str(row["failed"]),
                       _mean_pm_std(row, "val_loss"), _mean_pm_std(row, f"val_{main}"),
                       _mean_pm_std(row, f"test_{main}"))
-    console = Console()
+    console = Console() if sys.stdout.isatty() else Console(width=140)  # logs and pipes: no wrapping
     console.print(table)
     for plot in plots:
         console.print(f"plot: {plot}", soft_wrap=True, highlight=False)
