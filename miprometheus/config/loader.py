@@ -152,16 +152,16 @@ def apply_overrides(config: LoadedConfig, overrides: list[str]) -> None:
         update = {parts[-1]: value}
         update_origins = {key: origin}
         if isinstance(value, dict):
-            update_origins.update({f"{key}.{k}": origin for k in _dotted_keys(value)})
+            update_origins.update({f"{key}.{k}": origin for k in dotted_keys(value)})
         _merge(node, config.origins, update, update_origins, ".".join(parts[:-1]) + "." if len(parts) > 1 else "")
 
 
-def _dotted_keys(tree: dict[str, Any], prefix: str = "") -> list[str]:
+def dotted_keys(tree: dict[str, Any], prefix: str = "") -> list[str]:
     keys = []
     for k, v in tree.items():
         keys.append(prefix + k)
         if isinstance(v, dict):
-            keys += _dotted_keys(v, prefix + k + ".")
+            keys += dotted_keys(v, prefix + k + ".")
     return keys
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from miprometheus.config.loader import LoadedConfig, Origin, _merge, load_config
+from miprometheus.config.loader import LoadedConfig, Origin, _merge, dotted_keys, load_config
 from miprometheus.config.schema import Errors, build, unknown_key
 from miprometheus.errors import ConfigError, MipError
 from miprometheus.params import param
@@ -117,17 +117,8 @@ def _overwrite(base: LoadedConfig, values: dict[str, Any], source: str) -> None:
         piece: dict[str, Any] = {}
         _set_dotted(piece, key, value)
         _merge(nested, {}, piece, {})
-    origins = {k: Origin(source) for k in _leaves(nested)}
+    origins = {k: Origin(source) for k in dotted_keys(nested)}
     _merge(base.tree, base.origins, nested, origins)
-
-
-def _leaves(tree: dict[str, Any], prefix: str = "") -> list[str]:
-    out = []
-    for k, v in tree.items():
-        out.append(prefix + k)
-        if isinstance(v, dict):
-            out += _leaves(v, prefix + k + ".")
-    return out
 
 
 def load_grid(path: Path | str, overrides: list[str] | None = None, validate_tasks: bool = True) -> GridSpec:

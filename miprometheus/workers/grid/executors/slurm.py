@@ -328,7 +328,7 @@ class SlurmExecutor(Executor):
             if time.monotonic() - handle.finished_at < RESULT_GRACE_S:
                 return None
         error = f"SLURM job {handle.job_id} ended {state} without a result"
-        detail = last_error_line(Path(handle.job.workdir) / handle.job.log) or _last_line(sjob.paths.stderr)
+        detail = last_error_line(Path(handle.job.workdir) / handle.job.log) or last_error_line(sjob.paths.stderr)
         return JobResult(None, error + (f"; {detail}" if detail else ""))
 
     def _outcome(self, handle: SlurmHandle, state: str) -> JobResult:
@@ -352,14 +352,6 @@ class SlurmExecutor(Executor):
 
     def close(self) -> None:
         """Nothing to release: submitted SLURM jobs belong to the cluster, and are cancelled by the runner."""
-
-
-def _last_line(path: Path) -> str | None:
-    try:
-        lines = [line.strip() for line in Path(path).read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return None
-    return lines[-1][:500] if lines else None
 
 
 def slurm_available() -> bool:
