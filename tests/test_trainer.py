@@ -296,7 +296,13 @@ training:
 model: {{name: SimpleConvNet}}
 """
     config = write(tmp_path, text, "mnist.yaml")
-    main = train(tmp_path, config)
-    workers = train(tmp_path, config, "training.dataloader={num_workers: 2, persistent_workers: true}")
-    assert without_time(read_csv(main.folder / "training_statistics.csv")) == \
-        without_time(read_csv(workers.folder / "training_statistics.csv"))
+    # in fresh processes: forking DataLoader workers from this test process is unsafe once other tests
+    # have started threads in it (a Ray client, for one)
+    from tests.conftest import experiment_dirs, run_mip
+
+    run_mip("train", config, "--expdir", tmp_path / "main", check=True)
+    run_mip("train", config, "training.dataloader={num_workers: 2, persistent_workers: true}",
+            "--expdir", tmp_path / "workers", check=True)
+    main, workers = experiment_dirs(tmp_path / "main")[0], experiment_dirs(tmp_path / "workers")[0]
+    assert without_time(read_csv(main / "training_statistics.csv")) == \
+        without_time(read_csv(workers / "training_statistics.csv"))

@@ -27,10 +27,18 @@ def visible_gpus() -> list[str]:
         return []
 
 
+# Looked up once in the parent: between fork and exec the child must not load libraries (the grid
+# process may have threads, e.g. the live table's, holding the loader's lock at fork time).
+_PRCTL = None
+if sys.platform.startswith("linux"):
+    with contextlib.suppress(OSError, AttributeError):
+        _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+
+
 def _die_with_parent() -> None:
     """In the child: get SIGTERM when the grid process dies (even by SIGKILL), so it checkpoints and stops."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG (Linux)
+    if _PRCTL is not None:
+        _PRCTL(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
 
 
 class GPUTokens:
@@ -87,7 +95,7 @@ class LocalExecutor(Executor):
         env = job.environment({"CUDA_VISIBLE_DEVICES": ",".join(gpus)})
         process = subprocess.Popen(job.command(), cwd=job.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True,
-                                   preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+                                   preexec_fn=_die_with_parent if _PRCTL is not None else None)
         log.close()
         self.running[process.pid] = (process, job, gpus)
         return process.pid
