@@ -129,9 +129,14 @@ class Experiment:
             self.run_info.update(updates)
             atomic_write_json(self.folder / RUN_INFO, self.run_info)
 
-    def close(self) -> None:
+    def wait_for_background(self) -> None:
+        """Let the background git query finish: forking (DataLoader workers) while a thread holds a lock
+        can leave the forked worker deadlocked."""
         if self._git_thread is not None:
             self._git_thread.join()
+
+    def close(self) -> None:
+        self.wait_for_background()
         for handler in self.logger.handlers:
             handler.close()
         self.logger.handlers = []

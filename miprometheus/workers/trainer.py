@@ -104,6 +104,9 @@ class Trainer:
     # --- the loop ------------------------------------------------------------------------------
     def fit(self) -> str:
         """Train until a terminal condition; return the termination cause."""
+        loaders = [self.loader] + ([self.validation] if self.validation is not None else [])
+        if self.experiment is not None and any(loader.settings.num_workers > 0 for loader in loaders):
+            self.experiment.wait_for_background()
         self._emit("on_train_start")
         self._started = time.perf_counter()
         self._check_limits()  # a resumed run may already be at its limit
