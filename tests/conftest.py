@@ -72,5 +72,18 @@ def tiny_config(tmp_path: Path) -> Path:
     return path
 
 
+def wait_job(executor, handle: object, timeout: float = 60, interval: float = 0.2):
+    """Poll an executor's job until it ends; its JobResult."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = executor.poll(handle)
+        if result is not None:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"job {handle} still running after {timeout} s")
+
+
 def experiment_dirs(expdir: Path) -> list[Path]:
     return sorted(p.parent for p in expdir.rglob("training_configuration.yaml"))

@@ -22,7 +22,7 @@ from miprometheus.errors import BadInputError
 from miprometheus.workers.grid.executors.base import Executor, Job, JobResult
 from miprometheus.workers.grid.executors.ray_executor import RayExecutor, pack_paths, unpack_archive
 from miprometheus.workers.grid.spec import GridSettings
-from tests.conftest import TINY_SERIAL, experiment_dirs
+from tests.conftest import TINY_SERIAL, experiment_dirs, wait_job
 
 ray = pytest.importorskip("ray")
 
@@ -134,13 +134,7 @@ def settings(address: str, shared: bool = False) -> GridSettings:
 
 
 def wait_for(executor: Executor, handle: object, timeout: float = 180) -> JobResult:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        result = executor.poll(handle)
-        if result is not None:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"the job did not end within {timeout} s")
+    return wait_job(executor, handle, timeout, interval=0.1)
 
 
 def count_rows(path: Path) -> int:

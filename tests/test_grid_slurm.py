@@ -22,7 +22,7 @@ from miprometheus.workers.grid.executors.slurm import (  # noqa: E402
     resume_args,
 )
 from miprometheus.workers.grid.spec import GridSettings  # noqa: E402
-from tests.conftest import TINY_SERIAL, experiment_dirs  # noqa: E402
+from tests.conftest import TINY_SERIAL, experiment_dirs, wait_job  # noqa: E402
 
 #: a training long enough (tens of seconds) to be stopped halfway
 LONG = "training.terminal_conditions.episode_limit=4000"
@@ -36,13 +36,7 @@ def train_job(name: str, grid: Path, *extra: str) -> Job:
 
 def wait(executor: SlurmExecutor, handle: object, timeout: float = 60) -> JobResult:
     """Poll a job until it ends."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = executor.poll(handle)
-        if result is not None:
-            return result
-        time.sleep(0.3)
-    raise AssertionError(f"job {handle} still running after {timeout} s")
+    return wait_job(executor, handle, timeout, interval=0.3)
 
 
 def wait_for_training(grid: Path, name: str, episodes: int = 100, timeout: float = 60) -> Path:

@@ -13,7 +13,7 @@ from miprometheus.errors import CheckpointError
 from miprometheus.files import create_unique_dir, timestamp
 from miprometheus.seeding import derive_seed, seed_everything
 from miprometheus.statistics import aggregate, write_csv
-from miprometheus.workers.experiment import Experiment, build_model, build_problem, check_first_batch, to_device
+from miprometheus.workers.experiment import build_model, build_problem, check_first_batch, to_device
 from miprometheus.workers.loaders import ProblemLoader
 
 TESTING_CONFIG = "testing_configuration.yaml"
@@ -75,4 +75,4 @@ def write_test_results(folder: Path, rows: list[dict[str, float]], agg: dict[str
     write_csv(folder / TESTING_AGG_CSV, [agg])
 
 
-__all__ = ["Experiment", "Tester", "load_weights", "make_test_folder", "write_test_results"]
+__all__ = ["Tester", "load_weights", "make_test_folder", "write_test_results"]

@@ -131,7 +131,6 @@ class GridRunner:
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.logger = logger or logging.getLogger("miprometheus.grid")
         self._stop: str | None = None
-        self.started_jobs = 0
 
     # --- jobs -----------------------------------------------------------------------------------
     def threads(self) -> int:
@@ -200,7 +199,7 @@ class GridRunner:
                       if self.phase.eligible(r) and self.phase.attempts(r) < allowed
                       and not (self.phase.status(r) == FAILED and r.extra.get(f"{self.phase.name}_bad_input")))
         if self.executor is None:
-            self.executor = make_executor(self.settings.executor, self.settings, self.settings.max_concurrent_runs)
+            self.executor = make_executor(self.settings.executor, self.settings)
         running: list[tuple[Any, str, Job]] = []  # (handle, experiment id, job); handles need not be hashable
         old = self._install_signal_handlers()
         live = self._start_live()
@@ -255,7 +254,6 @@ class GridRunner:
         return ready
 
     def _mark_started(self, record: ExperimentRecord, job: Job, handle: Any) -> None:
-        self.started_jobs += 1
         extra = dict(record.extra)
         if isinstance(handle, int):  # a local child's pid: a resumed grid waits for it to end
             extra[f"{self.phase.name}_pid"] = handle

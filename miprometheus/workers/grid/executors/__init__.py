@@ -5,7 +5,7 @@ from __future__ import annotations
 from miprometheus.workers.grid.executors.base import Executor, Job, JobResult
 
 
-def make_executor(name: str, settings: object, max_concurrent: int) -> Executor:
+def make_executor(name: str, settings: object) -> Executor:
     """The executor named in ``grid_settings.executor``."""
     if name == "local":
         from miprometheus.workers.grid.executors.local import LocalExecutor

@@ -50,9 +50,6 @@ class JobResult:
 class Executor:
     """Runs jobs. ``submit`` returns a handle; ``poll`` returns None while running, then a JobResult."""
 
-    #: how many jobs this executor can run at once on its own (None: as many as it is given)
-    capacity: int | None = None
-
     def submit(self, job: Job) -> Any:
         raise NotImplementedError
 
