@@ -1,4 +1,13 @@
-"""Statistics: per-episode rows, aggregation over a set (mean/min/max/std), CSV export (DESIGN §8)."""
+"""Statistics: per-episode rows, exact aggregation over a whole split, CSV export (DESIGN §8).
+
+A problem declares its statistics once (:class:`StatisticDefinition`: how each one combines over
+batches) and returns, per batch, a value for each of them. A ``mean`` statistic is returned as a
+:class:`Measure` (a total and the count it is a mean over: correct bits and scored bits, correct
+answers and questions of one type), or as a float, which counts as a mean over the batch's samples.
+A statistic may be absent from a batch (a question type that the batch does not hold), and a
+Measure with count 0 is absent too. The aggregate of a split is then exact: the sum of the totals
+over the sum of the counts, equal to the figure computed on all the samples at once.
+"""
 
 from __future__ import annotations
 
@@ -6,38 +15,117 @@ import csv
 import io
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
-#: per-batch statistics that are not averaged but summed when aggregating
-COUNT_STATISTICS = ("batch_size",)
 #: bookkeeping columns that are not statistics
 CONTEXT_COLUMNS = ("episode", "epoch")
+COMBINES = ("mean", "sum", "max", "min")
 
 
-def aggregate(rows: list[dict[str, float]]) -> dict[str, float]:
-    """Aggregate per-batch statistics over a set: ``s`` (mean), ``s_min``, ``s_max``, ``s_std``.
+@dataclass(frozen=True)
+class StatisticDefinition:
+    """How one statistic combines over the batches of a split: a weighted mean, a sum, a max or a min."""
 
-    ``s_std`` is the population standard deviation (0 for a single batch); ``samples_aggregated``
-    sums ``batch_size``; ``episodes_aggregated`` counts the batches.
+    combine: Literal["mean", "sum", "max", "min"] = "mean"
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.combine not in COMBINES:
+            raise ValueError(f"a statistic combines by one of {', '.join(COMBINES)}, not {self.combine!r}")
+
+
+class Measure(NamedTuple):
+    """One batch's contribution to a mean: ``total`` over ``count`` items (its value is their ratio)."""
+
+    total: float
+    count: float
+
+    @property
+    def value(self) -> float:
+        return self.total / self.count if self.count else math.nan
+
+
+def mean_of(total: Any, count: Any) -> Measure:
+    """A mean statistic of one batch from a total and its count (tensors or numbers)."""
+    return Measure(float(total), float(count))
+
+
+def batch_value(value: float | Measure) -> float:
+    """The value of a statistic in one batch's row."""
+    return value.value if isinstance(value, Measure) else float(value)
+
+
+class Aggregator:
+    """Exact aggregates of a split's per-batch statistics, in the columns its problem declared.
+
+    For every statistic ``s`` (and ``loss``): ``s`` combined as declared, and ``s_min``, ``s_max``,
+    ``s_std`` (population standard deviation) of its per-batch values, over the batches it was
+    present in; ``samples_aggregated`` (the number of samples) and ``episodes_aggregated`` (batches).
+    A statistic present in no batch is NaN.
     """
-    result: dict[str, float] = {}
-    if not rows:
+
+    def __init__(self, definitions: Mapping[str, StatisticDefinition]) -> None:
+        self.definitions = {"loss": StatisticDefinition("mean", "the problem's loss"), **definitions}
+        self._combined: dict[str, list[float]] = {}  # name -> [total, count] (mean) or [value]
+        self._values: dict[str, list[float]] = {name: [] for name in self.definitions}
+        self.samples = 0
+        self.batches = 0
+
+    def add(self, samples: int, loss: Measure, statistics: Mapping[str, float | Measure]) -> None:
+        """Add one batch of ``samples`` samples: its loss (a Measure) and its statistics."""
+        self.samples += int(samples)
+        self.batches += 1
+        for name, value in {"loss": loss, **statistics}.items():
+            definition = self.definitions.get(name)
+            if definition is None:
+                raise KeyError(f"statistic '{name}' is not declared in the problem's statistic_definitions "
+                               f"(declared: {', '.join(self.definitions)})")
+            if definition.combine == "mean":
+                measure = value if isinstance(value, Measure) else Measure(float(value) * samples, float(samples))
+                if not measure.count:
+                    continue  # absent from this batch (an empty group)
+                total = self._combined.setdefault(name, [0.0, 0.0])
+                total[0] += measure.total
+                total[1] += measure.count
+                self._values[name].append(measure.value)
+                continue
+            number = float(value)
+            self._values[name].append(number)
+            if name not in self._combined:
+                self._combined[name] = [number]
+            elif definition.combine == "sum":
+                self._combined[name][0] += number
+            elif definition.combine == "max":
+                self._combined[name][0] = max(self._combined[name][0], number)
+            else:
+                self._combined[name][0] = min(self._combined[name][0], number)
+
+    def columns(self) -> list[str]:
+        names = []
+        for name in self.definitions:
+            names += [name, f"{name}_min", f"{name}_max", f"{name}_std"]
+        return names + ["samples_aggregated", "episodes_aggregated"]
+
+    def result(self) -> dict[str, float]:
+        result: dict[str, float] = {}
+        for name, definition in self.definitions.items():
+            values = self._values[name]
+            combined = self._combined.get(name)
+            if combined is None:
+                result.update({name: math.nan, f"{name}_min": math.nan, f"{name}_max": math.nan,
+                               f"{name}_std": math.nan})
+                continue
+            result[name] = combined[0] / combined[1] if definition.combine == "mean" else combined[0]
+            average = sum(values) / len(values)
+            result[f"{name}_min"] = min(values)
+            result[f"{name}_max"] = max(values)
+            result[f"{name}_std"] = math.sqrt(sum((v - average) ** 2 for v in values) / len(values))
+        result["samples_aggregated"] = float(self.samples)
+        result["episodes_aggregated"] = float(self.batches)
         return result
-    keys = [k for k in rows[0] if k not in CONTEXT_COLUMNS]
-    for key in keys:
-        values = [float(r[key]) for r in rows if key in r]
-        if key in COUNT_STATISTICS:
-            result["samples_aggregated"] = sum(values)
-            continue
-        mean = sum(values) / len(values)
-        result[key] = mean
-        result[f"{key}_min"] = min(values)
-        result[f"{key}_max"] = max(values)
-        result[f"{key}_std"] = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
-    result["episodes_aggregated"] = len(rows)
-    return result
 
 
 def _format(value: Any) -> str:
@@ -49,14 +137,15 @@ def _format(value: Any) -> str:
 class CSVWriter:
     """A CSV file written one row at a time, flushed after every row so a kill leaves it well-formed.
 
-    Columns are fixed by the first row. With ``keep_until_episode``, an existing file is kept up to
-    that episode (rows after it, and any torn last line, are dropped): that is how a resumed run
-    continues the statistics of the run it resumes.
+    Its columns are the declared ``columns`` (a row may leave some empty: a statistic absent from a
+    batch); a key that is not a column is an error, never silently dropped. With
+    ``keep_until_episode``, an existing file is kept up to that episode (rows after it, and any torn
+    last line, are dropped): that is how a resumed run continues the statistics of the run it resumes.
     """
 
-    def __init__(self, path: Path, keep_until_episode: int | None = None) -> None:
+    def __init__(self, path: Path, columns: list[str], keep_until_episode: int | None = None) -> None:
         self.path = Path(path)
-        self.columns: list[str] | None = None
+        self.columns = list(columns)
         self._handle: io.TextIOWrapper | None = None
         if keep_until_episode is not None and self.path.exists():
             self._truncate(keep_until_episode)
@@ -86,14 +175,12 @@ class CSVWriter:
     def write(self, row: dict[str, Any]) -> None:
         if self._handle is None:
             exists = self.path.exists() and self.path.stat().st_size > 0
-            self._handle = open(self.path, "a", newline="")  # noqa: SIM115 - kept open for the run
-            if exists and self.columns is None:
-                with open(self.path, newline="") as handle:
-                    self.columns = next(csv.reader(handle))
-            if self.columns is None:
-                self.columns = list(row)
+            self._handle = open(self.path, "a", newline="")  # kept open for the run
             if not exists:
                 self._handle.write(",".join(self.columns) + "\n")
+        unknown = [key for key in row if key not in self.columns]
+        if unknown:
+            raise KeyError(f"{self.path.name}: {', '.join(unknown)} not among the declared columns")
         self._handle.write(",".join(_format(row.get(c, "")) for c in self.columns) + "\n")
         self._handle.flush()
 

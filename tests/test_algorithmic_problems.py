@@ -217,34 +217,35 @@ def test_accuracy_is_per_bit_on_scored_steps_and_logit_zero_predicts_zero():
     problem = make(SerialRecall)
     batch = example_batch()
     perfect = torch.where(batch["targets"] == 1, 2.0, -2.0)
-    assert problem.statistics(batch, perfect)["acc"] == 1.0
+    assert problem.statistics(batch, perfect)["acc"].value == 1.0
     # a logit of exactly 0 predicts 0: only the three 0 bits of a, b, c (out of 9) are right
     zeros = torch.zeros(2, 8, 3)
-    assert problem.statistics(batch, zeros)["acc"] == pytest.approx(3 / 9)
+    assert problem.statistics(batch, zeros)["acc"].value == pytest.approx(3 / 9)
     # one wrong bit of 18 scored bits
     one_wrong = perfect.clone()
     one_wrong[1, 6, 0] = 5.0
-    assert problem.statistics(batch, one_wrong)["acc"] == pytest.approx(17 / 18)
+    assert problem.statistics(batch, one_wrong)["acc"].value == pytest.approx(17 / 18)
     # unscored steps do not count
     noisy = perfect.clone()
     noisy[:, :5] = 7.0
-    assert problem.statistics(batch, noisy)["acc"] == 1.0
+    assert problem.statistics(batch, noisy)["acc"].value == 1.0
 
 
 def test_unmasked_accuracy_counts_every_bit():
     problem = make(SerialRecall, use_mask=False)
     batch = example_batch()
     # all-zero logits predict 0 everywhere: wrong only on the 6 one-bits of 24 per sample
-    assert problem.statistics(batch, torch.zeros(2, 8, 3))["acc"] == pytest.approx(18 / 24)
+    assert problem.statistics(batch, torch.zeros(2, 8, 3))["acc"].value == pytest.approx(18 / 24)
 
 
 def test_statistics():
     problem = make(SerialRecall, max_sequence_length=6)
     batch = example_batch(batch_size=2)
     stats = problem.statistics(batch, torch.zeros(2, 8, 3))
-    assert set(stats) == set(problem.statistic_names)
+    assert set(stats) == set(problem.statistic_definitions)
     assert stats["seq_length"] == 3 and stats["max_seq_length"] == 6 and stats["batch_size"] == 2
-    assert all(isinstance(v, float) for v in stats.values())
+    assert stats["acc"] == (6.0, 18.0)  # correct bits / scored bits (the 2 x 3 x 3 recall bits)
+    assert all(isinstance(v, float) for k, v in stats.items() if k != "acc")
 
 
 # --- determinism and resume ---------------------------------------------------------------------

@@ -18,6 +18,11 @@ class Model(torch.nn.Module):
     from the problem's ``default_values`` unless set in the config), set ``input_definitions``
     (the batch keys ``forward`` reads) and ``output_definitions`` (``{"predictions": ...}``) in
     ``__init__``, and implement ``forward(batch) -> predictions`` (logits, as a tensor).
+
+    Internals for visualisation: while ``recording`` is True, ``forward`` stores what it wants to
+    show (hidden states, attention, memory, feature maps; detached tensors) in ``internals``;
+    :meth:`plot` draws them. ``internals`` is emptied at every call of the model (a new dict), so
+    it never accumulates across batches and stays empty while not recording.
     """
 
     Params: ClassVar[type] = NoParams
@@ -27,6 +32,16 @@ class Model(torch.nn.Module):
         self.params = params
         self.input_definitions: dict[str, DataDefinition] = {}
         self.output_definitions: dict[str, DataDefinition] = {}
+        #: when True, ``forward`` stores tensors to show in ``internals`` (off: no copies, no cost).
+        self.recording = False
+        self.internals: dict[str, Any] = {}
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # Reset here rather than in a forward pre-hook: a hook would take every call off
+        # torch's hook-free fast path, and subclasses' forward need not remember to do it.
+        if self.internals:
+            self.internals = {}
+        return super().__call__(*args, **kwargs)
 
     @property
     def name(self) -> str:
@@ -34,6 +49,14 @@ class Model(torch.nn.Module):
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def plot(self, batch: dict[str, Any], predictions: torch.Tensor, index: int) -> Any:
+        """Figures of sample ``index`` from ``internals`` of the last (recorded) forward of ``batch``.
+
+        Returns a ``matplotlib.figure.Figure``, a list of Figures (frames over time, all the same
+        size) or None (nothing to show, the default). Built with matplotlib's object-oriented API.
+        """
+        return None
 
     def summary_rows(self) -> list[tuple[str, str, int]]:
         """(module path, module type, parameter count) for each direct child, and the total."""

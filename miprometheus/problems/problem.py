@@ -11,6 +11,7 @@ from torch.utils.data import Dataset, default_collate
 
 from miprometheus.data import DataDefinition
 from miprometheus.params import param
+from miprometheus.statistics import Measure, StatisticDefinition
 
 Batch = dict[str, Any]
 
@@ -48,6 +49,9 @@ class Problem(Dataset):
         self.output_definitions: dict[str, DataDefinition] = {}
         self.prediction_definitions: dict[str, DataDefinition] = {}
         self.default_values: dict[str, Any] = {}
+        #: every statistic :meth:`statistics` may return, and how it combines over a split (declared once:
+        #: it fixes the columns of the statistics files).
+        self.statistic_definitions: dict[str, StatisticDefinition] = {}
 
     @property
     def name(self) -> str:
@@ -67,9 +71,29 @@ class Problem(Dataset):
         """The scalar loss of a batch (a differentiable tensor)."""
         raise NotImplementedError
 
-    def statistics(self, batch: Batch, predictions: torch.Tensor) -> dict[str, float]:
-        """Per-batch statistics beyond ``loss`` (e.g. ``acc``, ``seq_length``, ``batch_size``)."""
+    def loss_count(self, batch: Batch, predictions: torch.Tensor) -> float:
+        """How many items :meth:`loss` is a mean over (the weight of this batch's loss in a split's mean).
+
+        The number of samples unless overridden (a loss averaged over scored bits counts the bits).
+        """
+        return float(predictions.shape[0])
+
+    def statistics(self, batch: Batch, predictions: torch.Tensor) -> dict[str, float | Measure]:
+        """Per-batch statistics beyond ``loss``, each declared in :attr:`statistic_definitions`.
+
+        A mean is a :class:`~miprometheus.statistics.Measure` (total, count) or a float (a mean over
+        the batch's samples); a statistic may be left out of a batch that has nothing to say about it.
+        """
         return {}
+
+    # --- visualisation (optional) ---------------------------------------------------------------
+    def plot(self, batch: Batch, index: int, predictions: torch.Tensor | None = None) -> Any:
+        """Figures of sample ``index`` of ``batch`` (and of the model's ``predictions`` when given).
+
+        Returns a ``matplotlib.figure.Figure``, a list of Figures (frames over time, all the same
+        size) or None (nothing to show, the default). Built with matplotlib's object-oriented API.
+        """
+        return None
 
     # --- randomness and resume ----------------------------------------------------------------
     def seed(self, seed: int) -> None:

@@ -20,7 +20,7 @@ import yaml
 from miprometheus import __version__
 from miprometheus.config.experiment import ExperimentSpec, Split, finalize_model_params
 from miprometheus.data import check_values, handshake
-from miprometheus.errors import ConfigError
+from miprometheus.errors import ConfigError, HandshakeError
 from miprometheus.files import atomic_write_json, atomic_write_text, create_unique_dir, timestamp
 
 TRAINING_CONFIG = "training_configuration.yaml"
@@ -172,6 +172,21 @@ def check_first_batch(problem: Any, model: Any, batch: dict[str, Any], predictio
     """DESIGN §4.3: the first real batch and output are checked against the definitions."""
     check_values(f"the first batch of problem {problem.name}", batch, problem.output_definitions)
     check_values(f"the output of model {model.name}", {"predictions": predictions}, model.output_definitions)
+
+
+def check_declared_statistics(problem: Any, statistics: dict[str, Any]) -> None:
+    """The statistics of the first batch are among those the problem declared (they fix the CSV columns)."""
+    undeclared = [name for name in statistics if name not in problem.statistic_definitions]
+    if undeclared:
+        raise HandshakeError(f"problem {problem.name} returns statistics {', '.join(map(repr, undeclared))} that its "
+                             "statistic_definitions do not declare (declared: "
+                             f"{', '.join(problem.statistic_definitions) or 'none'})")
+
+
+def model_inputs(model: Any, batch: dict[str, Any]) -> dict[str, Any]:
+    """Only the batch keys the model declares as inputs: a model cannot read ``targets`` by accident
+    (a decoder trained with teacher forcing declares them)."""
+    return {key: batch[key] for key in model.input_definitions if key in batch}
 
 
 def to_device(batch: dict[str, Any], device: Any) -> dict[str, Any]:

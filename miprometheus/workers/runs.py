@@ -104,7 +104,8 @@ def train(config_paths: list[str], overrides: list[str], options: RunOptions, re
     experiment.write_run_info(
         status=status, end_time=now(), termination_cause=cause, termination_reason=trainer.stop_reason,
         episodes=trainer.state.episode, epochs=trainer.state.epoch,
-        best_episode=getattr(best, "best_episode", None), best_validation_statistics=getattr(
+        best_episode=getattr(best, "best_episode", None), best_selected_by=getattr(best, "selected_by", None),
+        best_validation_statistics=getattr(
             best, "best_statistics", None), last_training_statistics=trainer.last_training_stats,
         last_validation_statistics=trainer.last_validation_stats)
     experiment.logger.info("training finished (%s): %s", cause, trainer.stop_reason)
@@ -137,6 +138,7 @@ def test(target: Path | str, overrides: list[str], options: RunOptions, checkpoi
          extra_configs: list[str] | None = None) -> tuple[Path, dict[str, float]]:
     """Test a trained model: an experiment folder (its config and best model) or a config with --model."""
     from miprometheus.files import atomic_write_text
+    from miprometheus.workers.callbacks.checkpoints import NEVER_VALIDATED
     from miprometheus.workers.experiment import dump_yaml
     from miprometheus.workers.tester import TESTING_CONFIG, Tester, load_weights, make_test_folder, write_test_results
 
@@ -156,15 +158,19 @@ def test(target: Path | str, overrides: list[str], options: RunOptions, checkpoi
         experiment_folder = checkpoint.parent.parent if checkpoint.parent.name == "models" else None
     spec = validate(load_config(config_files, overrides), required=("testing", "model"))
     tester = Tester(spec, _testing_seed(experiment_folder, spec), device)
-    load_weights(tester.model, checkpoint, tester.device)
+    payload = load_weights(tester.model, checkpoint, tester.device)
     if experiment_folder is None:
         experiment_folder = Experiment.create(spec, options, split="testing").folder
     folder = make_test_folder(experiment_folder)
     experiment = Experiment(folder, options, log_name="tester.log")
     tree = spec.effective_tree()
     tree.setdefault("testing", {})["checkpoint"] = str(checkpoint.resolve())
+    tree["testing"]["checkpoint_selected_by"] = payload.get("selected_by")
     atomic_write_text(folder / TESTING_CONFIG, dump_yaml(tree))
     experiment.logger.info("testing %s on %s", checkpoint, tester.problem.name)
+    if payload.get("selected_by") == NEVER_VALIDATED:
+        experiment.logger.warning("the weights tested were never validated: training stopped at episode %s, "
+                                  "before its first validation", payload.get("episode"))
     rows, agg = tester.run(experiment.logger)
     write_test_results(folder, rows, agg)
     experiment.logger.info("test results in %s", folder)

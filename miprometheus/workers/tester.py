@@ -12,8 +12,9 @@ from miprometheus.config.experiment import ExperimentSpec
 from miprometheus.errors import CheckpointError
 from miprometheus.files import create_unique_dir, timestamp
 from miprometheus.seeding import derive_seed, seed_everything
-from miprometheus.statistics import aggregate, write_csv
-from miprometheus.workers.experiment import build_model, build_problem, check_first_batch, to_device
+from miprometheus.statistics import write_csv
+from miprometheus.workers.evaluation import evaluate
+from miprometheus.workers.experiment import build_model, build_problem
 from miprometheus.workers.loaders import ProblemLoader
 
 TESTING_CONFIG = "testing_configuration.yaml"
@@ -48,22 +49,10 @@ class Tester:
         self.loader = ProblemLoader(self.problem, split.section.sampler, split.section.dataloader,
                                     derive_seed(self.seed, "testing-sampler"), "testing.sampler: ")
 
-    @torch.no_grad()
     def run(self, logger: Any = None) -> tuple[list[dict[str, float]], dict[str, float]]:
-        self.model.eval()
-        rows = []
-        for i, batch in enumerate(self.loader.epoch(0)):
-            if self.section.num_batches is not None and i >= self.section.num_batches:
-                break
-            batch = to_device(batch, self.device)
-            predictions = self.model(batch)
-            if i == 0:
-                check_first_batch(self.problem, self.model, batch, predictions)
-            loss = self.problem.loss(batch, predictions).item()
-            rows.append({"episode": i + 1, "loss": loss, **self.problem.statistics(batch, predictions)})
-            if logger is not None and (i + 1) % 100 == 0:
-                logger.info("tested %d batches", i + 1)
-        return rows, aggregate(rows)
+        """Test on the whole testing split (or ``num_batches``): per-batch rows and the exact aggregate."""
+        return evaluate(self.problem, self.model, self.loader.epoch(0), self.device, self.section.num_batches,
+                        self.loader.batches_per_epoch, "testing", logger, check_first=True)
 
 
 def make_test_folder(experiment_folder: Path) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import signal
@@ -15,11 +16,19 @@ import torch
 
 from miprometheus.checkpoint import load_checkpoint, save_checkpoint
 from miprometheus.config.experiment import ExperimentSpec
-from miprometheus.errors import CheckpointError, ConfigError
+from miprometheus.errors import CheckpointError
 from miprometheus.seeding import capture_rng_states, derive_seed, restore_rng_states, seed_everything
-from miprometheus.statistics import aggregate
 from miprometheus.workers import callbacks as cb
-from miprometheus.workers.experiment import Experiment, build_model, build_problem, check_first_batch, to_device
+from miprometheus.workers.evaluation import evaluate, row_values
+from miprometheus.workers.experiment import (
+    Experiment,
+    build_model,
+    build_problem,
+    check_declared_statistics,
+    check_first_batch,
+    model_inputs,
+    to_device,
+)
 from miprometheus.workers.loaders import ProblemLoader
 
 LAST = Path("models") / cb.checkpoints.LAST
@@ -42,10 +51,6 @@ class Trainer:
                  tensorboard: int | None = None, log_interval: int | None = None,
                  progress: bool | None = None, extra_callbacks: list[cb.Callback] | None = None) -> None:
         training = spec.training
-        limits = training.terminal_conditions
-        if limits.episode_limit is None and limits.epoch_limit is None:
-            raise ConfigError(f"{spec.config.where('training.terminal_conditions')}set "
-                              "training.terminal_conditions.episode_limit or epoch_limit: training needs a limit")
         self.spec, self.seed = spec, seed
         self.experiment: Experiment | None = None
         self.folder = Path(".")
@@ -74,6 +79,7 @@ class Trainer:
         self.last_validation_stats: dict[str, float] | None = None
         self._checkpoint_requested = False
         self._first_batch_checked = False
+        self._statistics_checked = False
         self._signal: str | None = None
         self.callbacks = self._make_callbacks(tensorboard, progress) + list(extra_callbacks or [])
 
@@ -83,6 +89,14 @@ class Trainer:
         self.experiment, self.folder, self.logger = experiment, experiment.folder, experiment.logger
 
     def _make_callbacks(self, tensorboard: int | None, progress: bool | None) -> list[cb.Callback]:
+        """The callbacks, in the order every hook calls them. The order matters:
+        the curriculum grows the problem at an epoch's end before validation runs; validation runs (and
+        emits ``on_validation_end`` to everyone) before the statistics rows and checkpoints of that
+        episode are written, so the best checkpoint holds the weights just validated; early stopping
+        reads the validation just done; the console and TensorBoard only report.
+        On ``on_train_end``, the final validation runs before the best checkpoint is settled and the files
+        are closed.
+        """
         training = self.spec.training
         callbacks: list[cb.Callback] = []
         if self.spec.curriculum is not None:
@@ -90,10 +104,7 @@ class Trainer:
         if self.validation is not None:
             callbacks.append(cb.ValidationCallback())
         callbacks += [cb.StatisticsCSVCallback(), cb.CheckpointCallback()]
-        if training.early_stopping.patience:
-            if self.validation is None:
-                raise ConfigError(f"{self.spec.config.where('training.early_stopping')}early stopping needs a "
-                                  "'validation' section")
+        if training.early_stopping.patience:  # validate() made sure there is a validation section
             callbacks.append(cb.EarlyStoppingCallback(training.early_stopping.patience,
                                                       training.early_stopping.min_delta))
         callbacks.append(cb.ConsoleCallback(self.log_interval, progress))
@@ -119,6 +130,13 @@ class Trainer:
                     self._end_episode(stats, per_epoch)
                     if self.stop_cause is not None:
                         break
+        except BaseException:
+            # Files are closed and the progress bar stopped even when training raises; the error wins.
+            self.stop_cause = self.stop_cause or "error"
+            for callback in self.callbacks:
+                with contextlib.suppress(Exception):
+                    callback.on_train_end(self, "error")
+            raise
         finally:
             self._restore_signal_handlers(old_handlers)
         self._emit("on_train_end", self.stop_cause)
@@ -129,7 +147,7 @@ class Trainer:
     def _train_step(self, batch: dict[str, Any]) -> dict[str, float]:
         batch = to_device(batch, self.device)
         self.optimizer.zero_grad(set_to_none=True)
-        predictions = self.model(batch)
+        predictions = self.model(model_inputs(self.model, batch))
         if not self._first_batch_checked:
             check_first_batch(self.problem, self.model, batch, predictions)
             self._first_batch_checked = True
@@ -142,10 +160,13 @@ class Trainer:
             if self.spec.training.gradient_clipping is not None:
                 torch.nn.utils.clip_grad_value_(self.model.parameters(), self.spec.training.gradient_clipping)
             self.optimizer.step()
-            if self.scheduler is not None and self.spec.scheduler_step_every == "episode":
-                self.scheduler.step()
+            self._step_scheduler("episode")
         with torch.no_grad():
-            stats = self.problem.statistics(batch, predictions.detach())
+            statistics = self.problem.statistics(batch, predictions.detach())
+        if not self._statistics_checked:
+            check_declared_statistics(self.problem, statistics)
+            self._statistics_checked = True
+        stats = row_values(statistics)
         return {"episode": self.state.episode + 1, "epoch": self.state.epoch, "loss": loss_value, **stats,
                 "time": round(self.state.elapsed + time.perf_counter() - self._started, 4)}
 
@@ -160,8 +181,7 @@ class Trainer:
         if state.batch_in_epoch >= per_epoch:
             state.epoch += 1
             state.batch_in_epoch = 0
-            if self.scheduler is not None and self.spec.scheduler_step_every == "epoch":
-                self.scheduler.step()
+            self._step_scheduler("epoch")
             self._emit("on_epoch_end")
         self._check_terminal_conditions(stats)
         if self._signal and self.stop_cause is None:
@@ -196,6 +216,15 @@ class Trainer:
             self.stop_cause, self.stop_reason = cause, reason
             self.logger.info("stopping: %s", reason)
 
+    def _step_scheduler(self, event: str, validation_loss: float | None = None) -> None:
+        """The one place the learning-rate scheduler steps: at the event its ``step_every`` names."""
+        if self.scheduler is None or self.spec.scheduler_step_every != event:
+            return
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step(validation_loss if validation_loss is not None else self.last_training_stats["loss"])
+        else:
+            self.scheduler.step()
+
     def request_checkpoint(self) -> None:
         self._checkpoint_requested = True
 
@@ -204,30 +233,15 @@ class Trainer:
             getattr(callback, hook)(self, *args)
 
     # --- validation ------------------------------------------------------------------------------
-    @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Validate on the same data every time (the validation problem is reseeded), return aggregates."""
+        """Validate on the same data every time (the validation problem is reseeded), return exact aggregates."""
         section = self.spec.splits["validation"].section
         self.val_problem.seed(derive_seed(self.seed, "validation"))
-        self.model.eval()
-        rows = []
-        try:
-            for i, batch in enumerate(self.validation.epoch(0)):
-                if section.num_batches is not None and i >= section.num_batches:
-                    break
-                batch = to_device(batch, self.device)
-                predictions = self.model(batch)
-                loss = self.val_problem.loss(batch, predictions).item()
-                rows.append({"loss": loss, **self.val_problem.statistics(batch, predictions)})
-        finally:
-            self.model.train()
-        stats = {"episode": self.state.episode, "epoch": self.state.epoch, **aggregate(rows)}
+        _, aggregate = evaluate(self.val_problem, self.model, self.validation.epoch(0), self.device,
+                                section.num_batches, self.validation.batches_per_epoch, "validation", self.logger)
+        stats = {"episode": self.state.episode, "epoch": self.state.epoch, **aggregate}
         self.last_validation_stats = stats
-        if self.scheduler is not None and self.spec.scheduler_step_every == "validation":
-            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                self.scheduler.step(stats["loss"])
-            else:
-                self.scheduler.step()
+        self._step_scheduler("validation", stats["loss"])
         self._emit("on_validation_end", stats)
         return stats
 

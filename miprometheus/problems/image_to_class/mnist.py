@@ -27,6 +27,7 @@ from miprometheus.errors import ConfigError, DataError
 from miprometheus.params import param
 from miprometheus.problems.problem import Batch, Problem, ProblemParams
 from miprometheus.registry import register_problem
+from miprometheus.statistics import StatisticDefinition, mean_of
 
 #: official file names (without ``.gz``) of the images and labels of each split.
 SPLIT_FILES = {
@@ -176,9 +177,6 @@ class MNIST(Problem):
         resize: list[int] | None = param(None, "optional [height, width] to resize the images to (bilinear)")
         download: bool = param(True, "download missing files from the official mirrors (md5-verified)")
 
-    #: names of the per-batch statistics returned by :meth:`statistics`.
-    statistic_names = ("acc", "batch_size")
-
     def __init__(self, params: Params) -> None:
         super().__init__(params)
         if params.batch_size < 1:
@@ -207,6 +205,10 @@ class MNIST(Problem):
             "targets_label": DataDefinition((-1,), "list", "class name of each target, e.g. 'Seven'"),
         }
         self.prediction_definitions = {"predictions": DataDefinition((-1, 10), "float32", "class logits")}
+        self.statistic_definitions = {
+            "acc": StatisticDefinition("mean", "fraction of images whose top class is the target"),
+            "batch_size": StatisticDefinition("sum", "number of samples"),
+        }
         self.default_values = {"num_classes": 10, "num_channels": 1, "height": height, "width": width}
 
     def _check_resize(self, resize: Any) -> tuple[int, int] | None:
@@ -267,5 +269,5 @@ class MNIST(Problem):
     def statistics(self, batch: Batch, predictions: torch.Tensor) -> dict[str, float]:
         """``acc`` (fraction of argmax predictions equal to the target) and ``batch_size``."""
         targets = batch["targets"]
-        correct = (predictions.detach().argmax(dim=1) == targets).float().mean()
-        return {"acc": float(correct), "batch_size": float(targets.shape[0])}
+        correct = (predictions.detach().argmax(dim=1) == targets).sum()
+        return {"acc": mean_of(correct, targets.shape[0]), "batch_size": float(targets.shape[0])}

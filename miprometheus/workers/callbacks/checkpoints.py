@@ -10,6 +10,10 @@ from miprometheus.workers.callbacks.base import Callback
 
 BEST = "model_best.pt"
 LAST = "model_last.pt"
+#: how the weights of model_best.pt were chosen ("selected_by" in the checkpoint and in run_info.json)
+BY_VALIDATION = "validation"
+NO_VALIDATION = "end of training (no validation section)"
+NEVER_VALIDATED = "last weights, never validated (stopped before the first validation)"
 
 
 class CheckpointCallback(Callback):
@@ -20,6 +24,7 @@ class CheckpointCallback(Callback):
         self.best_loss = math.inf
         self.best_episode: int | None = None
         self.best_statistics: dict[str, float] | None = None
+        self.selected_by: str | None = None
 
     def on_episode_end(self, trainer: Any, stats: dict[str, float]) -> None:
         interval = trainer.spec.training.checkpoint_interval
@@ -35,9 +40,10 @@ class CheckpointCallback(Callback):
             self.best_loss = stats["loss"]
             self.best_episode = trainer.state.episode
             self.best_statistics = dict(stats)
-            self.save_best(trainer, stats, "validation")
+            self.save_best(trainer, stats, BY_VALIDATION)
 
     def save_best(self, trainer: Any, stats: dict[str, float], source: str) -> None:
+        self.selected_by = source
         save_checkpoint(trainer.folder / "models" / BEST, {
             "kind": "best", "model_name": trainer.model.name, "problem_name": trainer.problem.name,
             "model": trainer.model.state_dict(), "episode": trainer.state.episode, "epoch": trainer.state.epoch,
@@ -46,17 +52,23 @@ class CheckpointCallback(Callback):
         trainer.logger.debug("best model saved (episode %d, loss %.6g)", trainer.state.episode, stats["loss"])
 
     def on_train_end(self, trainer: Any, cause: str) -> None:
-        # Without validation there is no "best": the final model is the one to test.
-        if self.best_episode is None and cause not in ("nan",) and trainer.state.episode > 0:
-            last = trainer.last_training_stats or {"loss": math.nan}
-            self.best_episode = trainer.state.episode
-            self.save_best(trainer, last, "end of training (no validation)")
+        # Without a validation, there is no "best": the last weights are the ones to test, labelled as such
+        # (a resumed run that was interrupted before validating replaces them with its own last weights).
+        if self.selected_by == BY_VALIDATION or cause in ("nan", "error") or trainer.state.episode == 0:
+            return
+        last = trainer.last_training_stats or {"loss": math.nan}
+        self.best_episode = trainer.state.episode
+        if trainer.validation is None:
+            self.save_best(trainer, last, NO_VALIDATION)
+        else:  # interrupted before the first validation: say so, mip test warns about it
+            self.save_best(trainer, last, NEVER_VALIDATED)
 
     def state_dict(self) -> dict[str, Any]:
         return {"best_loss": self.best_loss, "best_episode": self.best_episode,
-                "best_statistics": self.best_statistics}
+                "best_statistics": self.best_statistics, "selected_by": self.selected_by}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best_loss = state["best_loss"]
         self.best_episode = state["best_episode"]
         self.best_statistics = state.get("best_statistics")
+        self.selected_by = state.get("selected_by")

@@ -28,7 +28,7 @@ class ValidationCallback(Callback):
 
     def on_train_end(self, trainer: Any, cause: str) -> None:
         # Always end with a validation of the final weights (unless they are broken or the run was stopped).
-        if cause not in ("nan", "interrupted"):
+        if cause not in ("nan", "interrupted", "error"):
             self._validate(trainer)
 
     def state_dict(self) -> dict[str, Any]:

@@ -15,7 +15,7 @@ A task that keeps this layout only implements :meth:`AlgorithmicSeqToSeqProblem.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +24,7 @@ from miprometheus.data import DataDefinition
 from miprometheus.errors import ConfigError
 from miprometheus.params import param
 from miprometheus.problems.problem import Batch, GeneratedProblem, ProblemParams
+from miprometheus.statistics import Measure, StatisticDefinition, mean_of
 
 STORE_BIT = 0
 RECALL_BIT = 1
@@ -60,9 +61,6 @@ class AlgorithmicSeqToSeqProblem(GeneratedProblem):
 
         initial_max_sequence_length: int = param(doc="longest sequence of the first epoch")
 
-    #: names of the per-batch statistics returned by :meth:`statistics`.
-    statistic_names: ClassVar[tuple[str, ...]] = ("acc", "seq_length", "max_seq_length", "batch_size")
-
     def __init__(self, params: Params) -> None:
         super().__init__(params)
         self._validate(params)
@@ -84,6 +82,12 @@ class AlgorithmicSeqToSeqProblem(GeneratedProblem):
         self.prediction_definitions = {"predictions": DataDefinition((-1, -1, d), "float32", "logits per step")}
         self.default_values = {"input_item_size": c + d, "output_item_size": d,
                                "store_bit": STORE_BIT, "recall_bit": RECALL_BIT}
+        self.statistic_definitions = {
+            "acc": StatisticDefinition("mean", "fraction of scored bits predicted right"),
+            "seq_length": StatisticDefinition("max", "longest number of items L"),
+            "max_seq_length": StatisticDefinition("max", "the current bound on L (curriculum)"),
+            "batch_size": StatisticDefinition("sum", "number of samples"),
+        }
 
     def _validate(self, p: Params) -> None:
         def fail(message: str) -> None:
@@ -170,19 +174,33 @@ class AlgorithmicSeqToSeqProblem(GeneratedProblem):
         # A batch without scored steps gives 0/0 = NaN on purpose: the trainer stops on NaN losses.
         return (bce * mask).sum() / (mask.sum() * targets.shape[-1])
 
+    def _scored(self, batch: Batch) -> torch.Tensor:
+        """The weight of every target bit: the mask broadcast over the bits, or all ones without mask."""
+        targets = batch["targets"]
+        if not self.params.use_mask:
+            return torch.ones_like(targets)
+        return batch["masks"].to(targets.dtype).expand_as(targets)
+
+    def loss_count(self, batch: Batch, predictions: torch.Tensor) -> float:
+        """The loss is a mean over the scored bits: their number weighs the batch in a split's mean."""
+        return float(self._scored(batch).sum())
+
+    def correct_bits(self, batch: Batch, predictions: torch.Tensor) -> Measure:
+        """Correct scored bits and the number of scored bits; a bit is predicted 1 iff its logit is > 0."""
+        targets = batch["targets"]
+        weights = self._scored(batch)
+        correct = ((predictions > 0).to(targets.dtype) == targets).to(targets.dtype)
+        return mean_of((correct * weights).sum(), weights.sum())
+
     def accuracy(self, batch: Batch, predictions: torch.Tensor) -> torch.Tensor:
         """Per-bit accuracy on the scored steps; a bit is predicted 1 iff its logit is > 0."""
-        targets = batch["targets"]
-        correct = ((predictions > 0).to(targets.dtype) == targets).to(targets.dtype)
-        if not self.params.use_mask:
-            return correct.mean()
-        mask = batch["masks"].to(correct.dtype)
-        return (correct * mask).sum() / (mask.sum() * targets.shape[-1])
+        return torch.tensor(self.correct_bits(batch, predictions).value)
 
-    def statistics(self, batch: Batch, predictions: torch.Tensor) -> dict[str, float]:
-        """``acc``, ``seq_length`` (longest L of the batch), ``max_seq_length`` (current bound), ``batch_size``."""
+    def statistics(self, batch: Batch, predictions: torch.Tensor) -> dict[str, float | Measure]:
+        """``acc`` (correct / scored bits), ``seq_length`` (longest L of the batch), ``max_seq_length`` (current
+        bound), ``batch_size``."""
         with torch.no_grad():
-            acc = float(self.accuracy(batch, predictions.detach()))
+            acc = self.correct_bits(batch, predictions.detach())
         return {
             "acc": acc,
             "seq_length": float(batch["sequences_length"].max()),

@@ -1,0 +1,147 @@
+"""Figure builders shared by the components' ``plot`` methods: sequences over time, feature maps, class scores.
+
+Everything here builds :class:`matplotlib.figure.Figure` objects with the object-oriented API: no
+``pyplot``, no global backend, so a library user's own matplotlib state is never touched. A
+sequence is drawn as frames, one Figure per time step, all of the same pixel size, so that
+:mod:`miprometheus.visualization` can write them as an animated GIF.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+#: dots per inch of every figure: a figure of W x H inches is a W*DPI x H*DPI pixel image.
+DPI = 100
+
+
+def to_numpy(tensor: Any) -> np.ndarray:
+    """A detached float32 NumPy copy of a tensor (on any device) or array."""
+    if isinstance(tensor, torch.Tensor):
+        return tensor.detach().to("cpu", torch.float32).numpy()
+    return np.asarray(tensor, dtype=np.float32)
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """An empty Figure of ``width`` x ``height`` inches at :data:`DPI`, laid out without overlaps."""
+    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+
+
+@dataclass
+class Panel:
+    """One heat map of a sequence: ``values`` [rows, T] (rows are channels or units, columns time steps)."""
+
+    title: str
+    values: np.ndarray
+    vmin: float = 0.0
+    vmax: float = 1.0
+    cmap: str = "viridis"
+    ylabel: str = ""
+
+
+def sequence_frames(panels: Sequence[Panel], title: str, width: float = 8.0) -> list[Figure]:
+    """Frames over time: frame ``t`` shows every panel's columns ``0..t`` (later steps blank) and marks step t.
+
+    All panels share the time axis; the last frame shows whole sequences. The number of frames is
+    the number of time steps (the panels' column count).
+    """
+    steps = panels[0].values.shape[1]
+    if any(p.values.shape[1] != steps for p in panels):
+        raise ValueError("every panel of a sequence needs the same number of time steps")
+    # Panel heights follow their row counts (a one-row mask stays thin), within readable bounds.
+    ratios = [min(max(p.values.shape[0], 2), 24) for p in panels]
+    height = 1.2 + 0.11 * sum(ratios) + 0.35 * len(panels)
+    frames = []
+    for t in range(steps):
+        figure = new_figure(width, height)
+        axes = figure.subplots(len(panels), 1, sharex=True, squeeze=False,
+                               gridspec_kw={"height_ratios": ratios})[:, 0]
+        for ax, panel in zip(axes, panels):
+            shown = np.ma.masked_array(panel.values, mask=np.zeros_like(panel.values, dtype=bool))
+            shown.mask[:, t + 1:] = True  # not yet seen: left blank
+            image = ax.imshow(shown, aspect="auto", interpolation="nearest", cmap=panel.cmap,
+                              vmin=panel.vmin, vmax=panel.vmax)
+            ax.axvline(t, color="red", linewidth=1.0)
+            ax.set_title(panel.title, fontsize=9, loc="left")
+            ax.set_ylabel(panel.ylabel, fontsize=8)
+            ax.tick_params(labelsize=7)
+            figure.colorbar(image, ax=ax, pad=0.01, fraction=0.03)
+        axes[-1].set_xlabel("time step", fontsize=8)
+        figure.suptitle(f"{title} — step {t + 1}/{steps}", fontsize=10)
+        frames.append(figure)
+    return frames
+
+
+def feature_maps_figure(image: Any, layers: Sequence[tuple[str, Any]], title: str, columns: int = 8) -> Figure:
+    """The input image and, below it, the feature maps ``[K, h, w]`` of each named layer, ``columns`` per row."""
+    image = to_numpy(image)
+    maps = [(name, to_numpy(values)) for name, values in layers]
+    rows_per_layer = [math.ceil(values.shape[0] / columns) for _, values in maps]
+    rows = 1 + sum(rows_per_layer)
+    figure = new_figure(columns * 1.05, rows * 1.15 + 0.4)
+    grid = figure.add_gridspec(rows, columns)
+    ax = figure.add_subplot(grid[0, : min(2, columns)])
+    _show_image(ax, image)
+    ax.set_title("input", fontsize=8)
+    row = 1
+    for (name, values), layer_rows in zip(maps, rows_per_layer):
+        # One colour scale per layer: maps of a layer compare with each other.
+        vmin, vmax = float(values.min()), float(values.max())
+        vmax = vmax if vmax > vmin else vmin + 1.0
+        for k in range(values.shape[0]):
+            ax = figure.add_subplot(grid[row + k // columns, k % columns])
+            ax.imshow(values[k], cmap="magma", vmin=vmin, vmax=vmax, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{name}[{k}]" if k else f"{name}[0] {values.shape[1]}x{values.shape[2]}", fontsize=6,
+                         loc="left")
+        row += layer_rows
+    figure.suptitle(title, fontsize=10)
+    return figure
+
+
+def classification_figure(image: Any, target: str, probabilities: Any | None, class_names: Sequence[str],
+                          title: str, top: int = 3) -> Figure:
+    """An image with its target class and, when given, the ``top`` predicted classes with their probabilities."""
+    figure = new_figure(7.0, 3.2)
+    image_ax, bars_ax = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.3]})
+    _show_image(image_ax, to_numpy(image))
+    image_ax.set_title(f"target: {target}", fontsize=10)
+    if probabilities is None:
+        bars_ax.set_axis_off()
+        bars_ax.text(0.5, 0.5, "no predictions", ha="center", va="center")
+    else:
+        probabilities = to_numpy(probabilities)
+        best = np.argsort(-probabilities, kind="stable")[:top]
+        labels = [class_names[i] for i in best]
+        colours = ["tab:green" if name == target else "tab:red" for name in labels]
+        positions = np.arange(len(best))[::-1]  # the most probable class on top
+        bars_ax.barh(positions, probabilities[best], color=colours)
+        bars_ax.set_yticks(positions, labels)
+        bars_ax.set_xlim(0.0, 1.0)
+        bars_ax.set_xlabel("predicted probability", fontsize=8)
+        bars_ax.set_title(f"top-{len(best)} predictions", fontsize=10)
+        for y, p in zip(positions, probabilities[best]):
+            bars_ax.text(min(p + 0.02, 0.85), y, f"{p:.3f}", va="center", fontsize=8)
+    figure.suptitle(title, fontsize=10)
+    return figure
+
+
+def _show_image(ax: Any, image: np.ndarray) -> None:
+    """Draw an image [C, H, W] or [H, W] (grey-scale or RGB, values in [0, 1] or [0, 255])."""
+    if image.ndim == 3 and image.shape[0] == 1:
+        image = image[0]
+    elif image.ndim == 3:
+        image = np.moveaxis(image, 0, -1)
+    if image.max(initial=0.0) > 1.0:  # bytes
+        image = image / 255.0
+    ax.imshow(np.clip(image, 0.0, 1.0), cmap="gray" if image.ndim == 2 else None, vmin=0.0, vmax=1.0,
+              interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
