@@ -170,9 +170,13 @@ def validate(config: LoadedConfig, required: tuple[str, ...] = ("training", "mod
             continue
         params = build(problem_cls.Params, section.problem, f"{name}.problem", config, errors, ignore=("name",))
         if dataclasses.is_dataclass(params):
+            _evaluation_size(name, section, problem_cls, params)
             spec.splits[name] = Split(name, section, problem_cls, params)
         if name == "training":
             _validate_training(spec, section, problem_cls, config, errors)
+        if getattr(section, "num_batches", None) is not None and section.num_batches < 1:
+            errors.append(f"{config.where(name + '.num_batches')}'{name}.num_batches' must be at least 1 "
+                          f"(null: the whole set), got {section.num_batches}")
     if "model" in tree:
         model_cls = _component("models", tree["model"], "model", config, errors)
         if model_cls is not None:
@@ -187,9 +191,35 @@ def validate(config: LoadedConfig, required: tuple[str, ...] = ("training", "mod
                 spec.model_values.update(values or {})
             spec.model_values = {k: v for k, v in spec.model_values.items()
                                  if k in tree["model"] or k not in from_problem_fields(model_cls)}
+    if "training" in spec.splits:
+        _validate_training_needs(spec, config, errors)
     if errors:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))
     return spec
+
+
+def _evaluation_size(name: str, section: Any, problem_cls: type, params: Any) -> None:
+    """A generated problem's validation and testing splits default to ``evaluation_size`` samples, not to the
+    nominal training epoch (a million samples would make every validation last minutes)."""
+    if name != "training" and getattr(problem_cls, "is_generator", False) and "size" not in section.problem:
+        params.size = problem_cls.evaluation_size
+
+
+def _validate_training_needs(spec: ExperimentSpec, config: LoadedConfig, errors: Errors) -> None:
+    """What training needs beyond each key's own type: checked here so that ``mip check`` accepts exactly
+    what ``mip train`` accepts."""
+    training = spec.training
+    limits = training.terminal_conditions
+    if limits.episode_limit is None and limits.epoch_limit is None:
+        errors.append(f"{config.where('training.terminal_conditions')}set training.terminal_conditions.episode_limit "
+                      "or epoch_limit: training needs a limit")
+    if training.early_stopping.patience and "validation" not in config.tree:
+        errors.append(f"{config.where('training.early_stopping')}early stopping needs a 'validation' section")
+    if spec.curriculum_params is not None and dataclasses.is_dataclass(spec.curriculum_params):
+        split = spec.splits["training"]
+        why = split.problem_cls.check_curriculum(split.problem_params, spec.curriculum_params)
+        if why:
+            errors.append(f"{config.where('training.curriculum_learning')}{why}")
 
 
 def _validate_training(spec: ExperimentSpec, section: Any, problem_cls: type, config: LoadedConfig,

@@ -108,6 +108,12 @@ class Problem(Dataset):
         self.generator.set_state(state["generator"])
 
     # --- curriculum learning (optional) ---------------------------------------------------------
+    @classmethod
+    def check_curriculum(cls, params: Any, curriculum: Any) -> str | None:
+        """Why these curriculum settings cannot work with these parameters (None: they can); checked when the
+        config is validated, before anything runs."""
+        return None
+
     def curriculum_start(self, curriculum: Any) -> None:
         """Start curriculum learning with the validated ``CurriculumParams`` instance."""
         raise NotImplementedError(f"{self.name} does not support curriculum learning")
@@ -126,6 +132,8 @@ class GeneratedProblem(Problem):
     """
 
     is_generator = True
+    #: samples of a validation or testing split whose config does not set ``size``
+    evaluation_size: ClassVar[int] = 1000
 
     def __len__(self) -> int:
         return int(self.params.size)

@@ -87,6 +87,14 @@ class ProblemLoader:
         self.num_samples = len(indices)
         self.sampler = EpochSampler(indices, shuffle, seed)
         self.settings = settings
+        if self.batches_per_epoch < 1:
+            # An epoch without batches would never end (and a validation without batches has no loss).
+            split = where.split(".")[0] or "the split"
+            if settings.drop_last:
+                raise ConfigError(f"{split}: {self.num_samples} samples are fewer than one batch of "
+                                  f"{problem.batch_size} and {split}.dataloader.drop_last is true, so no batch "
+                                  "would ever be made (lower batch_size or set drop_last: false)")
+            raise DataError(f"{split}: problem {problem.name} has no samples")
         self.seed = seed
         extra: dict[str, Any] = {}
         if settings.num_workers > 0:

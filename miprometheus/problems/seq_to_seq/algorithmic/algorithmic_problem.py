@@ -48,7 +48,8 @@ class AlgorithmicSeqToSeqProblem(GeneratedProblem):
         max_sequence_length: int = param(10, "largest number of items of a sequence "
                                              "(the ceiling of curriculum learning)")
         bias: float = param(0.5, "probability that a data bit is 1")
-        size: int = param(1_000_000, "nominal number of samples of one epoch (samples are generated on the fly)")
+        size: int = param(1_000_000, "nominal number of samples of one training epoch (generated on the fly); "
+                                     "validation and testing splits that do not set it have 1,000")
         use_mask: bool = param(True, "score only the recall steps (False: loss and accuracy over every step)")
         use_control_lines: bool = param(True, "put a nuisance control line on the recall steps "
                                               "(needs control_bits > 2)")
@@ -209,16 +210,22 @@ class AlgorithmicSeqToSeqProblem(GeneratedProblem):
         }
 
     # --- curriculum learning --------------------------------------------------------------------
+    @classmethod
+    def check_curriculum(cls, params: Params, curriculum: Any) -> str | None:
+        initial = int(curriculum.initial_max_sequence_length)
+        if not params.min_sequence_length <= initial <= params.max_sequence_length:
+            return (f"problem {cls.__name__}: curriculum_learning.initial_max_sequence_length ({initial}) must lie "
+                    f"between min_sequence_length ({params.min_sequence_length}) and max_sequence_length "
+                    f"({params.max_sequence_length})")
+        return None
+
     def curriculum_start(self, curriculum: Any) -> None:
         """Start with sequences of at most ``initial_max_sequence_length`` items."""
-        initial = int(curriculum.initial_max_sequence_length)
-        configured_max = self.params.max_sequence_length
-        if not self.min_sequence_length <= initial <= configured_max:
-            raise ConfigError(
-                f"problem {self.name}: curriculum_learning.initial_max_sequence_length ({initial}) must lie between "
-                f"min_sequence_length ({self.min_sequence_length}) and max_sequence_length ({configured_max})")
-        self._curriculum_initial = initial
-        self.max_sequence_length = initial
+        why = self.check_curriculum(self.params, curriculum)
+        if why:
+            raise ConfigError(why)
+        self._curriculum_initial = int(curriculum.initial_max_sequence_length)
+        self.max_sequence_length = self._curriculum_initial
 
     def curriculum_update(self, episode: int, episodes_per_epoch: int) -> bool:
         """Grow the bound by one item per completed epoch; return True once it reached max_sequence_length."""
