@@ -13,6 +13,32 @@ from miprometheus.errors import HandshakeError
 
 ANY = -1
 
+#: The names of the values a problem hands to models (``Problem.default_values``, and model parameters
+#: declared ``from_problem=True``): one vocabulary for the whole zoo, so any model fits any problem that
+#: publishes what it needs. DESIGN §4 lists the same table; a test keeps the two equal.
+VALUE_NAMES: dict[str, str] = {
+    "num_classes": "number of classes (size of the logits of a classifier)",
+    "num_channels": "channels of an image (1 grey, 3 RGB)",
+    "height": "image height in pixels, as the model receives it (after resizing)",
+    "width": "image width in pixels, as the model receives it",
+    "input_item_size": "size of one item of an input sequence",
+    "output_item_size": "size of one item of the output sequence (logits per step)",
+    "store_bit": "control channel that marks the store phase of an algorithmic task",
+    "recall_bit": "control channel that marks the recall phase of an algorithmic task",
+    "question_vocabulary_size": "number of question tokens, PAD and UNK included",
+    "answer_vocabulary_size": "number of answers (classes of a VQA model)",
+    "input_vocabulary_size": "number of source-language tokens, specials included",
+    "output_vocabulary_size": "number of target-language tokens, specials included",
+    "pad_index": "index of the PAD token (0 in every vocabulary)",
+    "unk_index": "index of the UNK token (words unseen in the training split)",
+    "sos_index": "index of the start-of-sequence token",
+    "eos_index": "index of the end-of-sequence token",
+    "max_question_length": "longest question in tokens",
+    "max_sequence_length": "longest input sequence the problem generates or holds",
+    "num_objects": "number of objects of a scene (Sort-of-CLEVR)",
+    "feature_size": "size of one pre-extracted image feature vector",
+}
+
 
 @dataclass(frozen=True)
 class DataDefinition:
