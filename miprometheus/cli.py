@@ -175,10 +175,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from miprometheus import registry
+    from miprometheus import catalogue
 
     if args.name:
-        info = registry.describe(args.kind, args.name)
+        info = catalogue.describe(args.kind, args.name)
         print(f"{info.name}  ({info.module}.{info.class_name})")
         if info.doc:
             print("\n  " + info.doc.replace("\n", "\n  ") + "\n")
@@ -188,8 +188,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         for p in info.params:
             print(f"  {p.name:<{width}}  {p.type:<18} = {p.default:<12} {p.doc}")
         return EXIT_OK
-    for name in sorted(registry.available(args.kind)):
-        info = registry.describe(args.kind, name)
+    for name in sorted(catalogue.available(args.kind)):
+        info = catalogue.describe(args.kind, name)
         first = info.doc.splitlines()[0] if info.doc else ""
         params = ", ".join(p.name for p in info.params if p.name != "batch_size")
         print(f"{name:<18} {first}")

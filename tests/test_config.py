@@ -549,11 +549,12 @@ def test_unknown_curriculum_key(tmp_path):
 def test_null_sections(tmp_path):
     """An empty section takes its defaults; an optional one set to null is off."""
     path = write(tmp_path, "exp.yaml", EXPERIMENT + "  early_stopping:\n  dataloader:\n  sampler:\n")
-    spec = validate(load_config([path], ["training.terminal_conditions=null"]))
+    spec = validate(load_config([path], ["training.scheduler=null"]))
     assert spec.training.early_stopping.patience is None and spec.training.early_stopping.min_delta == 0.0
     assert spec.training.dataloader.num_workers == 0
-    assert spec.training.terminal_conditions.episode_limit is None
-    assert spec.training.sampler is None
+    assert spec.training.sampler is None and spec.scheduler is None
+    # null terminal conditions take their defaults: no limit, which training refuses
+    assert "training needs a limit" in error_of([path], ["training.terminal_conditions=null"], check=True)
 
 
 def test_description_must_be_a_string(tmp_path):

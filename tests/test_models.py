@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from miprometheus import registry
+from miprometheus import catalogue, registry
 from miprometheus.data import ANY, DataDefinition, check_values
 from miprometheus.errors import ConfigError
 from miprometheus.models.recurrent.lstm import LSTM
@@ -92,7 +92,7 @@ def test_lstm_declares_problem_supplied_params() -> None:
 def test_models_are_registered_and_found_from_source(name: str) -> None:
     assert name in registry.builtin_index("models")
     assert issubclass(registry.get_model(name), torch.nn.Module)
-    info = registry.describe("models", name)
+    info = catalogue.describe("models", name)
     assert info.doc
     assert all(p.doc for p in info.params)
 

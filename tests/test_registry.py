@@ -1,4 +1,5 @@
-"""Tests of the registry: built-ins found without torch, source-read docs, run-time registration, plugins."""
+"""Tests of the registry and the catalogue: built-ins found without torch, source-read docs, run-time
+registration (one class per name), plugins."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from miprometheus import registry
+from miprometheus import catalogue, registry
 from miprometheus.errors import ConfigError, RegistryError
 from miprometheus.params import param
 
@@ -34,12 +35,12 @@ def run_python(code: str, env: dict[str, str] | None = None) -> subprocess.Compl
 def test_available_and_describe_do_not_import_torch():
     result = run_python("""
         import json, sys
-        from miprometheus import registry
+        from miprometheus import catalogue
         out = {}
         for kind in ("problems", "models"):
-            out[kind] = {name: [p.name for p in registry.describe(kind, name).params]
-                         for name in registry.available(kind)}
-        registry.describe("models", "LSTM")
+            out[kind] = {name: [p.name for p in catalogue.describe(kind, name).params]
+                         for name in catalogue.available(kind)}
+        catalogue.describe("models", "LSTM")
         assert "torch" not in sys.modules, sorted(m for m in sys.modules if m.startswith("torch"))[:5]
         print(json.dumps(out))
     """)
@@ -60,7 +61,7 @@ def _real_default(f: dataclasses.Field) -> object:
 
 @pytest.mark.parametrize(("kind", "name"), [(k, n) for k, names in sorted(BUILTINS.items()) for n in sorted(names)])
 def test_describe_matches_the_imported_params_dataclass(kind, name):
-    info = registry.describe(kind, name)
+    info = catalogue.describe(kind, name)
     cls = registry.get(kind, name)
     assert info.name == name and info.class_name == cls.__name__ and info.module == cls.__module__
     assert info.doc and info.doc.splitlines()[0] == cls.__doc__.strip().splitlines()[0]
@@ -99,7 +100,7 @@ def test_unknown_name_is_a_registry_error_with_close_names(kind, name, close):
     for known in BUILTINS[kind]:
         assert known in message
     with pytest.raises(RegistryError):
-        registry.describe(kind, name)
+        catalogue.describe(kind, name)
 
 
 def test_unknown_name_without_close_names_lists_the_known_ones():
@@ -130,9 +131,9 @@ def test_register_a_model_at_run_time(clean_registry):
             tags: list = param(factory=lambda: ["a"], doc="some tags")
 
     assert registry.get_model("TinyRuntimeModel") is TinyRuntimeModel
-    assert "TinyRuntimeModel" in registry.available("models")
-    assert BUILTINS["models"] <= set(registry.available("models"))
-    info = registry.describe("models", "TinyRuntimeModel")
+    assert "TinyRuntimeModel" in catalogue.available("models")
+    assert BUILTINS["models"] <= set(catalogue.available("models"))
+    info = catalogue.describe("models", "TinyRuntimeModel")
     assert [(p.name, p.default, p.doc) for p in info.params] == [("width", "3", "how wide"),
                                                                  ("tags", "['a']", "some tags")]
     assert info.doc == "A model registered by a test."
@@ -142,7 +143,7 @@ def test_register_a_model_at_run_time(clean_registry):
         """Registered under another name."""
 
     assert registry.get_model("OtherName") is Aliased
-    assert "OtherName" in registry.available("models") and "Aliased" not in registry.available("models")
+    assert "OtherName" in catalogue.available("models") and "Aliased" not in catalogue.available("models")
 
     class Impostor(Model):
         pass
@@ -167,12 +168,109 @@ def test_register_a_problem_at_run_time_validates_in_a_config(clean_registry, tm
 
     assert registry.get_problem("TinyRuntimeProblem") is TinyRuntimeProblem
     path = tmp_path / "exp.yaml"
-    path.write_text("training:\n  problem:\n    name: TinyRuntimeProblem\n    level: 5\nmodel:\n  name: LeNet5\n")
+    path.write_text("training:\n  problem:\n    name: TinyRuntimeProblem\n    level: 5\n  terminal_conditions: {episode_limit: 1}\nmodel:\n  name: LeNet5\n")
     spec = validate(load_config([path]))
     assert spec.splits["training"].problem_params.level == 5
-    path.write_text("training:\n  problem:\n    name: TinyRuntimeProblem\n    levle: 5\nmodel:\n  name: LeNet5\n")
+    path.write_text("training:\n  problem:\n    name: TinyRuntimeProblem\n    levle: 5\n  terminal_conditions: {episode_limit: 1}\nmodel:\n  name: LeNet5\n")
     with pytest.raises(ConfigError, match="(?i)did you mean 'training.problem.level'"):
         validate(load_config([path]))
+
+
+# --- one class per name ----------------------------------------------------------------------------
+TWIN_MODEL = '''
+from miprometheus.models.model import Model
+from miprometheus.registry import register_model
+
+
+@register_model
+class {name}(Model):
+    """A model defined in {module}."""
+'''
+
+
+@pytest.fixture
+def module_folder(tmp_path, monkeypatch, clean_registry):
+    """A folder on sys.path for throw-away modules; they are forgotten afterwards."""
+    before = set(sys.modules)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    for name in set(sys.modules) - before:
+        del sys.modules[name]
+
+
+def test_a_second_class_of_the_same_qualname_from_another_module_is_refused(module_folder):
+    import importlib
+
+    for module in ("mip_twin_a", "mip_twin_b"):
+        (module_folder / f"{module}.py").write_text(TWIN_MODEL.format(name="TwinLSTM", module=module))
+    first = importlib.import_module("mip_twin_a").TwinLSTM
+    with pytest.raises(RegistryError) as info:
+        importlib.import_module("mip_twin_b")
+    message = str(info.value)
+    assert "'TwinLSTM'" in message and "mip_twin_a.TwinLSTM" in message and "mip_twin_b.TwinLSTM" in message
+    assert "name=" in message  # says how to fix it
+    assert registry.get_model("TwinLSTM") is first
+
+
+def test_a_class_cannot_take_the_name_of_a_builtin(module_folder):
+    import importlib
+
+    (module_folder / "mip_my_lstm.py").write_text(TWIN_MODEL.format(name="LSTM", module="mip_my_lstm"))
+    with pytest.raises(RegistryError, match=r"miprometheus\.models\.recurrent\.lstm\.LSTM and mip_my_lstm\.LSTM"):
+        importlib.import_module("mip_my_lstm")
+    assert registry.get_model("LSTM").__module__ == "miprometheus.models.recurrent.lstm"
+
+
+def test_a_builtin_name_is_taken_even_before_the_builtin_is_imported(module_folder):
+    (module_folder / "mip_my_lstm.py").write_text(TWIN_MODEL.format(name="LSTM", module="mip_my_lstm"))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(module_folder), str(REPO)]))
+    result = run_python("""
+        import sys
+        from miprometheus.errors import RegistryError
+        try:
+            import mip_my_lstm
+        except RegistryError as exc:
+            print(exc)
+        else:
+            raise AssertionError("a second LSTM was registered")
+        assert "miprometheus.models.recurrent.lstm" not in sys.modules
+        from miprometheus import registry
+        assert registry.get_model("LSTM").__module__ == "miprometheus.models.recurrent.lstm"
+    """, env=env)
+    assert "miprometheus.models.recurrent.lstm.LSTM and mip_my_lstm.LSTM" in result.stdout
+
+
+def test_reloading_a_module_or_importing_it_under_two_names_keeps_working(module_folder):
+    import importlib
+
+    package = module_folder / "mip_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "reloaded.py").write_text(TWIN_MODEL.format(name="ReloadedModel", module="reloaded"))
+    module = importlib.import_module("mip_pkg.reloaded")
+    first = module.ReloadedModel
+    second = importlib.reload(module).ReloadedModel
+    assert second is not first and registry.get_model("ReloadedModel") is second
+    sys.path.insert(0, str(package))  # the same file as a top-level module, as test runners sometimes do
+    try:
+        third = importlib.import_module("reloaded").ReloadedModel
+    finally:
+        sys.path.remove(str(package))
+    assert third.__module__ == "reloaded" and registry.get_model("ReloadedModel") is third
+
+
+def test_a_class_defined_again_in_the_same_module_replaces_the_first(clean_registry):
+    """A notebook cell run twice: same module, same qualname."""
+    from miprometheus.models.model import Model
+
+    classes = []
+    for _ in range(2):
+        @registry.register_model
+        class CellModel(Model):
+            """Defined twice."""
+
+        classes.append(CellModel)
+    assert classes[0] is not classes[1] and registry.get_model("CellModel") is classes[1]
 
 
 # --- plugins through entry points ------------------------------------------------------------------
@@ -254,10 +352,10 @@ def test_plugin_is_listed_by_mip_list(plugin):
 def test_plugin_describe_does_not_import_torch(plugin):
     result = run_python("""
         import sys
-        from miprometheus import registry
-        assert "DemoModel" in registry.available("models") and "DemoProblem" in registry.available("problems")
-        print([p.name for p in registry.describe("models", "DemoModel").params])
-        print([p.name for p in registry.describe("problems", "DemoProblem").params])
+        from miprometheus import catalogue
+        assert "DemoModel" in catalogue.available("models") and "DemoProblem" in catalogue.available("problems")
+        print([p.name for p in catalogue.describe("models", "DemoModel").params])
+        print([p.name for p in catalogue.describe("problems", "DemoProblem").params])
         assert "torch" not in sys.modules, "describe imported torch"
     """, env=plugin)
     assert result.stdout.split("\n")[:2] == ["['classes', 'width', 'scale']", "['batch_size']"]

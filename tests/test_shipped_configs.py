@@ -36,7 +36,7 @@ def test_the_values_problems_hand_to_models_use_one_set_of_names():
     design = (CONFIGS.parent / "docs" / "DESIGN.md").read_text()
     table = design.split("### Values problems hand to models")[1].split("\n\n")[2]
     assert re.findall(r"^\| `(\w+)` \|", table, flags=re.M) == list(VALUE_NAMES)
-    for name in registry.available("models"):
+    for name in registry.names("models"):
         model_cls = registry.get("models", name)
         for field in dataclasses.fields(model_cls.Params):
             if field.metadata.get("from_problem"):

@@ -8,6 +8,8 @@ from miprometheus.workers.callbacks.early_stopping import EarlyStoppingCallback
 from miprometheus.workers.callbacks.statistics_csv import StatisticsCSVCallback
 from miprometheus.workers.callbacks.tensorboard import TensorBoardCallback
 from miprometheus.workers.callbacks.validation import ValidationCallback
+from miprometheus.workers.callbacks.visualization import VisualizationCallback
 
 __all__ = ["Callback", "CheckpointCallback", "ConsoleCallback", "CurriculumCallback", "EarlyStoppingCallback",
-           "StatisticsCSVCallback", "TensorBoardCallback", "ValidationCallback"]
+           "StatisticsCSVCallback", "TensorBoardCallback", "ValidationCallback",
+           "VisualizationCallback"]
