@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from miprometheus import __version__
-
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+from miprometheus.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -29,19 +28,49 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads of torch (default: torch's choice, one per core)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
+    parser.add_argument("--visualize", type=_visualize_setting, default=None, metavar="N|window",
+                        help="figures of the problem and of the model's internals (PNG, GIF over time) for N "
+                             "samples (bare --visualize: 1): train writes them at every validation into "
+                             "visualizations/episode_<n>/, test into test_<ts>/visualizations/; 'window' opens "
+                             "an interactive window instead (needs a display)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def _visualize_setting(text: str) -> int | str:
+    if text == "window":
+        return text
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of samples or 'window', not {text!r}") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"the number of samples must be at least 1, not {count}")
+    return count
+
+
+def _bare_visualize(argv: list[str]) -> list[str]:
+    """A bare ``--visualize`` means one sample: argparse would otherwise take the next word (a config) as its value."""
+    out = list(argv)
+    for i, item in enumerate(out):
+        following = out[i + 1] if i + 1 < len(out) else None
+        if item == "--visualize" and (following is None or not (following == "window"
+                                                                 or following.lstrip("-").isdigit())):
+            out[i] = "--visualize=1"
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mip", description="MI-Prometheus: train, test and compare models on problems from YAML configs.",
-        epilog="Exit codes: 0 success, 1 the run failed, 2 bad input (config, arguments, data), "
-               "130 interrupted (resumable).")
+        epilog=f"Exit codes: {EXIT_OK} success, {EXIT_FAILED} the run failed, {EXIT_BAD_INPUT} bad input "
+               f"(config, arguments, data), {EXIT_INTERRUPTED} interrupted (resumable). CONFIG files and "
+               "key=value overrides may stand before, between or after the flags.")
     parser.add_argument("--version", action="version", version=f"MI-Prometheus {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a model on a problem", description=(
-        "Train a model as CONFIG files describe (later files win); key=value overrides come last."))
+        "Train a model as CONFIG files describe (later files win), changed by key=value overrides "
+        "(applied last); both may stand before, between or after the flags."))
     p.add_argument("items", nargs="*", metavar="CONFIG|key=value")
     p.add_argument("--resume", type=Path, metavar="EXPERIMENT_DIR",
                    help="continue a stopped or killed run exactly where its last checkpoint left it")
@@ -69,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     grid = sub.add_parser("grid", help="run, test and analyse grids of experiments", description=(
         "Grids: many experiments (models x problems x settings x seeds) in parallel, compared side by side."))
     grid_sub = grid.add_subparsers(dest="grid_command", metavar="GRID_COMMAND")
+    grid.set_defaults(command_parser=grid)
     for name, text in (("train", "train every experiment of a grid file (or the rest of a grid folder)"),
                        ("run", "train, test and analyse a grid in one go")):
         p = grid_sub.add_parser(name, help=text, description=text + "; key=value overrides change the grid file")
@@ -89,7 +119,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", type=Path, default=Path("."), help="folder for the index files")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+    for command in (*sub.choices.values(), *grid_sub.choices.values()):
+        if command is not grid:
+            command.set_defaults(command_parser=command)
     return parser
+
+
+#: flags that take several values; a key=value after their values is an override, not one more value
+_LIST_FLAGS = ("--fractions",)
+
+
+def _end_lists_at_overrides(argv: list[str]) -> list[str]:
+    """Move a key=value that follows the values of a list flag to just before that flag.
+
+    argparse gives a flag with ``nargs="+"`` every word up to the next flag, so in
+    ``mip split CONFIG --fractions 0.9 0.1 key=value`` it would read ``key=value`` as a fraction.
+    """
+    out: list[str] = []
+    flag_at: int | None = None  # where the list flag whose values are being read stands in ``out``
+    for word in argv:
+        if word.startswith("-") and not word[1:2].isdigit() and word[1:2] != ".":  # a flag, not a number
+            flag_at = len(out) if len(word) > 2 and any(f.startswith(word) for f in _LIST_FLAGS) else None
+        elif flag_at is not None and "=" in word:
+            out.insert(flag_at, word)  # keeps the order of the overrides among themselves
+            flag_at += 1
+            continue
+        out.append(word)
+    return out
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse a ``mip`` command line: CONFIG files and key=value overrides may stand anywhere after the command.
+
+    argparse gives a subcommand's positional arguments only the words before its first flag; it
+    leaves the later ones over, in order, and those are appended to ``items``. A flag it leaves
+    over is a mistyped one: an error (exit code 2), as is a word left over by a command that
+    takes no CONFIG or override.
+    """
+    args, rest = parser.parse_known_args(_end_lists_at_overrides(argv))
+    command_parser = getattr(args, "command_parser", parser)
+    flags = [word for word in rest if word.startswith("-")]
+    if flags or (rest and not hasattr(args, "items")):
+        command_parser.error(f"unrecognized arguments: {' '.join(flags or rest)}")
+    if rest:
+        args.items = [*(args.items or []), *rest]
+    return args
 
 
 def _grid_common(parser: argparse.ArgumentParser) -> None:
@@ -111,6 +185,7 @@ def _options(args: argparse.Namespace) -> Any:
     return RunOptions(expdir=args.expdir, savetag=args.savetag, device="cuda" if args.gpu else args.device,
                       tensorboard=args.tensorboard, log_level=args.log_level, log_interval=args.log_interval,
                       progress=False if args.no_progress else None, threads=args.threads,
+                      visualize=args.visualize,
                       command_line=list(sys.argv))
 
 
@@ -162,8 +237,8 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from miprometheus.config.yaml_loader import dump_yaml
     from miprometheus.workers import runs
-    from miprometheus.workers.experiment import dump_yaml
 
     configs, overrides = _split_items(args.items)
     spec, report = runs.check(configs, overrides)
@@ -204,9 +279,12 @@ def cmd_split(args: argparse.Namespace) -> int:
     from miprometheus.config import load_config
     from miprometheus.config.experiment import validate
     from miprometheus.errors import ConfigError
+    from miprometheus.files import atomic_write_text
     from miprometheus.workers.experiment import build_problem
     from miprometheus.workers.loaders import parse_indices
 
+    if any(f <= 0 for f in args.fractions) or abs(sum(args.fractions) - 1.0) > 1e-6:
+        raise ConfigError("--fractions must be positive and sum to 1")
     configs, overrides = _split_items(args.items)
     spec = validate(load_config(configs, overrides), required=(args.section,))
     if args.section not in spec.splits:
@@ -215,14 +293,10 @@ def cmd_split(args: argparse.Namespace) -> int:
     problem = build_problem(split)
     indices = (parse_indices(split.section.sampler.indices, len(problem)) if split.section.sampler
                else list(range(len(problem))))
-    if any(f <= 0 for f in args.fractions) or abs(sum(args.fractions) - 1.0) > 1e-6:
-        raise ConfigError("--fractions must be positive and sum to 1")
     order = torch.randperm(len(indices), generator=torch.Generator().manual_seed(args.seed)).tolist()
     shuffled = [indices[i] for i in order]
     args.output.mkdir(parents=True, exist_ok=True)
     start = 0
-    from miprometheus.files import atomic_write_text
-
     for i, fraction in enumerate(args.fractions):
         end = len(shuffled) if i == len(args.fractions) - 1 else start + round(fraction * len(shuffled))
         path = args.output / f"{args.section}_split_{i}.txt"
@@ -240,7 +314,7 @@ def _usage(message: str) -> _UsageError:
     return _UsageError(message)
 
 
-def _grid_logger(folder: Path | None = None) -> Any:
+def _grid_logger() -> Any:
     import logging
 
     logger = logging.getLogger("miprometheus.grid")
@@ -306,7 +380,7 @@ COMMANDS = {"train": cmd_train, "test": cmd_test, "check": cmd_check, "list": cm
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, _bare_visualize(sys.argv[1:] if argv is None else argv))
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT
@@ -318,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:
         from miprometheus.errors import MipError
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+#: The exit codes of every ``mip`` command and of the experiments a grid runs (DESIGN §5).
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
 
 class MipError(Exception):
     """Base class of every error that MI-Prometheus reports to its user."""
 
-    exit_code = 1
+    exit_code = EXIT_FAILED
 
 
 class BadInputError(MipError):
     """The user's input is wrong (config, arguments, data, checkpoint): exit code 2."""
 
-    exit_code = 2
+    exit_code = EXIT_BAD_INPUT
 
 
 class ConfigError(BadInputError):
@@ -38,4 +41,10 @@ class CheckpointError(BadInputError):
 class RunFailed(MipError):
     """An experiment started but could not complete (e.g. the loss became NaN)."""
 
-    exit_code = 1
+    exit_code = EXIT_FAILED
+
+
+class Interrupted(RunFailed):
+    """A run was stopped by SIGINT/SIGTERM after writing its last checkpoint; ``--resume`` continues it."""
+
+    exit_code = EXIT_INTERRUPTED

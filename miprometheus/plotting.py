@@ -2,20 +2,23 @@
 
 Everything here builds :class:`matplotlib.figure.Figure` objects with the object-oriented API: no
 ``pyplot``, no global backend, so a library user's own matplotlib state is never touched. A
-sequence is drawn as frames, one Figure per time step, all of the same pixel size, so that
-:mod:`miprometheus.visualization` can write them as an animated GIF.
+sequence is drawn as :class:`Frames`: one Figure and an ``update(t)`` that moves it to time step
+``t``, which :mod:`miprometheus.visualization` renders frame by frame into an animated GIF.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.artist import Artist
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 
 #: dots per inch of every figure: a figure of W x H inches is a W*DPI x H*DPI pixel image.
 DPI = 100
@@ -34,6 +37,23 @@ def new_figure(width: float, height: float) -> Figure:
 
 
 @dataclass
+class Frames:
+    """Frames over time drawn on one Figure, as with matplotlib's ``FuncAnimation(blit=True)``.
+
+    ``update(t)`` sets the figure to time step ``t`` (``0 <= t < steps``) and returns the artists it
+    changed, the same ones at every step; everything else is drawn once, so a frame costs
+    milliseconds instead of a whole figure. After building, the figure shows the last step.
+    """
+
+    figure: Figure
+    steps: int
+    update: Callable[[int], Sequence[Artist]]
+
+    def __len__(self) -> int:
+        return self.steps
+
+
+@dataclass
 class Panel:
     """One heat map of a sequence: ``values`` [rows, T] (rows are channels or units, columns time steps)."""
 
@@ -45,37 +65,51 @@ class Panel:
     ylabel: str = ""
 
 
-def sequence_frames(panels: Sequence[Panel], title: str, width: float = 8.0) -> list[Figure]:
-    """Frames over time: frame ``t`` shows every panel's columns ``0..t`` (later steps blank) and marks step t.
+def sequence_frames(panels: Sequence[Panel], title: str, width: float = 8.0) -> Frames:
+    """Frames over time: at step ``t`` every panel shows its columns ``0..t`` (later steps blank), step t marked.
 
-    All panels share the time axis; the last frame shows whole sequences. The number of frames is
-    the number of time steps (the panels' column count).
+    All panels share the time axis; the last frame shows whole sequences. There is one frame per
+    time step (the panels' column count).
     """
     steps = panels[0].values.shape[1]
     if any(p.values.shape[1] != steps for p in panels):
         raise ValueError("every panel of a sequence needs the same number of time steps")
     # Panel heights follow their row counts (a one-row mask stays thin), within readable bounds.
     ratios = [min(max(p.values.shape[0], 2), 24) for p in panels]
-    height = 1.2 + 0.11 * sum(ratios) + 0.35 * len(panels)
-    frames = []
-    for t in range(steps):
-        figure = new_figure(width, height)
-        axes = figure.subplots(len(panels), 1, sharex=True, squeeze=False,
-                               gridspec_kw={"height_ratios": ratios})[:, 0]
-        for ax, panel in zip(axes, panels):
-            shown = np.ma.masked_array(panel.values, mask=np.zeros_like(panel.values, dtype=bool))
-            shown.mask[:, t + 1:] = True  # not yet seen: left blank
-            image = ax.imshow(shown, aspect="auto", interpolation="nearest", cmap=panel.cmap,
-                              vmin=panel.vmin, vmax=panel.vmax)
-            ax.axvline(t, color="red", linewidth=1.0)
-            ax.set_title(panel.title, fontsize=9, loc="left")
-            ax.set_ylabel(panel.ylabel, fontsize=8)
-            ax.tick_params(labelsize=7)
-            figure.colorbar(image, ax=ax, pad=0.01, fraction=0.03)
-        axes[-1].set_xlabel("time step", fontsize=8)
-        figure.suptitle(f"{title} — step {t + 1}/{steps}", fontsize=10)
-        frames.append(figure)
-    return frames
+    figure = new_figure(width, 1.2 + 0.11 * sum(ratios) + 0.35 * len(panels))
+    axes = figure.subplots(len(panels), 1, sharex=True, squeeze=False, gridspec_kw={"height_ratios": ratios})[:, 0]
+    covers, markers = [], []
+    for ax, panel in zip(axes, panels):
+        rows = panel.values.shape[0]
+        image = ax.imshow(panel.values, aspect="auto", interpolation="nearest", cmap=panel.cmap,
+                          vmin=panel.vmin, vmax=panel.vmax)
+        # The steps not seen yet are hidden under a white cover that shrinks frame by frame.
+        covers.append(ax.add_patch(Rectangle((steps - 0.5, -0.5), 0.0, rows, facecolor="white", edgecolor="none")))
+        markers.append(ax.axvline(steps - 1, color="red", linewidth=1.0))
+        ax.set_xlim(-0.5, steps - 0.5)
+        ax.set_ylim(rows - 0.5, -0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
+        if rows == 1:
+            ax.set_yticks([])
+        ax.set_title(panel.title, fontsize=9, loc="left")
+        ax.set_ylabel(panel.ylabel, fontsize=8)
+        ax.tick_params(labelsize=7)
+        figure.colorbar(image, ax=ax, pad=0.01, fraction=0.03)
+    axes[-1].set_xlabel("time step", fontsize=8)
+    heading = figure.suptitle(title, fontsize=10)
+
+    def update(t: int) -> list[Artist]:
+        for cover in covers:
+            cover.set_x(t + 0.5)
+            cover.set_width(steps - 1 - t)
+        for marker in markers:
+            marker.set_xdata([t, t])
+        heading.set_text(f"{title} — step {t + 1}/{steps}")
+        return [*covers, *markers, heading]
+
+    update(steps - 1)
+    return Frames(figure, steps, update)
 
 
 def feature_maps_figure(image: Any, layers: Sequence[tuple[str, Any]], title: str, columns: int = 8) -> Figure:
@@ -145,3 +179,11 @@ def _show_image(ax: Any, image: np.ndarray) -> None:
               interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
+
+
+def hidden_state_frames(hidden: Any, title: str) -> Frames:
+    """Frames over time of a recurrent network's hidden state ``[T, H]``: the units (rows) over the steps."""
+    values = to_numpy(hidden).T  # [H, T]
+    bound = max(1.0, float(np.abs(values).max(initial=0.0)))  # tanh-bounded states keep the [-1, 1] scale
+    return sequence_frames([Panel(f"hidden state of the top layer ({values.shape[0]} units)", values, -bound, bound,
+                                  "RdBu_r", "unit")], title)

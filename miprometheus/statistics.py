@@ -14,11 +14,12 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
+
+from miprometheus.files import atomic_write_text
 
 #: bookkeeping columns that are not statistics
 CONTEXT_COLUMNS = ("episode", "epoch")
@@ -167,9 +168,7 @@ class CSVWriter:
             if "episode" in record and int(float(record["episode"])) > episode:
                 break
             kept.append(line)
-        tmp = self.path.with_suffix(".csv.tmp")
-        tmp.write_text("".join(kept))
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, "".join(kept))
         self.columns = header
 
     def write(self, row: dict[str, Any]) -> None:
@@ -192,8 +191,6 @@ class CSVWriter:
 
 def write_csv(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     """Write a whole CSV file atomically."""
-    from miprometheus.files import atomic_write_text
-
     rows = list(rows)
     columns: list[str] = []
     for row in rows:

@@ -1,10 +1,10 @@
 """What ``--visualize`` writes and shows: figures rendered to PNG, frames over time to animated GIFs, a window.
 
-A component's ``plot`` returns a :class:`~matplotlib.figure.Figure`, a list of Figures (frames
-over time) or None. Figures are rendered with the Agg canvas (no ``pyplot``, no
-``matplotlib.use``): one Figure becomes ``<stem>.png``; frames become ``<stem>.gif`` (one frame per
-time step) beside ``<stem>.png``, the last step. The interactive window (``--visualize window``)
-is built on Tk only when asked for, where a display exists.
+A component's ``plot`` returns a :class:`~matplotlib.figure.Figure`, frames over time
+(:class:`~miprometheus.plotting.Frames`, or a list of Figures) or None. Figures are rendered with
+the Agg canvas (no ``pyplot``, no ``matplotlib.use``): one Figure becomes ``<stem>.png``; frames
+become ``<stem>.gif`` (one frame per time step) beside ``<stem>.png``, the last step. The
+interactive window (``--visualize window``) is built on Tk only when asked for, where a display exists.
 """
 
 from __future__ import annotations
@@ -25,14 +25,13 @@ from PIL import Image
 
 from miprometheus.errors import BadInputError
 from miprometheus.files import atomic_write
+from miprometheus.plotting import Frames
 
 #: how long each frame of a GIF is shown, and the last one (the whole sequence) before it loops.
 FRAME_MS = 400
 LAST_FRAME_MS = 2000
 #: the number of samples the interactive window steps through.
 WINDOW_SAMPLES = 8
-#: the folder of an experiment (or test run) that holds the figures.
-FOLDER = "visualizations"
 
 
 # --- recording ------------------------------------------------------------------------------------
@@ -54,19 +53,6 @@ def recorded_forward(model: Any, batch: dict[str, Any]) -> torch.Tensor:
 
 
 # --- rendering ------------------------------------------------------------------------------------
-def frames_of(result: Figure | Sequence[Figure] | None) -> tuple[list[Figure], bool]:
-    """The Figures of a ``plot`` result and whether they are frames over time (a list)."""
-    if result is None:
-        return [], False
-    if isinstance(result, Figure):
-        return [result], False
-    frames = list(result)
-    if not all(isinstance(f, Figure) for f in frames):
-        raise TypeError(f"plot must return a Figure, a list of Figures or None, got a list of "
-                        f"{sorted({type(f).__name__ for f in frames})}")
-    return frames, True
-
-
 def render(figure: Figure) -> Image.Image:
     """The figure as an RGB image of ``figsize * dpi`` pixels, drawn by the Agg canvas."""
     canvas = FigureCanvasAgg(figure)
@@ -74,18 +60,49 @@ def render(figure: Figure) -> Image.Image:
     return Image.fromarray(np.asarray(canvas.buffer_rgba())).convert("RGB")
 
 
-def render_all(result: Figure | Sequence[Figure] | None) -> tuple[list[Image.Image], bool]:
-    """Render a ``plot`` result: its images (all of the first one's size) and whether they are frames."""
-    figures, animated = frames_of(result)
-    images = []
-    for figure in figures:
-        images.append(render(figure))
-        figure.clear()  # free the artists now: a sample can have hundreds of frames
+def render_frames(frames: Frames) -> list[Image.Image]:
+    """Every time step of ``frames`` as an image: the still part is drawn once, the changing artists blitted."""
+    canvas = FigureCanvasAgg(frames.figure)
+    moving = list(frames.update(0))
+    for artist in moving:
+        artist.set_animated(True)  # left out of the background
+    try:
+        canvas.draw()
+        background = canvas.copy_from_bbox(frames.figure.bbox)
+        images = []
+        for t in range(frames.steps):
+            canvas.restore_region(background)
+            for artist in frames.update(t):
+                frames.figure.draw_artist(artist)
+            images.append(Image.fromarray(np.asarray(canvas.buffer_rgba())).convert("RGB"))  # a copy
+    finally:
+        for artist in moving:
+            artist.set_animated(False)
+    return images
+
+
+def render_all(result: Figure | Frames | Sequence[Figure] | None) -> tuple[list[Image.Image], bool]:
+    """Render a ``plot`` result: its images (all of the first one's size) and whether they are frames over time.
+
+    A Figure is one image; :class:`~miprometheus.plotting.Frames` or a list of Figures are frames.
+    """
+    if result is None:
+        return [], False
+    if isinstance(result, Figure):
+        return [render(result)], False
+    if isinstance(result, Frames):
+        images = render_frames(result)
+    else:
+        figures = list(result)
+        if not all(isinstance(f, Figure) for f in figures):
+            raise TypeError(f"plot must return a Figure, Frames, a list of Figures or None, got a list of "
+                            f"{sorted({type(f).__name__ for f in figures})}")
+        images = [render(figure) for figure in figures]
     if images:
         size = images[0].size
         # A GIF needs frames of one size; a plot should already give that, this only guards it.
         images = [im if im.size == size else im.resize(size) for im in images]
-    return images, animated
+    return images, True
 
 
 # --- files ----------------------------------------------------------------------------------------
@@ -99,8 +116,12 @@ def write_gif(path: Path, frames: Sequence[Image.Image], frame_ms: int = FRAME_M
               last_frame_ms: int = LAST_FRAME_MS) -> Path:
     """Write frames as an animated, looping GIF (one frame per image), atomically."""
     durations = [frame_ms] * (len(frames) - 1) + [last_frame_ms]
-    atomic_write(path, lambda handle: frames[0].save(
-        handle, format="GIF", save_all=True, append_images=list(frames[1:]), duration=durations, loop=0),
+    # One palette for every frame, from the last (it shows everything): quantizing each frame on its
+    # own costs 30x more, and a shared palette keeps colours from flickering between frames.
+    palette = frames[-1].quantize(256)
+    indexed = [frame.quantize(palette=palette, dither=Image.Dither.NONE) for frame in frames]
+    atomic_write(path, lambda handle: indexed[0].save(
+        handle, format="GIF", save_all=True, append_images=indexed[1:], duration=durations, loop=0),
         mode="wb")
     return path
 

@@ -205,3 +205,63 @@ def test_split_writes_index_files_usable_by_a_sampler(tmp_path):
     run_mip("split", CONFIGS / "vision" / "lenet5_mnist.yaml", "training.sampler.indices=[0, 100]",
             "--fractions", "0.8", "0.2", "--output", again, check=True)
     assert (again / "training_split_0.txt").read_text() == (tmp_path / "training_split_0.txt").read_text()
+
+
+# --- CONFIG files and overrides anywhere after the subcommand ----------------------------------------
+@pytest.mark.parametrize(("argv", "items", "flags"), [
+    (["train", "a.yaml", "--expdir", "X", "k=1"], ["a.yaml", "k=1"], {"expdir": Path("X")}),
+    (["train", "a.yaml", "--savetag", "lr=1", "b.yaml", "--gpu", "k=1"], ["a.yaml", "b.yaml", "k=1"],
+     {"savetag": "lr=1", "gpu": True}),  # a flag's value may hold '=': it stays the flag's
+    (["test", "DIR", "--model", "m.pt", "k=1"], ["k=1"], {"target": "DIR", "model": Path("m.pt")}),
+    (["check", "a.yaml", "--quiet", "k=1"], ["a.yaml", "k=1"], {"quiet": True}),
+    (["split", "a.yaml", "--fractions", "0.9", "0.1", "k=1", "--seed", "3", "j=2"], ["a.yaml", "k=1", "j=2"],
+     {"fractions": [0.9, 0.1], "seed": 3}),
+    (["grid", "train", "g.yaml", "--savetag", "s", "k=1"], ["g.yaml", "k=1"], {"savetag": "s"}),
+    (["grid", "run", "g.yaml", "--no-progress", "k=1"], ["g.yaml", "k=1"], {"no_progress": True}),
+    # what the legacy mip-grid-trainer-gpu alias builds: its override after the user's flags
+    (["grid", "train", "g.yaml", "--savetag", "s", "grid_settings.gpus_per_experiment=1"],
+     ["g.yaml", "grid_settings.gpus_per_experiment=1"], {"savetag": "s"}),
+])
+def test_configs_and_overrides_may_follow_the_flags(argv, items, flags):
+    from miprometheus.cli import build_parser, parse_args
+
+    args = parse_args(build_parser(), argv)
+    assert args.items == items
+    for name, value in flags.items():
+        assert getattr(args, name) == value
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "a.yaml", "--exdir", "X", "k=1"],  # a mistyped flag
+    ["check", "a.yaml", "k=1", "--quite"],
+    ["grid", "test", "DIR", "k=1"],  # a command that takes no overrides
+    ["list", "models", "LSTM", "extra"],
+])
+def test_a_mistyped_flag_or_a_stray_word_is_still_an_error(argv, capsys):
+    from miprometheus.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    error = capsys.readouterr().err
+    assert "unrecognized arguments" in error and f"mip {' '.join(argv[:2] if argv[0] == 'grid' else argv[:1])}" in error
+
+
+def test_train_with_an_override_after_the_flags(tiny_config, tmp_path):
+    result = run_mip("train", tiny_config, "--expdir", tmp_path / "exp", "--no-progress",
+                     "training.terminal_conditions.episode_limit=3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "after 3 episodes" in result.stdout
+    result = run_mip("train", tiny_config, "--expdir", tmp_path / "typo", "--exdir", tmp_path / "exp")
+    assert result.returncode == 2 and "unrecognized arguments: --exdir" in result.stderr
+    assert not (tmp_path / "typo").exists()
+
+
+def test_split_with_an_override_after_the_fractions(tiny_config, tmp_path, capsys):
+    from miprometheus.cli import main
+
+    code = main(["split", str(tiny_config), "--section", "validation", "--fractions", "0.75", "0.25",
+                 "validation.problem.size=16", "--output", str(tmp_path / "out")])
+    assert code == 0, capsys.readouterr().err
+    parts = [(tmp_path / "out" / f"validation_split_{i}.txt").read_text().strip().split(",") for i in (0, 1)]
+    assert sorted(int(x) for x in parts[0] + parts[1]) == list(range(16)) and len(parts[0]) == 12

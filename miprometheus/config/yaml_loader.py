@@ -1,4 +1,4 @@
-"""Safe YAML loading that remembers the line of every mapping key (for error messages)."""
+"""Safe YAML loading that remembers the line of every mapping key (for error messages), and its dump."""
 
 from __future__ import annotations
 
@@ -29,7 +29,19 @@ SafeLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123
 
 def safe_load(text: str) -> Any:
     """Load one YAML value with :class:`SafeLoader`."""
-    return yaml.load(text, Loader=SafeLoader)  # noqa: S506 - SafeLoader is a safe loader
+    return yaml.load(text, Loader=SafeLoader)
+
+
+class _Dumper(yaml.SafeDumper):
+    """PyYAML's safe dumper, quoting the strings :class:`SafeLoader` would read as numbers (``'1e-4'``)."""
+
+
+_Dumper.yaml_implicit_resolvers = SafeLoader.yaml_implicit_resolvers
+
+
+def dump_yaml(tree: Any) -> str:
+    """YAML text for a config tree, in its key order, that :func:`safe_load` reads back as the same tree."""
+    return yaml.dump(tree, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100)
 
 
 _PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, ClassVar
 
 import torch
@@ -53,8 +52,9 @@ class Model(torch.nn.Module):
     def plot(self, batch: dict[str, Any], predictions: torch.Tensor, index: int) -> Any:
         """Figures of sample ``index`` from ``internals`` of the last (recorded) forward of ``batch``.
 
-        Returns a ``matplotlib.figure.Figure``, a list of Figures (frames over time, all the same
-        size) or None (nothing to show, the default). Built with matplotlib's object-oriented API.
+        Returns a ``matplotlib.figure.Figure``, frames over time (``miprometheus.plotting.Frames``,
+        or a list of Figures of one size) or None (nothing to show, the default). Built with
+        matplotlib's object-oriented API, never ``pyplot``.
         """
         return None
 
@@ -65,6 +65,3 @@ class Model(torch.nn.Module):
             rows.append((child_name, type(module).__name__, sum(p.numel() for p in module.parameters())))
         rows.append(("total", self.name, sum(p.numel() for p in self.parameters())))
         return rows
-
-    def params_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self.params)

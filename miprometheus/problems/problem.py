@@ -90,8 +90,9 @@ class Problem(Dataset):
     def plot(self, batch: Batch, index: int, predictions: torch.Tensor | None = None) -> Any:
         """Figures of sample ``index`` of ``batch`` (and of the model's ``predictions`` when given).
 
-        Returns a ``matplotlib.figure.Figure``, a list of Figures (frames over time, all the same
-        size) or None (nothing to show, the default). Built with matplotlib's object-oriented API.
+        Returns a ``matplotlib.figure.Figure``, frames over time (``miprometheus.plotting.Frames``,
+        or a list of Figures of one size) or None (nothing to show, the default). Built with
+        matplotlib's object-oriented API, never ``pyplot``.
         """
         return None
 

@@ -15,16 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from miprometheus import __version__
 from miprometheus.config.experiment import ExperimentSpec, Split, finalize_model_params
+from miprometheus.config.yaml_loader import dump_yaml
 from miprometheus.data import check_values, handshake
 from miprometheus.errors import ConfigError, HandshakeError
 from miprometheus.files import atomic_write_json, atomic_write_text, create_unique_dir, timestamp
-
-TRAINING_CONFIG = "training_configuration.yaml"
-RUN_INFO = "run_info.json"
+from miprometheus.layout import RUN_INFO, TRAINER_LOG, TRAINING_CONFIG
 
 
 @dataclass
@@ -39,11 +36,8 @@ class RunOptions:
     log_interval: int | None = None
     progress: bool | None = None  # None: a progress bar when the console is a terminal
     threads: int | None = None
+    visualize: int | str | None = None  # --visualize: None (off), a number of samples, or "window"
     command_line: list[str] = field(default_factory=lambda: list(sys.argv))
-
-
-def dump_yaml(tree: dict[str, Any]) -> str:
-    return yaml.safe_dump(tree, sort_keys=False, default_flow_style=False, width=100)
 
 
 def _git(*args: str, cwd: Path) -> str | None:
@@ -76,7 +70,7 @@ def now() -> str:
 class Experiment:
     """An experiment folder (DESIGN §6): its log, its run_info.json, its files."""
 
-    def __init__(self, folder: Path, options: RunOptions, log_name: str = "trainer.log") -> None:
+    def __init__(self, folder: Path, options: RunOptions, log_name: str = TRAINER_LOG) -> None:
         self.folder = folder
         self.options = options
         self.run_info: dict[str, Any] = {}

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from miprometheus.config import load_config
 from miprometheus.config.experiment import ExperimentSpec, validate
-from miprometheus.errors import BadInputError, ConfigError, RunFailed
-from miprometheus.workers.experiment import TRAINING_CONFIG, Experiment, RunOptions, build_model, build_problem, now
-
-INTERRUPTED_EXIT_CODE = 130
-
-
-class Interrupted(RunFailed):
-    """Training was stopped by SIGINT/SIGTERM; the last checkpoint allows ``--resume``."""
-
-    exit_code = INTERRUPTED_EXIT_CODE
+from miprometheus.errors import BadInputError, ConfigError, Interrupted, RunFailed
+from miprometheus.layout import BEST, MODELS_DIR, RUN_INFO, TESTER_LOG, TESTING_CONFIG, TRAINING_CONFIG
+from miprometheus.workers.experiment import Experiment, RunOptions, build_model, build_problem, now
 
 
 @dataclass
@@ -28,7 +21,6 @@ class TrainResult:
     validation: dict[str, float] | None
     test: dict[str, float] | None = None
     test_folder: Path | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def check_device(device: str, threads: int | None = None) -> str:
@@ -49,6 +41,18 @@ def check_device(device: str, threads: int | None = None) -> str:
     return device
 
 
+def check_visualize(setting: int | str | None) -> None:
+    """``--visualize`` is off (None), a positive number of samples, or "window" where a display exists."""
+    if setting is None:
+        return
+    if setting == "window":
+        from miprometheus.visualization import require_display
+
+        require_display()
+    elif isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
+        raise BadInputError(f"--visualize takes a positive number of samples or 'window', not {setting!r}")
+
+
 def _log_model_summary(trainer: Any) -> None:
     rows = trainer.model.summary_rows()
     width = max(len(r[0]) for r in rows)
@@ -61,17 +65,19 @@ def train(config_paths: list[str], overrides: list[str], options: RunOptions, re
           test_after: bool = False) -> TrainResult:
     """Train (or resume) one experiment; raise RunFailed/Interrupted when it did not complete."""
     from miprometheus.seeding import draw_seed
-    from miprometheus.workers.trainer import LAST, Trainer
+    from miprometheus.workers.trainer import LAST_CHECKPOINT, Trainer
 
     device = check_device(options.device, options.threads)
+    check_visualize(options.visualize)
     if resume is not None:
         folder = Path(resume)
         if not (folder / TRAINING_CONFIG).is_file():
             raise ConfigError(f"--resume {folder}: not an experiment folder (no {TRAINING_CONFIG})")
         spec = validate(load_config([folder / TRAINING_CONFIG], overrides))
         seed = spec.training.seed
-        trainer = Trainer(spec, seed, device, options.tensorboard, options.log_interval, options.progress)
-        trainer.resume(folder / LAST)
+        trainer = Trainer(spec, seed, device, options.tensorboard, options.log_interval, options.progress,
+                          visualize=options.visualize)
+        trainer.resume(folder / LAST_CHECKPOINT)
         experiment = Experiment(folder, options)
         if overrides:  # the saved config must stay the one that reproduces this experiment
             experiment.save_config(spec.effective_tree())
@@ -82,7 +88,8 @@ def train(config_paths: list[str], overrides: list[str], options: RunOptions, re
     else:
         spec = validate(load_config(config_paths, overrides))
         seed = spec.training.seed if spec.training.seed != -1 else draw_seed()
-        trainer = Trainer(spec, seed, device, options.tensorboard, options.log_interval, options.progress)
+        trainer = Trainer(spec, seed, device, options.tensorboard, options.log_interval, options.progress,
+                          visualize=options.visualize)
         experiment = Experiment.create(spec, options)
         tree = spec.effective_tree()
         tree["training"]["seed"] = seed
@@ -125,8 +132,8 @@ def train(config_paths: list[str], overrides: list[str], options: RunOptions, re
 def _testing_seed(folder: Path | None, spec: ExperimentSpec) -> int:
     import json
 
-    if folder is not None and (folder / "run_info.json").is_file():
-        seed = json.loads((folder / "run_info.json").read_text()).get("seed")
+    if folder is not None and (folder / RUN_INFO).is_file():
+        seed = json.loads((folder / RUN_INFO).read_text()).get("seed")
         if isinstance(seed, int):
             return seed
     if spec.training is not None and spec.training.seed != -1:
@@ -137,32 +144,33 @@ def _testing_seed(folder: Path | None, spec: ExperimentSpec) -> int:
 def test(target: Path | str, overrides: list[str], options: RunOptions, checkpoint: Path | None = None,
          extra_configs: list[str] | None = None) -> tuple[Path, dict[str, float]]:
     """Test a trained model: an experiment folder (its config and best model) or a config with --model."""
+    from miprometheus.config.yaml_loader import dump_yaml
     from miprometheus.files import atomic_write_text
     from miprometheus.workers.callbacks.checkpoints import NEVER_VALIDATED
-    from miprometheus.workers.experiment import dump_yaml
-    from miprometheus.workers.tester import TESTING_CONFIG, Tester, load_weights, make_test_folder, write_test_results
+    from miprometheus.workers.tester import Tester, load_weights, make_test_folder, write_test_results
 
     device = check_device(options.device, options.threads)
+    check_visualize(options.visualize)
     target = Path(target)
     if target.is_dir():
         config_files = [target / TRAINING_CONFIG, *(extra_configs or [])]
         if not config_files[0].is_file():
             raise ConfigError(f"{target} is not an experiment folder (no {TRAINING_CONFIG})")
-        checkpoint = Path(checkpoint) if checkpoint else target / "models" / "model_best.pt"
+        checkpoint = Path(checkpoint) if checkpoint else target / MODELS_DIR / BEST
         experiment_folder: Path | None = target
     else:
         config_files = [target, *(extra_configs or [])]
         if checkpoint is None:
             raise BadInputError("testing a config file needs the weights: mip test CONFIG --model CHECKPOINT")
         checkpoint = Path(checkpoint)
-        experiment_folder = checkpoint.parent.parent if checkpoint.parent.name == "models" else None
+        experiment_folder = checkpoint.parent.parent if checkpoint.parent.name == MODELS_DIR else None
     spec = validate(load_config(config_files, overrides), required=("testing", "model"))
     tester = Tester(spec, _testing_seed(experiment_folder, spec), device)
     payload = load_weights(tester.model, checkpoint, tester.device)
     if experiment_folder is None:
         experiment_folder = Experiment.create(spec, options, split="testing").folder
     folder = make_test_folder(experiment_folder)
-    experiment = Experiment(folder, options, log_name="tester.log")
+    experiment = Experiment(folder, options, log_name=TESTER_LOG)
     tree = spec.effective_tree()
     tree.setdefault("testing", {})["checkpoint"] = str(checkpoint.resolve())
     tree["testing"]["checkpoint_selected_by"] = payload.get("selected_by")
@@ -173,6 +181,12 @@ def test(target: Path | str, overrides: list[str], options: RunOptions, checkpoi
                                   "before its first validation", payload.get("episode"))
     rows, agg = tester.run(experiment.logger)
     write_test_results(folder, rows, agg)
+    if options.visualize is not None:
+        from miprometheus.layout import VISUALIZATIONS_DIR
+
+        written = tester.visualize(folder / VISUALIZATIONS_DIR, options.visualize)
+        if written:
+            experiment.logger.info("visualizations: %d files in %s", len(written), folder / VISUALIZATIONS_DIR)
     experiment.logger.info("test results in %s", folder)
     experiment.close()
     return folder, agg

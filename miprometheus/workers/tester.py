@@ -11,15 +11,12 @@ from miprometheus.checkpoint import load_checkpoint
 from miprometheus.config.experiment import ExperimentSpec
 from miprometheus.errors import CheckpointError
 from miprometheus.files import create_unique_dir, timestamp
+from miprometheus.layout import TEST_DIR_PREFIX, TESTING_AGG_CSV, TESTING_CSV
 from miprometheus.seeding import derive_seed, seed_everything
 from miprometheus.statistics import write_csv
 from miprometheus.workers.evaluation import evaluate
 from miprometheus.workers.experiment import build_model, build_problem
 from miprometheus.workers.loaders import ProblemLoader
-
-TESTING_CONFIG = "testing_configuration.yaml"
-TESTING_CSV = "testing_statistics.csv"
-TESTING_AGG_CSV = "testing_set_agg_statistics.csv"
 
 
 def load_weights(model: Any, checkpoint: Path, device: torch.device) -> dict[str, Any]:
@@ -54,9 +51,18 @@ class Tester:
         return evaluate(self.problem, self.model, self.loader.epoch(0), self.device, self.section.num_batches,
                         self.loader.batches_per_epoch, "testing", logger, check_first=True)
 
+    def visualize(self, folder: Path, setting: int | str) -> list[Path]:
+        """``--visualize``: the figures of the first N tested samples in ``folder`` (or the window); the paths."""
+        from miprometheus.workers.callbacks.visualization import sample_count, visualize_samples
+
+        self.problem.seed(derive_seed(self.seed, "testing"))  # the same samples as the run's first batches
+        return visualize_samples(self.problem, self.model, self.loader.epoch(0), sample_count(setting), self.device,
+                                 None if setting == "window" else folder,
+                                 title=f"{self.model.name} on {self.problem.name}, test")
+
 
 def make_test_folder(experiment_folder: Path) -> Path:
-    return create_unique_dir(experiment_folder, f"test_{timestamp()}")
+    return create_unique_dir(experiment_folder, f"{TEST_DIR_PREFIX}{timestamp()}")
 
 
 def write_test_results(folder: Path, rows: list[dict[str, float]], agg: dict[str, float]) -> None:

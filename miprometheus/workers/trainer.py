@@ -17,6 +17,7 @@ import torch
 from miprometheus.checkpoint import load_checkpoint, save_checkpoint
 from miprometheus.config.experiment import ExperimentSpec
 from miprometheus.errors import CheckpointError
+from miprometheus.layout import LAST, MODELS_DIR
 from miprometheus.seeding import capture_rng_states, derive_seed, restore_rng_states, seed_everything
 from miprometheus.workers import callbacks as cb
 from miprometheus.workers.evaluation import evaluate, row_values
@@ -31,7 +32,7 @@ from miprometheus.workers.experiment import (
 )
 from miprometheus.workers.loaders import ProblemLoader
 
-LAST = Path("models") / cb.checkpoints.LAST
+LAST_CHECKPOINT = Path(MODELS_DIR) / LAST
 
 
 @dataclass
@@ -49,7 +50,8 @@ class Trainer:
 
     def __init__(self, spec: ExperimentSpec, seed: int, device: str = "cpu",
                  tensorboard: int | None = None, log_interval: int | None = None,
-                 progress: bool | None = None, extra_callbacks: list[cb.Callback] | None = None) -> None:
+                 progress: bool | None = None, extra_callbacks: list[cb.Callback] | None = None,
+                 visualize: int | str | None = None) -> None:
         training = spec.training
         self.spec, self.seed = spec, seed
         self.experiment: Experiment | None = None
@@ -81,6 +83,8 @@ class Trainer:
         self._first_batch_checked = False
         self._statistics_checked = False
         self._signal: str | None = None
+        self.visualize = visualize  # --visualize: samples per validation, or "window"
+        self.last_batch: dict[str, Any] | None = None  # what --visualize draws when there is no validation
         self.callbacks = self._make_callbacks(tensorboard, progress) + list(extra_callbacks or [])
 
     def attach(self, experiment: Experiment) -> None:
@@ -93,7 +97,8 @@ class Trainer:
         the curriculum grows the problem at an epoch's end before validation runs; validation runs (and
         emits ``on_validation_end`` to everyone) before the statistics rows and checkpoints of that
         episode are written, so the best checkpoint holds the weights just validated; early stopping
-        reads the validation just done; the console and TensorBoard only report.
+        reads the validation just done; the console and TensorBoard only report; visualization comes last
+        (it reseeds only the validation problem, so nothing it does changes training).
         On ``on_train_end``, the final validation runs before the best checkpoint is settled and the files
         are closed.
         """
@@ -110,6 +115,8 @@ class Trainer:
         callbacks.append(cb.ConsoleCallback(self.log_interval, progress))
         if tensorboard is not None:
             callbacks.append(cb.TensorBoardCallback(tensorboard))
+        if self.visualize is not None:
+            callbacks.append(cb.VisualizationCallback(self.visualize))
         return callbacks
 
     # --- the loop ------------------------------------------------------------------------------
@@ -146,6 +153,7 @@ class Trainer:
 
     def _train_step(self, batch: dict[str, Any]) -> dict[str, float]:
         batch = to_device(batch, self.device)
+        self.last_batch = batch
         self.optimizer.zero_grad(set_to_none=True)
         predictions = self.model(model_inputs(self.model, batch))
         if not self._first_batch_checked:
@@ -250,7 +258,7 @@ class Trainer:
         self._checkpoint_requested = False
         state = asdict(self.state)
         state["elapsed"] = self.state.elapsed + time.perf_counter() - self._started
-        save_checkpoint(self.folder / LAST, {
+        save_checkpoint(self.folder / LAST_CHECKPOINT, {
             "kind": "last", "model_name": self.model.name, "problem_name": self.problem.name,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,

@@ -48,4 +48,14 @@ class GRU(Model):
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
         """Logits [B, T, O] for the input items ``batch["sequences"]`` [B, T, I]."""
         hidden, _ = self.gru(batch["sequences"])
+        if self.recording:
+            self.internals["hidden"] = hidden.detach()  # [B, T, H], the top layer
         return self.output(hidden)
+
+    def plot(self, batch: dict[str, Any], predictions: torch.Tensor, index: int) -> Any:
+        """Frames over time of the top layer's hidden state of sample ``index`` (from a recorded forward)."""
+        if "hidden" not in self.internals:
+            return None
+        from miprometheus.plotting import hidden_state_frames
+
+        return hidden_state_frames(self.internals["hidden"][index], f"{self.name}, sample {index}")

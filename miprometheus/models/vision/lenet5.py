@@ -44,8 +44,19 @@ class LeNet5(Model):
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
         """Class logits [B, 10] for ``batch["images"]`` [B, 1, 32, 32]."""
-        x = self.s2(torch.relu(self.c1(batch["images"])))  # 6 x 14 x 14
-        x = self.s4(torch.relu(self.c3(x)))  # 16 x 5 x 5
-        x = torch.relu(self.c5(x)).flatten(1)  # 120
+        c1 = torch.relu(self.c1(batch["images"]))  # 6 x 28 x 28
+        c3 = torch.relu(self.c3(self.s2(c1)))  # 6 x 14 x 14 -> 16 x 10 x 10
+        x = torch.relu(self.c5(self.s4(c3))).flatten(1)  # 16 x 5 x 5 -> 120
         x = torch.relu(self.f6(x))  # 84
+        if self.recording:
+            self.internals["C1"], self.internals["C3"] = c1.detach(), c3.detach()
         return self.output(x)
+
+    def plot(self, batch: dict[str, Any], predictions: torch.Tensor, index: int) -> Any:
+        """The input and the feature maps of C1 and C3 (after ReLU) of sample ``index``, from a recorded forward."""
+        if "C1" not in self.internals:
+            return None
+        from miprometheus.plotting import feature_maps_figure
+
+        return feature_maps_figure(batch["images"][index], [(name, self.internals[name][index])
+                                                            for name in ("C1", "C3")], f"{self.name}, sample {index}")

@@ -84,8 +84,20 @@ class SimpleConvNet(Model):
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
         """Class logits [B, num_classes] for ``batch["images"]`` [B, C, H, W]."""
-        x = torch.relu(self.pool1(self.conv1(batch["images"])))
-        x = torch.relu(self.pool2(self.conv2(x)))
-        x = torch.relu(self.linear1(x.flatten(1)))
+        stage1 = torch.relu(self.pool1(self.conv1(batch["images"])))
+        stage2 = torch.relu(self.pool2(self.conv2(stage1)))
+        x = torch.relu(self.linear1(stage2.flatten(1)))
         x = torch.relu(self.linear2(x))
+        if self.recording:
+            self.internals["conv1"], self.internals["conv2"] = stage1.detach(), stage2.detach()
         return self.linear3(x)
+
+    def plot(self, batch: dict[str, Any], predictions: torch.Tensor, index: int) -> Any:
+        """The input and the feature maps after each conv -> pool -> ReLU stage of sample ``index``."""
+        if "conv1" not in self.internals:
+            return None
+        from miprometheus.plotting import feature_maps_figure
+
+        return feature_maps_figure(batch["images"][index], [(name, self.internals[name][index])
+                                                            for name in ("conv1", "conv2")],
+                                   f"{self.name}, sample {index}")

@@ -271,3 +271,13 @@ class MNIST(Problem):
         targets = batch["targets"]
         correct = (predictions.detach().argmax(dim=1) == targets).sum()
         return {"acc": mean_of(correct, targets.shape[0]), "batch_size": float(targets.shape[0])}
+
+    # --- visualisation ----------------------------------------------------------------------------
+    def plot(self, batch: Batch, index: int, predictions: torch.Tensor | None = None) -> Any:
+        """Sample ``index``: the image, its target and the top-3 predicted classes with their probabilities."""
+        from miprometheus.plotting import classification_figure
+
+        target = LABEL_NAMES[int(batch["targets"][index])]
+        probabilities = None if predictions is None else torch.softmax(predictions[index].detach().float(), dim=0)
+        return classification_figure(batch["images"][index], target, probabilities, LABEL_NAMES,
+                                     f"{self.name}, sample {index}")

@@ -6,10 +6,9 @@ import math
 from typing import Any
 
 from miprometheus.checkpoint import save_checkpoint
+from miprometheus.layout import BEST, MODELS_DIR
 from miprometheus.workers.callbacks.base import Callback
 
-BEST = "model_best.pt"
-LAST = "model_last.pt"
 #: how the weights of model_best.pt were chosen ("selected_by" in the checkpoint and in run_info.json)
 BY_VALIDATION = "validation"
 NO_VALIDATION = "end of training (no validation section)"
@@ -44,7 +43,7 @@ class CheckpointCallback(Callback):
 
     def save_best(self, trainer: Any, stats: dict[str, float], source: str) -> None:
         self.selected_by = source
-        save_checkpoint(trainer.folder / "models" / BEST, {
+        save_checkpoint(trainer.folder / MODELS_DIR / BEST, {
             "kind": "best", "model_name": trainer.model.name, "problem_name": trainer.problem.name,
             "model": trainer.model.state_dict(), "episode": trainer.state.episode, "epoch": trainer.state.epoch,
             "statistics": {k: float(v) for k, v in stats.items()}, "selected_by": source,

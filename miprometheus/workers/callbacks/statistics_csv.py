@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from miprometheus.layout import TRAINING_CSV, VALIDATION_CSV
 from miprometheus.statistics import Aggregator, CSVWriter
 from miprometheus.workers.callbacks.base import Callback
-
-TRAINING_CSV = "training_statistics.csv"
-VALIDATION_CSV = "validation_statistics.csv"
 
 
 class StatisticsCSVCallback(Callback):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from miprometheus.layout import TENSORBOARD_DIR
 from miprometheus.workers.callbacks.base import Callback
 
 
@@ -17,7 +18,7 @@ class TensorBoardCallback(Callback):
 
         # purge_step drops events a killed run wrote after the checkpoint it is resumed from
         purge = trainer.state.episode + 1 if trainer.resumed else None
-        self.writer = SummaryWriter(str(trainer.folder / "tensorboard"), purge_step=purge)
+        self.writer = SummaryWriter(str(trainer.folder / TENSORBOARD_DIR), purge_step=purge)
 
     def on_episode_end(self, trainer: Any, stats: dict[str, float]) -> None:
         step = trainer.state.episode

@@ -67,11 +67,11 @@ class VisualizationCallback(Callback):
             self._visualize(trainer, trainer.problem, [trainer.last_batch])
 
     def _visualize(self, trainer: Any, problem: Any, batches: Iterable[dict[str, Any]]) -> None:
-        from miprometheus.visualization import FOLDER
+        from miprometheus.layout import VISUALIZATIONS_DIR
 
         episode = trainer.state.episode
         window = self.setting == "window"
-        folder = None if window else trainer.folder / FOLDER / f"episode_{episode}"
+        folder = None if window else trainer.folder / VISUALIZATIONS_DIR / f"episode_{episode}"
         paths = visualize_samples(problem, trainer.model, batches, sample_count(self.setting), trainer.device,
                                   folder, title=f"{trainer.model.name} on {problem.name}, episode {episode}")
         if paths:

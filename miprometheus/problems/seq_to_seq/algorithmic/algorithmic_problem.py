@@ -209,6 +209,26 @@ class AlgorithmicSeqToSeqProblem(GeneratedProblem):
             "batch_size": float(batch["sequences"].shape[0]),
         }
 
+    # --- visualisation ----------------------------------------------------------------------------
+    def plot(self, batch: Batch, index: int, predictions: torch.Tensor | None = None) -> Any:
+        """Frames over time of sample ``index``: inputs, targets, predictions (sigmoid), wrong bits and mask."""
+        from miprometheus.plotting import Panel, sequence_frames, to_numpy
+
+        c = self.control_bits
+        mask = to_numpy(batch["masks"][index]).T  # [1, T]
+        targets = to_numpy(batch["targets"][index]).T  # [D, T]
+        panels = [Panel(f"inputs (control bits 0-{c - 1}, then data bits)", to_numpy(batch["sequences"][index]).T,
+                        ylabel="channel"),
+                  Panel("targets", targets, ylabel="bit")]
+        if predictions is not None:
+            probabilities = to_numpy(torch.sigmoid(predictions[index].detach().float())).T
+            panels.append(Panel("predictions (sigmoid of the logits)", probabilities, ylabel="bit"))
+            wrong = ((probabilities > 0.5) != (targets > 0.5)) * (mask if self.params.use_mask else 1.0)
+            panels.append(Panel("wrong bits (scored steps)", wrong.astype("float32"), cmap="Reds", ylabel="bit"))
+        panels.append(Panel("mask (scored steps)", mask, cmap="Greys"))
+        length = int(batch["sequences_length"][index].item())
+        return sequence_frames(panels, f"{self.name}, sample {index} (L = {length})")
+
     # --- curriculum learning --------------------------------------------------------------------
     @classmethod
     def check_curriculum(cls, params: Params, curriculum: Any) -> str | None:
