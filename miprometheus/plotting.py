@@ -105,7 +105,7 @@ def sequence_frames(panels: Sequence[Panel], title: str, width: float = 8.0) -> 
             cover.set_width(steps - 1 - t)
         for marker in markers:
             marker.set_xdata([t, t])
-        heading.set_text(f"{title} — step {t + 1}/{steps}")
+        heading.set_text(f"{title} — time step {t} of 0..{steps - 1}")
         return [*covers, *markers, heading]
 
     update(steps - 1)

@@ -31,7 +31,7 @@ from miprometheus.plotting import Frames
 FRAME_MS = 400
 LAST_FRAME_MS = 2000
 #: the number of samples the interactive window steps through.
-WINDOW_SAMPLES = 8
+WINDOW_SAMPLES = 4
 
 
 # --- recording ------------------------------------------------------------------------------------
@@ -112,13 +112,31 @@ def write_png(path: Path, image: Image.Image) -> Path:
     return path
 
 
+def shared_palette(frames: Sequence[Image.Image]) -> Image.Image:
+    """A 256-colour palette for all frames, from the last frame in full and the others in miniature.
+
+    One palette quantized once: quantizing every frame on its own costs 30x more and makes colours
+    flicker between frames. The last frame of a sequence shows everything (thin lines, text); the
+    miniatures bring in the colours of the areas that change.
+    """
+    last = frames[-1]
+    width, height = last.size
+    small = [frame.resize((max(1, width // 4), max(1, height // 4)), Image.Resampling.NEAREST)
+             for frame in frames[:-1]]
+    sheet = Image.new("RGB", (width, height + sum(im.size[1] for im in small)), "white")
+    sheet.paste(last, (0, 0))
+    y = height
+    for image in small:
+        sheet.paste(image, (0, y))
+        y += image.size[1]
+    return sheet.quantize(256)
+
+
 def write_gif(path: Path, frames: Sequence[Image.Image], frame_ms: int = FRAME_MS,
               last_frame_ms: int = LAST_FRAME_MS) -> Path:
     """Write frames as an animated, looping GIF (one frame per image), atomically."""
     durations = [frame_ms] * (len(frames) - 1) + [last_frame_ms]
-    # One palette for every frame, from the last (it shows everything): quantizing each frame on its
-    # own costs 30x more, and a shared palette keeps colours from flickering between frames.
-    palette = frames[-1].quantize(256)
+    palette = shared_palette(frames)
     indexed = [frame.quantize(palette=palette, dither=Image.Dither.NONE) for frame in frames]
     atomic_write(path, lambda handle: indexed[0].save(
         handle, format="GIF", save_all=True, append_images=indexed[1:], duration=durations, loop=0),

@@ -64,7 +64,7 @@ def test_typo_names_file_line_key_and_suggestion(tmp_path, tiny_config):
     assert "did you mean 'training.terminal_conditions.episode_limit'" in result.stderr.lower()
 
 
-def test_wrong_type_and_unknown_names(tmp_path, tiny_config):
+def test_wrong_type_and_unknown_names(tiny_config):
     result = run_mip("check", tiny_config, "training.problem.batch_size=many", "model.name=LeNet")
     assert result.returncode == 2
     assert "'training.problem.batch_size' must be an integer, got 'many'" in result.stderr
@@ -162,13 +162,13 @@ def test_foreign_pickle_checkpoint_is_refused_without_running_it(trained, tmp_pa
     assert result.returncode == 2 and "not written by MI-Prometheus" in result.stderr
 
 
-def test_checkpoint_of_another_model_is_refused(trained, tmp_path):
+def test_checkpoint_of_another_model_is_refused(trained):
     result = run_mip("test", trained / "training_configuration.yaml", "model.hidden_size=32",
                      "--model", trained / "models" / "model_best.pt")
     assert result.returncode == 2 and "does not fit model LSTM" in result.stderr
 
 
-def test_test_command_and_legacy_alias(trained, tmp_path):
+def test_test_command_and_legacy_alias(trained):
     result = run_mip("test", trained)
     assert result.returncode == 0, result.stderr
     assert "test folder:" in result.stdout and "acc" in result.stdout

@@ -15,12 +15,12 @@ import yaml
 
 from miprometheus.errors import ConfigError
 from miprometheus.statistics import read_csv
-from miprometheus.workers.grid.executors.base import Job
+from miprometheus.workers.grid.executors.base import Job, signal_name
 from miprometheus.workers.grid.executors.local import GPUTokens, LocalExecutor
 from miprometheus.workers.grid.manifest import Manifest
 from miprometheus.workers.grid.runner import create_grid
 from miprometheus.workers.grid.spec import load_grid
-from tests.conftest import TINY_SERIAL, run_mip
+from tests.conftest import TINY_SERIAL, run_mip, wait_job
 
 TASK = TINY_SERIAL.replace("seed: 7", "seed: -1").replace("episode_limit: 60", "episode_limit: 40")
 
@@ -254,6 +254,20 @@ def test_each_child_gets_its_own_gpu_and_threads(tmp_path, monkeypatch):
         _wait(lambda h=handle: executor.poll(h) is not None)
     outputs = sorted((tmp_path / "logs" / f"j{i}.log").read_text().strip() for i in range(2))
     assert outputs == ["3 3", "5 3"]
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGRTMIN"), reason="real-time signals are POSIX-only")
+def test_a_child_killed_by_a_real_time_signal_is_reported(tmp_path, monkeypatch):
+    """Signals outside Python's ``Signals`` enum (SIGRTMIN+6) once made poll raise ValueError."""
+    number = signal.SIGRTMIN + 6
+    job = Job("rt", [], tmp_path, "logs/rt.log")
+    script = f"import os, signal; print('about to go'); os.kill(os.getpid(), {int(number)})"
+    monkeypatch.setattr(job, "command", lambda: [sys.executable, "-c", script])
+    executor = LocalExecutor()
+    result = wait_job(executor, executor.submit(job), timeout=30, interval=0.05)
+    assert result.exit_code == -number
+    assert result.error == "killed by signal SIGRTMIN+6; about to go"
+    assert signal_name(signal.SIGKILL) == "SIGKILL" and signal_name(1000) == "1000"
 
 
 def test_grid_run_trains_tests_and_analyzes(tmp_path):

@@ -18,9 +18,9 @@ from miprometheus.workers.grid.executors.base import Job, JobResult  # noqa: E40
 from miprometheus.workers.grid.executors.slurm import (  # noqa: E402
     MipCommand,
     SlurmExecutor,
-    find_experiment,
     resume_args,
 )
+from miprometheus.workers.grid.folders import newest_experiment  # noqa: E402
 from miprometheus.workers.grid.spec import GridSettings  # noqa: E402
 from tests.conftest import TINY_SERIAL, experiment_dirs, wait_job  # noqa: E402
 
@@ -43,7 +43,7 @@ def wait_for_training(grid: Path, name: str, episodes: int = 100, timeout: float
     """The experiment folder of a running training, once it trained ``episodes`` episodes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        folder = find_experiment(grid / "experiments" / name)
+        folder = newest_experiment(grid / "experiments" / name)
         stats = folder / "training_statistics.csv" if folder else None
         if stats is not None and stats.exists() and len(stats.read_text().splitlines()) > episodes:
             return folder
@@ -97,10 +97,10 @@ def test_local_trains(grid: Path, local: SlurmExecutor) -> None:
 
 def test_checkpoint_resumes_the_experiment(grid: Path, local: SlurmExecutor) -> None:
     """What submitit requeues on preemption: the same experiment, resumed from models/model_last.pt."""
-    folder = find_experiment(grid / "experiments" / "e1")
+    folder = newest_experiment(grid / "experiments" / "e1")
     if folder is None:  # run alone: train it first
         assert wait(local, local.submit(train_job("e1", grid))).exit_code == 0
-        folder = find_experiment(grid / "experiments" / "e1")
+        folder = newest_experiment(grid / "experiments" / "e1")
     assert (folder / "models" / "model_last.pt").is_file()
     delayed = MipCommand(train_job("e1", grid, "--device", "cpu")).checkpoint()
     resumed = delayed.function
@@ -112,6 +112,19 @@ def test_checkpoint_resumes_the_experiment(grid: Path, local: SlurmExecutor) -> 
     assert resume_args(resumed.job) == resumed.job.args
     fresh = train_job("never_ran", grid)
     assert MipCommand(fresh).checkpoint().function.job.args == fresh.args
+
+
+def test_resume_args_know_every_valued_flag_of_the_cli(tmp_path: Path) -> None:
+    """The flags with a value come from `mip train`'s parser: --visualize 2 keeps its value (a copy forgot it)."""
+    folder = tmp_path / "experiments" / "x" / "SerialRecall" / "LSTM" / "20261128_053400"
+    (folder / "models").mkdir(parents=True)
+    (folder / "training_configuration.yaml").write_text("{}\n")
+    (folder / "models" / "model_last.pt").write_bytes(b"")
+    job = Job(id="x", args=["train", "tiny.yaml", "--expdir", "experiments/x", "--visualize", "2", "--log-level",
+                            "DEBUG", "--tensorboard=1", "--savetag=t", "model.hidden_size=8", "--no-progress"],
+              workdir=tmp_path, log="logs/x.log", outputs=["experiments/x"])
+    assert resume_args(job) == ["train", "--resume", str(folder.relative_to(tmp_path)), "--visualize", "2",
+                                "--log-level", "DEBUG", "--tensorboard=1", "--no-progress"]
 
 
 def test_local_failure_is_reported(grid: Path, local: SlurmExecutor) -> None:

@@ -118,7 +118,8 @@ def clean_registry():
         registry._registered[kind].update(names)
 
 
-def test_register_a_model_at_run_time(clean_registry):
+@pytest.mark.usefixtures("clean_registry")
+def test_register_a_model_at_run_time():
     from miprometheus.models.model import Model
 
     @registry.register_model
@@ -153,7 +154,8 @@ def test_register_a_model_at_run_time(clean_registry):
     assert registry.get_model("OtherName") is Aliased
 
 
-def test_register_a_problem_at_run_time_validates_in_a_config(clean_registry, tmp_path):
+@pytest.mark.usefixtures("clean_registry")
+def test_register_a_problem_at_run_time_validates_in_a_config(tmp_path):
     from miprometheus.config import load_config
     from miprometheus.config.experiment import validate
     from miprometheus.problems.problem import Problem, ProblemParams
@@ -168,10 +170,12 @@ def test_register_a_problem_at_run_time_validates_in_a_config(clean_registry, tm
 
     assert registry.get_problem("TinyRuntimeProblem") is TinyRuntimeProblem
     path = tmp_path / "exp.yaml"
-    path.write_text("training:\n  problem:\n    name: TinyRuntimeProblem\n    level: 5\n  terminal_conditions: {episode_limit: 1}\nmodel:\n  name: LeNet5\n")
+    config = ("training:\n  problem:\n    name: TinyRuntimeProblem\n    level: 5\n"
+              "  terminal_conditions: {episode_limit: 1}\nmodel:\n  name: LeNet5\n")
+    path.write_text(config)
     spec = validate(load_config([path]))
     assert spec.splits["training"].problem_params.level == 5
-    path.write_text("training:\n  problem:\n    name: TinyRuntimeProblem\n    levle: 5\n  terminal_conditions: {episode_limit: 1}\nmodel:\n  name: LeNet5\n")
+    path.write_text(config.replace("level", "levle"))
     with pytest.raises(ConfigError, match="(?i)did you mean 'training.problem.level'"):
         validate(load_config([path]))
 
@@ -189,7 +193,7 @@ class {name}(Model):
 
 
 @pytest.fixture
-def module_folder(tmp_path, monkeypatch, clean_registry):
+def module_folder(tmp_path, monkeypatch, clean_registry):  # clean_registry: forgets what the modules register
     """A folder on sys.path for throw-away modules; they are forgotten afterwards."""
     before = set(sys.modules)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -259,7 +263,8 @@ def test_reloading_a_module_or_importing_it_under_two_names_keeps_working(module
     assert third.__module__ == "reloaded" and registry.get_model("ReloadedModel") is third
 
 
-def test_a_class_defined_again_in_the_same_module_replaces_the_first(clean_registry):
+@pytest.mark.usefixtures("clean_registry")
+def test_a_class_defined_again_in_the_same_module_replaces_the_first():
     """A notebook cell run twice: same module, same qualname."""
     from miprometheus.models.model import Model
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from miprometheus import registry
 from miprometheus.config.loader import LoadedConfig
-from miprometheus.config.schema import _NOT, Errors, as_dict, build, coerce, suggest, type_name, unknown_key
+from miprometheus.config.schema import _NOT, Errors, as_dict, build, coerce, type_name, unknown_key
 from miprometheus.config.sections import SECTIONS, TOP_LEVEL, Curriculum
 from miprometheus.errors import ConfigError, MipError
 from miprometheus.params import is_required
@@ -288,4 +288,4 @@ def finalize_model_params(spec: ExperimentSpec, default_values: dict[str, Any]) 
     return spec.model_params
 
 
-__all__ = ["ExperimentSpec", "Split", "finalize_model_params", "suggest", "type_name", "validate"]
+__all__ = ["ExperimentSpec", "Split", "finalize_model_params", "validate"]

@@ -63,12 +63,9 @@ class LoadedConfig:
         return node
 
 
-def _leaf_origins(data: Any, lines: Lines, prefix: tuple[str, ...], path: Path) -> dict[str, Origin]:
-    origins: dict[str, Origin] = {}
-    for key_path, line in lines.items():
-        if key_path[: len(prefix)] == prefix:
-            origins[".".join(key_path)] = Origin(str(path), line, path.parent)
-    return origins
+def _file_origins(lines: Lines, path: Path) -> dict[str, Origin]:
+    """The origin of every key of a file, from the line of each key path."""
+    return {".".join(key_path): Origin(str(path), line, path.parent) for key_path, line in lines.items()}
 
 
 def _merge(base: dict[str, Any], base_origins: dict[str, Origin], update: dict[str, Any],
@@ -100,7 +97,7 @@ def _load_file(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], dic
     data, lines = load_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}:1: a config file must hold a mapping of sections, not {type(data).__name__}")
-    origins = _leaf_origins(data, lines, (), path)
+    origins = _file_origins(lines, path)
     defaults = data.pop(DEFAULTS_KEY, None) or []
     origins.pop(DEFAULTS_KEY, None)
     if isinstance(defaults, str):

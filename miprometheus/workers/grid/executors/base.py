@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,3 +74,20 @@ def last_error_line(log: Path) -> str | None:
         if "error" in line.lower() or "Traceback" in line or "Killed" in line:
             return line[:500]
     return lines[-1][:500] if lines else None
+
+
+def signal_name(number: int) -> str:
+    """A signal's name: ``SIGKILL``, ``SIGRTMIN+6`` for real-time ones (not in ``signal.Signals``), else its number."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        pass
+    low, high = getattr(signal, "SIGRTMIN", None), getattr(signal, "SIGRTMAX", None)
+    if low is not None and high is not None and low < number < high:
+        return f"SIGRTMIN+{number - low}"
+    return str(number)
+
+
+def killed_by(exit_code: int, error: str | None) -> str:
+    """The error line of a child killed by a signal (``exit_code`` < 0, as subprocess reports it)."""
+    return f"killed by signal {signal_name(-exit_code)}" + (f"; {error}" if error else "")

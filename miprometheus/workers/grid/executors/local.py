@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from miprometheus.workers.grid.executors.base import Executor, Job, JobResult, last_error_line
+from miprometheus.workers.grid.executors.base import Executor, Job, JobResult, killed_by, last_error_line
 
 
 def visible_gpus() -> list[str]:
@@ -109,7 +109,7 @@ class LocalExecutor(Executor):
         self.gpus.give_back(gpus, job.gpus)
         error = None if code == 0 else last_error_line(Path(job.workdir) / job.log)
         if code < 0:
-            error = f"killed by signal {signal.Signals(-code).name}" + (f"; {error}" if error else "")
+            error = killed_by(code, error)
         return JobResult(code, error)
 
     def cancel(self, handle: Any) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from miprometheus.errors import BadInputError
-from miprometheus.workers.grid.executors.base import Executor, Job, JobResult, last_error_line
+from miprometheus.workers.grid.executors.base import Executor, Job, JobResult, killed_by, last_error_line
 
 #: seconds a cancelled or terminated command has to write its checkpoint and exit before it is killed
 DEFAULT_CANCEL_GRACE_S = 30.0
@@ -322,11 +322,7 @@ class RayExecutor(Executor):
             return JobResult(0, None)
         error = last_error_line(log_path)
         if code < 0:
-            try:
-                name = signal.Signals(-code).name
-            except ValueError:
-                name = str(-code)
-            error = f"killed by signal {name}" + (f"; {error}" if error else "")
+            error = killed_by(code, error)
         if payload.get("stopped"):
             error = f"stopped ({payload['stopped']})" + (f"; {error}" if error else "")
         return JobResult(code, error)

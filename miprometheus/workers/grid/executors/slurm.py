@@ -8,6 +8,8 @@ On preemption or timeout, submitit signals the job; the callable stops ``mip`` (
 
 from __future__ import annotations
 
+import argparse
+import functools
 import math
 import os
 import shutil
@@ -21,6 +23,7 @@ from typing import Any
 
 from miprometheus.errors import BadInputError
 from miprometheus.workers.grid.executors.base import Executor, Job, JobResult, last_error_line
+from miprometheus.workers.grid.folders import newest_experiment
 
 #: SLURM states after which a job will not run again
 TERMINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
@@ -29,9 +32,6 @@ TERMINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "
                    "FINISHED", "INTERRUPTED"}
 #: ``mip train`` flags (with a value) that choose where a new experiment goes: meaningless for --resume
 _PLACEMENT_FLAGS = {"--expdir", "--savetag"}
-#: ``mip train`` flags followed by a value
-_VALUED_FLAGS = {"--expdir", "--savetag", "--device", "--log-level", "--log-interval", "--tensorboard", "--threads",
-                 "--resume"}
 #: seconds a stopped ``mip`` has to write its last checkpoint before the job is requeued without it
 STOP_GRACE_S = 60.0
 #: exit code of ``mip`` stopped by SIGTERM/SIGINT after writing models/model_last.pt
@@ -56,12 +56,14 @@ def _import_submitit() -> Any:
     return submitit
 
 
-def find_experiment(folder: Path) -> Path | None:
-    """The experiment folder under ``folder`` (the newest holding a training_configuration.yaml), if any."""
-    if not folder.is_dir():
-        return None
-    found = [p.parent for p in folder.rglob("training_configuration.yaml")]
-    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+@functools.cache
+def _valued_flags() -> frozenset[str]:
+    """The ``mip train`` flags followed by a value, read from the CLI's own parser (a copy would drift from it)."""
+    from miprometheus.cli import build_parser  # a job is a `mip` command line: the CLI defines its grammar
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return frozenset(flag for action in commands.choices["train"]._actions if action.nargs != 0
+                     for flag in action.option_strings)
 
 
 def resume_args(job: Job) -> list[str] | None:
@@ -74,13 +76,13 @@ def resume_args(job: Job) -> list[str] | None:
     if "--resume" in job.args:  # already a resumed run: resume the same folder again
         folder: Path | None = Path(job.workdir) / job.args[job.args.index("--resume") + 1]
     else:
-        folder = find_experiment(Path(job.workdir) / job.outputs[0])
+        folder = newest_experiment(Path(job.workdir) / job.outputs[0])
     if folder is None or not (folder / "models" / "model_last.pt").is_file():
         return None
     kept: list[str] = []
     rest = iter(job.args[1:])
     for arg in rest:
-        if arg in _VALUED_FLAGS:
+        if arg in _valued_flags():
             value = next(rest, None)
             if arg not in _PLACEMENT_FLAGS and arg != "--resume" and value is not None:
                 kept += [arg, value]
@@ -213,8 +215,6 @@ class SlurmHandle:
 
 class SlurmExecutor(Executor):
     """Runs grid jobs as SLURM jobs through submitit (or submitit's local/debug executors)."""
-
-    capacity = None  # SLURM queues whatever it is given
 
     def __init__(self, settings: Any) -> None:
         submitit = _import_submitit()
