@@ -11,8 +11,8 @@ from typing import Any
 
 from miprometheus.errors import ConfigError
 from miprometheus.files import atomic_write_json
+from miprometheus.layout import MANIFEST
 
-MANIFEST = "manifest.json"
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
 
 

@@ -21,25 +21,21 @@ from typing import Any
 
 import yaml
 
-from miprometheus.errors import ConfigError, MipError
+from miprometheus.config.yaml_loader import dump_yaml
+from miprometheus.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ConfigError, MipError
 from miprometheus.files import atomic_write_text, create_unique_dir, timestamp
+from miprometheus.layout import GRID_CONFIG
 from miprometheus.workers.grid.executors import Executor, Job, JobResult, make_executor
 from miprometheus.workers.grid.manifest import DONE, FAILED, PENDING, RUNNING, ExperimentRecord, Manifest, now
 from miprometheus.workers.grid.spec import GridSettings, GridSpec, load_grid
 
-GRID_CONFIG = "grid_configuration.yaml"
-EXIT_BAD_INPUT = 2
 POLL_SECONDS = 0.2
 
 
 class GridInterrupted(MipError):
     """The grid process was stopped by SIGINT/SIGTERM; re-running it resumes."""
 
-    exit_code = 130
-
-
-def _dump(tree: Any) -> str:
-    return yaml.safe_dump(tree, sort_keys=False, default_flow_style=False, width=100)
+    exit_code = EXIT_INTERRUPTED
 
 
 def create_grid(spec: GridSpec, expdir: Path, savetag: str = "") -> Manifest:
@@ -49,11 +45,11 @@ def create_grid(spec: GridSpec, expdir: Path, savetag: str = "") -> Manifest:
     effective["grid_tasks"] = [{"default_configs": t.default_configs, "overwrite": t.overwrite, "name": t.name}
                                for t in spec.tasks]
     effective["grid_settings"] = {**(spec.raw.get("grid_settings") or {}), **vars(spec.settings)}
-    atomic_write_text(folder / GRID_CONFIG, _dump(effective))
+    atomic_write_text(folder / GRID_CONFIG, dump_yaml(effective))
     records = []
     for experiment in spec.experiments:
         config = f"configs/{experiment.id}.yaml"
-        atomic_write_text(folder / config, _dump(experiment.config))
+        atomic_write_text(folder / config, dump_yaml(experiment.config))
         records.append(ExperimentRecord(id=experiment.id, task=experiment.task, repetition=experiment.repetition,
                                         sweep=experiment.sweep, seed=experiment.seed, config=config,
                                         config_hash=experiment.config_hash))

@@ -101,15 +101,6 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = copy.deepcopy(value)
 
 
-def _get_dotted(tree: dict[str, Any], dotted: str, default: Any = None) -> Any:
-    node: Any = tree
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return default
-        node = node[part]
-    return node
-
-
 def _overwrite(base: LoadedConfig, values: dict[str, Any], source: str) -> None:
     """Merge a nested (or dotted-key) overwrite mapping into a loaded config."""
     nested: dict[str, Any] = {}
@@ -184,7 +175,7 @@ def plan(spec: GridSpec, grid_overwrite: dict[str, Any], validate_tasks: bool = 
             except MipError as exc:
                 problems.append(f"task {t} ({label}{', sweep ' + str(sweep) if sweep else ''}): {exc}")
                 continue
-            task_seed = _get_dotted(loaded.tree, "training.seed", -1)
+            task_seed = loaded.get("training.seed", -1)
             for r in range(settings.experiment_repetitions):
                 config = copy.deepcopy(loaded.tree)
                 if task_seed in (-1, None):
