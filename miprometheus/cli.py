@@ -346,7 +346,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
     if args.grid_command is None:
         raise _usage("mip grid needs a command: train, test, analyze or run")
     if args.grid_command == "analyze":
-        from miprometheus.workers.grid.analyzer import analyze
+        from miprometheus.workers.grid.analysis import analyze
 
         analyze(args.folder)
         return EXIT_OK
@@ -368,7 +368,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
         if settings.test:
             code = max(code, _grid_summary(runner.test_grid(manifest.folder, progress=progress, logger=logger),
                                            "test"))
-        from miprometheus.workers.grid.analyzer import analyze
+        from miprometheus.workers.grid.analysis import analyze
 
         analyze(manifest.folder)
     return code

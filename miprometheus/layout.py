@@ -9,6 +9,7 @@ from __future__ import annotations
 # --- an experiment folder: <expdir>/<Problem>/<Model>/<timestamp>[_<savetag>]/ ---------------------
 TRAINING_CONFIG = "training_configuration.yaml"  # the effective config: re-running it reproduces the run
 RUN_INFO = "run_info.json"  # command line, seed, versions, status, termination cause
+ASSETS = "assets.json"  # vocabularies / answer sets built from the training split (problems that have them)
 TRAINER_LOG = "trainer.log"
 TRAINING_CSV = "training_statistics.csv"  # one row per episode
 VALIDATION_CSV = "validation_statistics.csv"  # one row per validation (exact aggregates)

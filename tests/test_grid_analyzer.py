@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from miprometheus.workers.grid.analyzer import analyze
+from miprometheus.workers.grid.analysis import analyze
 from miprometheus.workers.grid.manifest import DONE, FAILED, PENDING, ExperimentRecord, Manifest
 
 from .conftest import TINY_SERIAL
@@ -208,8 +208,13 @@ def test_summary_table(synthetic_grid: Path) -> None:
     rows = read_csv(result.summary_csv)
     assert len(rows) == 4
     columns = list(rows[0])
-    assert columns[:6] == ["task", "model", "problem", *result.params]
-    assert "seed" not in columns and "repetition" not in columns
+    # The columns that say nothing are left out: validation/testing.problem.name repeat the problem, and
+    # seq_length is 4 in every experiment.
+    assert columns[:4] == ["task", "model", "problem", "training.optimizer.lr"]
+    assert columns[4:7] == ["n", "failed", "experiments"]
+    for absent in ("seed", "repetition", "validation.problem.name", "testing.problem.name", "val_seq_length_mean",
+                   "test_seq_length_std"):
+        assert absent not in columns, absent
     for stat in ("val_loss", "val_acc", "test_loss", "test_acc"):
         assert f"{stat}_mean" in columns and f"{stat}_std" in columns
     by_task = {r["task"]: r for r in rows}
@@ -356,7 +361,8 @@ def test_real_trainings(tmp_path: Path) -> None:
 
 def test_training_curve_fallback_and_alignment(tmp_path: Path) -> None:
     """Without validation the plot shows the smoothed training loss; unshared episodes are interpolated."""
-    from miprometheus.workers.grid.analyzer import _align, _curve
+    from miprometheus.workers.grid.analysis.collect import read_curves
+    from miprometheus.workers.grid.analysis.plots import align, curve
 
     grid = new_grid(tmp_path)
     config = effective_config("GRU", "ReverseRecall", 0.001, 5)
@@ -366,14 +372,14 @@ def test_training_curve_fallback_and_alignment(tmp_path: Path) -> None:
     assert [p.name for p in result.plots] == ["ReverseRecall.png"]
     assert_png(result.plots[0])
 
-    episodes, values, from_validation = _curve(grid / folder, "loss")
+    episodes, values, from_validation = curve(read_curves(grid / folder), "loss")
     assert not from_validation and episodes == [float(e) for e in range(1, 31)]
     # A rolling mean over 1/20 of 30 points (window 1) keeps the values; the training loss is 2 - e/30.
     assert values == pytest.approx([2.0 - e / 30 for e in range(1, 31)])
 
-    xs, mean, std = _align([([10.0, 20.0, 30.0], [1.0, 2.0, 3.0]), ([15.0, 25.0], [1.5, 2.5])])
+    xs, mean, std = align([([10.0, 20.0, 30.0], [1.0, 2.0, 3.0]), ([15.0, 25.0], [1.5, 2.5])])
     assert list(xs) == [15.0, 20.0, 25.0] and list(mean) == pytest.approx([1.5, 2.0, 2.5])
     assert list(std) == pytest.approx([0.0, 0.0, 0.0])
-    xs, mean, std = _align([([10.0, 20.0], [1.0, 3.0]), ([10.0, 20.0, 30.0], [3.0, 5.0, 9.0])])
+    xs, mean, std = align([([10.0, 20.0], [1.0, 3.0]), ([10.0, 20.0, 30.0], [3.0, 5.0, 9.0])])
     assert list(xs) == [10.0, 20.0] and list(mean) == pytest.approx([2.0, 4.0])
     assert list(std) == pytest.approx([2 ** 0.5, 2 ** 0.5])

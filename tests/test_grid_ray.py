@@ -377,7 +377,7 @@ VARYING = {"folder", "wall_time_s"}
 
 def test_a_grid_on_ray_gives_the_same_analysis_as_locally(cluster, tmp_path):
     from miprometheus.statistics import read_csv
-    from miprometheus.workers.grid.analyzer import analyze
+    from miprometheus.workers.grid.analysis import analyze
     from miprometheus.workers.grid.runner import test_grid, train_grid
 
     (tmp_path / "tiny.yaml").write_text(TINY_SERIAL)

@@ -65,6 +65,11 @@ def write_split(folder: Path, train: bool, count: int, compressed: bool) -> None
             (folder / name).write_bytes(data)
 
 
+def model_images(problem: MNIST) -> torch.Tensor:
+    """The whole split as the model sees it (the problem keeps uint8 pixels; batches are converted)."""
+    return problem.collate_fn([problem[i] for i in range(len(problem))])["images"]
+
+
 def load(root: Path, **overrides) -> MNIST:
     values = {"batch_size": 3, "data_folder": str(root), "download": False}
     values.update(overrides)
@@ -86,9 +91,10 @@ def test_loads_each_layout_gzip_or_plain(tmp_path, layout, compressed, train):
     write_split(tmp_path / layout, train, count, compressed)
     problem = load(tmp_path, use_train_data=train)
     assert len(problem) == count
-    assert problem.images.shape == (count, 1, 28, 28) and problem.images.dtype == torch.float32
-    assert torch.equal(problem.images, fixture_images(count).unsqueeze(1).float() / 255)
-    assert problem.images.min() == 0.0 and problem.images.max() == 1.0
+    assert problem.images.shape == (count, 1, 28, 28) and problem.images.dtype == torch.uint8  # shared pixels
+    images = model_images(problem)
+    assert images.dtype == torch.float32 and torch.equal(images, fixture_images(count).unsqueeze(1).float() / 255)
+    assert images.min() == 0.0 and images.max() == 1.0
     assert torch.equal(problem.targets, fixture_labels(count).long())
     sample = problem[1]
     assert sample["targets"].dtype == torch.int64 and int(sample["targets"]) == 0
@@ -108,14 +114,15 @@ def test_batches_match_the_definitions(tmp_path):
     assert problem.prediction_definitions["predictions"].shape == (-1, 10)
 
 
-def test_resize_is_applied_once_at_load(tmp_path):
+def test_resize_is_applied_to_each_batch(tmp_path):
     write_split(tmp_path, False, 4, compressed=False)
     problem = load(tmp_path, use_train_data=False, resize=[32, 20])
-    assert problem.images.shape == (4, 1, 32, 20)
-    assert problem[0]["images"].shape == (1, 32, 20)
+    assert problem.images.shape == (4, 1, 28, 28)  # the file's pixels, shared by every split
+    images = model_images(problem)
+    assert images.shape == (4, 1, 32, 20)
     assert problem.default_values["height"] == 32 and problem.default_values["width"] == 20
     assert problem.output_definitions["images"].shape == (-1, 1, 32, 20)
-    assert 0.0 <= float(problem.images.min()) and float(problem.images.max()) <= 1.0
+    assert 0.0 <= float(images.min()) and float(images.max()) <= 1.0
 
 
 @pytest.mark.parametrize("resize", [[32], [0, 28], "32x32", [28.5, 28]])
@@ -272,14 +279,15 @@ def test_real_test_set_loads_fast_with_the_official_label_counts():
     assert len(problem) == 10_000
     assert problem.images.shape == (10_000, 1, 28, 28)
     assert torch.bincount(problem.targets, minlength=10).tolist() == REAL_COUNTS
-    assert float(problem.images.min()) == 0.0 and float(problem.images.max()) == 1.0
+    images = model_images(problem)
+    assert float(images.min()) == 0.0 and float(images.max()) == 1.0
     assert problem[0]["targets_label"] == "Seven"  # the first test digit is a 7
 
 
 @needs_real_mnist
 def test_real_test_set_resized_to_32():
     problem = load(REAL_MNIST, use_train_data=False, resize=[32, 32])
-    assert problem[0]["images"].shape == (1, 32, 32)
+    assert problem.collate_fn([problem[0]])["images"].shape == (1, 1, 32, 32)
     assert problem.default_values["height"] == 32 and problem.default_values["width"] == 32
 
 

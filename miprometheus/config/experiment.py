@@ -11,7 +11,7 @@ from typing import Any
 from miprometheus import registry
 from miprometheus.config.loader import LoadedConfig
 from miprometheus.config.schema import _NOT, Errors, as_dict, build, coerce, type_name, unknown_key
-from miprometheus.config.sections import SECTIONS, TOP_LEVEL, Curriculum
+from miprometheus.config.sections import SECTIONS, TOP_LEVEL, Curriculum, InitFrom
 from miprometheus.errors import ConfigError, MipError
 from miprometheus.params import is_required
 
@@ -49,6 +49,8 @@ class ExperimentSpec:
     curriculum: Curriculum | None = None
     curriculum_params: Any = None
     model_params: Any = None  # filled by finalize_model_params
+    init_from: InitFrom | None = None  # model.init_from: weights to start from (not applied on resume)
+    freeze: list[str] = field(default_factory=list)  # model.freeze: submodules left untrained
 
     @property
     def training(self) -> Any:
@@ -73,6 +75,10 @@ class ExperimentSpec:
         if self.model_cls is not None:
             values = as_dict(self.model_params) if self.model_params is not None else dict(self.model_values)
             tree["model"] = {"name": self.config.tree["model"]["name"], **values}
+            if self.init_from is not None:
+                tree["model"]["init_from"] = as_dict(self.init_from)
+            if self.freeze:
+                tree["model"]["freeze"] = list(self.freeze)
         return tree
 
 
@@ -181,7 +187,8 @@ def validate(config: LoadedConfig, required: tuple[str, ...] = ("training", "mod
         model_cls = _component("models", tree["model"], "model", config, errors)
         if model_cls is not None:
             spec.model_cls = model_cls
-            values = build(model_cls.Params, tree["model"], "model", config, errors, ignore=("name",),
+            _validate_transfer(spec, tree["model"], config, errors)
+            values = build(model_cls.Params, tree["model"], "model", config, errors, ignore=("name", *TRANSFER_KEYS),
                            allow_missing=from_problem_fields(model_cls))
             if dataclasses.is_dataclass(values):
                 spec.model_values = as_dict(values)
@@ -220,6 +227,43 @@ def _validate_training_needs(spec: ExperimentSpec, config: LoadedConfig, errors:
         why = split.problem_cls.check_curriculum(split.problem_params, spec.curriculum_params)
         if why:
             errors.append(f"{config.where('training.curriculum_learning')}{why}")
+
+
+TRANSFER_KEYS = ("init_from", "freeze")  # reserved in the model section: they configure the trainer, not the model
+
+
+def _validate_transfer(spec: ExperimentSpec, data: dict[str, Any], config: LoadedConfig, errors: Errors) -> None:
+    """``model.init_from`` (a path, or {path, checkpoint, prefix, strict}) and ``model.freeze`` (submodule names).
+
+    Whether the names exist and the weights fit is known only once the model is built: the trainer
+    checks that before the experiment folder is created.
+    """
+    init = data.get("init_from")
+    if init is not None:
+        if isinstance(init, str):
+            init = {"path": init}
+        if not isinstance(init, dict):
+            errors.append(f"{config.where('model.init_from')}'model.init_from' must be a path or a mapping "
+                          f"{{path, checkpoint, prefix, strict}}, got {init!r}")
+        else:
+            prefix = init.get("prefix")
+            if prefix is not None and not (isinstance(prefix, dict) and all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in prefix.items())):
+                errors.append(f"{config.where('model.init_from.prefix')}'model.init_from.prefix' must map "
+                              f"checkpoint key prefixes to model key prefixes (strings), got {prefix!r}")
+            else:
+                built = build(InitFrom, init, "model.init_from", config, errors)
+                if isinstance(built, InitFrom):
+                    spec.init_from = built
+    freeze = data.get("freeze")
+    if freeze is not None:
+        if isinstance(freeze, str):
+            freeze = [freeze]
+        if not isinstance(freeze, list) or not all(isinstance(n, str) and n for n in freeze):
+            errors.append(f"{config.where('model.freeze')}'model.freeze' must be a list of submodule names, "
+                          f"got {freeze!r}")
+        else:
+            spec.freeze = list(dict.fromkeys(freeze))
 
 
 def _validate_training(spec: ExperimentSpec, section: Any, problem_cls: type, config: LoadedConfig,

@@ -31,7 +31,8 @@ class DataLoaderSection:
     """Arguments of torch.utils.data.DataLoader."""
 
     num_workers: int = param(0, "worker processes loading batches (0: the main process)")
-    pin_memory: bool = param(False, "pin host memory for faster transfers to a GPU")
+    pin_memory: bool | None = param(None, "pin host memory for faster (non-blocking) copies to a GPU; "
+                                          "null: pin when the run uses a CUDA device")
     persistent_workers: bool = param(False, "keep worker processes alive between epochs")
     prefetch_factor: int | None = param(None, "batches prefetched per worker (num_workers > 0)")
     drop_last: bool = param(False, "drop the last incomplete batch of an epoch")
@@ -55,6 +56,18 @@ class Curriculum:
     must_finish: bool = param(True, "loss_stop only counts once the curriculum is done")
 
 
+@dataclass
+class InitFrom:
+    """Where a model's initial weights come from (``model.init_from``): transfer from another run."""
+
+    path: str = param(doc="a checkpoint file, or an experiment folder (its models/model_best.pt)", path=True)
+    checkpoint: Literal["best", "last"] = param("best", "for an experiment folder: model_best.pt or model_last.pt")
+    prefix: dict[str, str] = param(factory=dict, doc="checkpoint key prefix -> model key prefix, e.g. "
+                                                     "{'encoder.': 'question_encoder.'}; only mapped keys load; "
+                                                     "{}: the whole model")
+    strict: bool = param(True, "every model key the mapping targets must load (same name and shape)")
+
+
 @dataclass(kw_only=True)
 class TrainingSection:
     problem: dict[str, Any] = param(doc="the training problem: name and its parameters")
@@ -72,6 +85,11 @@ class TrainingSection:
     seed: int = param(-1, "seed of Python, NumPy, torch and the problems; -1: draw one and record it")
     checkpoint_interval: int | None = param(None, "also write models/model_last.pt every N episodes")
     log_interval: int = param(100, "episodes between console log lines")
+    precision: Literal[32, "32", "bf16", "16-mixed"] = param(
+        "32", "32 (float32), bf16 (bfloat16 autocast) or 16-mixed (float16 autocast with a gradient scaler)")
+
+    def __post_init__(self) -> None:
+        self.precision = {32: "32"}.get(self.precision, self.precision)  # YAML reads 32 as an integer
 
 
 @dataclass(kw_only=True)

@@ -41,6 +41,9 @@ class Problem(Dataset):
     CurriculumParams: ClassVar[type | None] = None
     #: True when batches are generated on the fly (episode-based training).
     is_generator: ClassVar[bool] = False
+    #: True when the problem's definitions depend on assets built from the training split (a vocabulary):
+    #: every split then needs them (see :meth:`build_assets`).
+    uses_assets: ClassVar[bool] = False
 
     def __init__(self, params: ProblemParams) -> None:
         self.params = params
@@ -85,6 +88,20 @@ class Problem(Dataset):
         the batch's samples); a statistic may be left out of a batch that has nothing to say about it.
         """
         return {}
+
+    # --- assets built from the training split (optional) -------------------------------------------
+    def build_assets(self) -> dict[str, Any] | None:
+        """The assets (vocabularies, answer sets) of this TRAINING problem, as JSON values; None: it has none.
+
+        Built from its own data, or read from a file its config names (e.g. ``vocabulary_file``, for a
+        transfer run). The framework then calls :meth:`use_assets` with them on every split, saves them in
+        the experiment folder (``assets.json``), and gives them back to the testing problem of ``mip test``.
+        """
+        return None
+
+    def use_assets(self, assets: dict[str, Any]) -> None:
+        """Adopt the training split's assets; called on every split before its definitions and
+        ``default_values`` are read (set those that depend on the assets here)."""
 
     # --- visualisation (optional) ---------------------------------------------------------------
     def plot(self, batch: Batch, index: int, predictions: torch.Tensor | None = None) -> Any:

@@ -54,11 +54,11 @@ def evaluate(problem: Any, model: Any, batches: Iterable[dict[str, Any]], device
                 break
             batch = to_device(batch, device)
             with autocast():
-                predictions = model(model_inputs(model, batch))
+                # float32 logits, as the model declares them, for the check, the loss and the statistics
+                predictions = model(model_inputs(model, batch)).float()
                 if check_first and i == 0:
                     check_first_batch(problem, model, batch, predictions)
                 loss = problem.loss(batch, predictions)
-            predictions = predictions.float()
             loss_measure, statistics = batch_row(problem, batch, predictions, loss.float())
             if i == 0:
                 check_declared_statistics(problem, statistics)

@@ -184,4 +184,7 @@ def model_inputs(model: Any, batch: dict[str, Any]) -> dict[str, Any]:
 
 
 def to_device(batch: dict[str, Any], device: Any) -> dict[str, Any]:
+    """The batch's tensors on ``device``. From pinned memory (the loaders pin when the device is CUDA) the
+    copy is asynchronous and overlaps the previous step; from pageable memory it is simply synchronous.
+    Only host-to-device copies are made this way, which CUDA orders before the kernels that read them."""
     return {k: v.to(device, non_blocking=True) if hasattr(v, "to") else v for k, v in batch.items()}

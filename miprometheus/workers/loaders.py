@@ -75,7 +75,7 @@ class ProblemLoader:
     """A problem's DataLoader for one split, positioned at any (epoch, batch)."""
 
     def __init__(self, problem: Problem, sampler: SamplerSection | None, settings: DataLoaderSection,
-                 seed: int, where: str = "") -> None:
+                 seed: int, where: str = "", device: torch.device | str = "cpu") -> None:
         self.problem = problem
         size = len(problem)
         if sampler is None or problem.is_generator:
@@ -105,11 +105,19 @@ class ProblemLoader:
                 extra["worker_init_fn"] = self._reseed_worker
         self.loader = DataLoader(
             problem, batch_size=problem.batch_size, sampler=self.sampler, collate_fn=problem.collate_fn,
-            num_workers=settings.num_workers, pin_memory=settings.pin_memory, drop_last=settings.drop_last,
-            timeout=settings.timeout,
+            num_workers=settings.num_workers, pin_memory=self.pin_memory(settings, device),
+            drop_last=settings.drop_last, timeout=settings.timeout,
             # A private generator: creating an iterator must not consume the global RNG, or a run
             # resumed mid-epoch would draw differently from an uninterrupted one.
             generator=torch.Generator().manual_seed(seed), **extra)
+
+    @staticmethod
+    def pin_memory(settings: DataLoaderSection, device: torch.device | str) -> bool:
+        """Pinned (page-locked) batches when the run uses a CUDA device, unless the config says otherwise:
+        only from pinned memory is a ``non_blocking`` copy to the GPU asynchronous."""
+        if settings.pin_memory is not None:
+            return settings.pin_memory
+        return torch.device(device).type == "cuda"
 
     def _reseed_worker(self, worker_id: int) -> None:
         info = torch.utils.data.get_worker_info()

@@ -9,7 +9,7 @@ from typing import Any
 from miprometheus.config import load_config
 from miprometheus.config.experiment import ExperimentSpec, validate
 from miprometheus.errors import BadInputError, ConfigError, Interrupted, RunFailed
-from miprometheus.layout import BEST, MODELS_DIR, RUN_INFO, TESTER_LOG, TESTING_CONFIG, TRAINING_CONFIG
+from miprometheus.layout import ASSETS, BEST, MODELS_DIR, RUN_INFO, TESTER_LOG, TESTING_CONFIG, TRAINING_CONFIG
 from miprometheus.workers.experiment import Experiment, RunOptions, build_model, build_problem, now
 
 
@@ -61,9 +61,22 @@ def _log_model_summary(trainer: Any) -> None:
         trainer.logger.info("  %-*s %-20s %12s parameters", width, name, kind, f"{count:,}")
 
 
+def _log_transfer(trainer: Any) -> None:
+    init, frozen = trainer.transfer.get("init_from"), trainer.transfer.get("frozen")
+    if init is not None:
+        trainer.logger.info("weights: %d tensors from %s%s", init["loaded"], init["checkpoint_file"],
+                            f" ({len(init['skipped'])} not loaded)" if init["skipped"] else "")
+    if frozen is not None:
+        trainer.logger.info("frozen: %s (%s parameters, kept in eval mode)", ", ".join(frozen["modules"]),
+                            f"{frozen['parameter_count']:,}")
+    if trainer.precision != "32":
+        trainer.logger.info("precision: %s", trainer.precision)
+
+
 def train(config_paths: list[str], overrides: list[str], options: RunOptions, resume: Path | None = None,
           test_after: bool = False) -> TrainResult:
     """Train (or resume) one experiment; raise RunFailed/Interrupted when it did not complete."""
+    from miprometheus.problems.assets import read_assets_file
     from miprometheus.seeding import draw_seed
     from miprometheus.workers.trainer import LAST_CHECKPOINT, Trainer
 
@@ -76,7 +89,7 @@ def train(config_paths: list[str], overrides: list[str], options: RunOptions, re
         spec = validate(load_config([folder / TRAINING_CONFIG], overrides))
         seed = spec.training.seed
         trainer = Trainer(spec, seed, device, options.tensorboard, options.log_interval, options.progress,
-                          visualize=options.visualize)
+                          visualize=options.visualize, resuming=True, assets=read_assets_file(folder / ASSETS))
         trainer.resume(folder / LAST_CHECKPOINT)
         experiment = Experiment(folder, options)
         if overrides:  # the saved config must stay the one that reproduces this experiment
@@ -95,10 +108,14 @@ def train(config_paths: list[str], overrides: list[str], options: RunOptions, re
         tree["training"]["seed"] = seed
         experiment.save_config(tree)
         experiment.start_run_info(seed, device)
+        # where the weights came from and what was frozen (a resume keeps the first run's record)
+        experiment.write_run_info(precision=trainer.precision, init_from=trainer.transfer.get("init_from"),
+                                  frozen=trainer.transfer.get("frozen"))
     trainer.attach(experiment)
     experiment.logger.info("experiment folder: %s", experiment.folder)
     if resume is None:
         _log_model_summary(trainer)
+        _log_transfer(trainer)
     try:
         cause = trainer.fit()
     except BaseException as exc:
@@ -146,6 +163,7 @@ def test(target: Path | str, overrides: list[str], options: RunOptions, checkpoi
     """Test a trained model: an experiment folder (its config and best model) or a config with --model."""
     from miprometheus.config.yaml_loader import dump_yaml
     from miprometheus.files import atomic_write_text
+    from miprometheus.problems.assets import read_assets_file
     from miprometheus.workers.callbacks.checkpoints import NEVER_VALIDATED
     from miprometheus.workers.tester import Tester, load_weights, make_test_folder, write_test_results
 
@@ -165,7 +183,12 @@ def test(target: Path | str, overrides: list[str], options: RunOptions, checkpoi
         checkpoint = Path(checkpoint)
         experiment_folder = checkpoint.parent.parent if checkpoint.parent.name == MODELS_DIR else None
     spec = validate(load_config(config_files, overrides), required=("testing", "model"))
-    tester = Tester(spec, _testing_seed(experiment_folder, spec), device)
+    # The training run's vocabularies / answer sets, never ones built from the testing split (DESIGN §11).
+    assets_file = experiment_folder / ASSETS if experiment_folder is not None else None
+    tester = Tester(spec, _testing_seed(experiment_folder, spec), device,
+                    read_assets_file(assets_file) if assets_file is not None else None,
+                    f"no {assets_file}" if assets_file is not None else
+                    "the checkpoint is not in an experiment folder's models/ (whose assets.json holds them)")
     payload = load_weights(tester.model, checkpoint, tester.device)
     if experiment_folder is None:
         experiment_folder = Experiment.create(spec, options, split="testing").folder
@@ -192,8 +215,18 @@ def test(target: Path | str, overrides: list[str], options: RunOptions, checkpoi
     return folder, agg
 
 
+def _check_transfer(spec: ExperimentSpec, model: Any) -> None:
+    from miprometheus.models import transfer
+
+    if spec.init_from is not None:
+        transfer.load_into(model, spec.init_from, spec.config.where("model.init_from"))
+    if spec.freeze:
+        transfer.freeze(model, spec.freeze, spec.config.where("model.freeze"))
+
+
 def check(config_paths: list[str], overrides: list[str]) -> tuple[ExperimentSpec, list[str]]:
     """Validate a config and run the handshake of the model with every split's problem; train nothing."""
+    from miprometheus.problems.assets import apply_assets, build_training_assets
     from miprometheus.workers.loaders import ProblemLoader
 
     config = load_config(config_paths, overrides)
@@ -202,9 +235,19 @@ def check(config_paths: list[str], overrides: list[str]) -> tuple[ExperimentSpec
     if not spec.splits:
         raise ConfigError("the config has no training, validation or testing section")
     report = []
-    for name, split in spec.splits.items():
+    assets = None
+    for name, split in sorted(spec.splits.items(), key=lambda item: item[0] != "training"):  # training first
         problem = build_problem(split)
+        if name == "training":
+            assets = build_training_assets(problem)
+        if assets is None and problem.uses_assets:
+            report.append(f"{name}: problem {problem.name} needs the assets of a training run; "
+                          "mip test EXPERIMENT_DIR checks it with them")
+            continue
+        apply_assets(problem, assets)
         model = build_model(spec, problem)
+        if name == "training":  # the weights to start from fit and the submodules to freeze exist
+            _check_transfer(spec, model)
         params = sum(p.numel() for p in model.parameters())
         samples = ProblemLoader(problem, split.section.sampler, split.section.dataloader, 0,
                                 f"{name}.sampler: ").num_samples

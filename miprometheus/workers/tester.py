@@ -12,11 +12,13 @@ from miprometheus.config.experiment import ExperimentSpec
 from miprometheus.errors import CheckpointError
 from miprometheus.files import create_unique_dir, timestamp
 from miprometheus.layout import TEST_DIR_PREFIX, TESTING_AGG_CSV, TESTING_CSV
+from miprometheus.problems.assets import apply_assets
 from miprometheus.seeding import derive_seed, seed_everything
 from miprometheus.statistics import write_csv
 from miprometheus.workers.evaluation import evaluate
 from miprometheus.workers.experiment import build_model, build_problem
 from miprometheus.workers.loaders import ProblemLoader
+from miprometheus.workers.precision import autocast, check_precision
 
 
 def load_weights(model: Any, checkpoint: Path, device: torch.device) -> dict[str, Any]:
@@ -34,7 +36,9 @@ def load_weights(model: Any, checkpoint: Path, device: torch.device) -> dict[str
 class Tester:
     """Runs a model over the test set; writes per-batch and aggregated statistics."""
 
-    def __init__(self, spec: ExperimentSpec, seed: int, device: str = "cpu") -> None:
+    def __init__(self, spec: ExperimentSpec, seed: int, device: str = "cpu",
+                 assets: dict[str, Any] | None = None, assets_source: str = "") -> None:
+        """``assets``: those its training run saved (``assets.json``); never built from the testing split."""
         split = spec.splits["testing"]
         self.spec, self.section = spec, split.section
         self.device = torch.device(device)
@@ -42,14 +46,20 @@ class Tester:
         seed_everything(self.seed)
         self.problem = build_problem(split)
         self.problem.seed(derive_seed(self.seed, "testing"))
+        apply_assets(self.problem, assets, assets_source)
         self.model = build_model(spec, self.problem).to(self.device)
         self.loader = ProblemLoader(self.problem, split.section.sampler, split.section.dataloader,
-                                    derive_seed(self.seed, "testing-sampler"), "testing.sampler: ")
+                                    derive_seed(self.seed, "testing-sampler"), "testing.sampler: ", self.device)
+        # The precision the model was trained in (32 when the config has no training section).
+        training = spec.training
+        self.precision = check_precision(training.precision if training is not None else "32", self.device,
+                                         spec.config.where("training.precision"))
 
     def run(self, logger: Any = None) -> tuple[list[dict[str, float]], dict[str, float]]:
         """Test on the whole testing split (or ``num_batches``): per-batch rows and the exact aggregate."""
         return evaluate(self.problem, self.model, self.loader.epoch(0), self.device, self.section.num_batches,
-                        self.loader.batches_per_epoch, "testing", logger, check_first=True)
+                        self.loader.batches_per_epoch, "testing", logger, check_first=True,
+                        autocast=lambda: autocast(self.device, self.precision))
 
     def visualize(self, folder: Path, setting: int | str) -> list[Path]:
         """``--visualize``: the figures of the first N tested samples in ``folder`` (or the window); the paths."""

@@ -17,7 +17,9 @@ import torch
 from miprometheus.checkpoint import load_checkpoint, save_checkpoint
 from miprometheus.config.experiment import ExperimentSpec
 from miprometheus.errors import CheckpointError
-from miprometheus.layout import LAST, MODELS_DIR
+from miprometheus.layout import ASSETS, LAST, MODELS_DIR
+from miprometheus.models import transfer
+from miprometheus.problems.assets import apply_assets, build_training_assets, write_assets_file
 from miprometheus.seeding import capture_rng_states, derive_seed, restore_rng_states, seed_everything
 from miprometheus.workers import callbacks as cb
 from miprometheus.workers.evaluation import evaluate, row_values
@@ -31,6 +33,7 @@ from miprometheus.workers.experiment import (
     to_device,
 )
 from miprometheus.workers.loaders import ProblemLoader
+from miprometheus.workers.precision import autocast, check_precision, make_scaler
 
 LAST_CHECKPOINT = Path(MODELS_DIR) / LAST
 
@@ -51,7 +54,8 @@ class Trainer:
     def __init__(self, spec: ExperimentSpec, seed: int, device: str = "cpu",
                  tensorboard: int | None = None, log_interval: int | None = None,
                  progress: bool | None = None, extra_callbacks: list[cb.Callback] | None = None,
-                 visualize: int | str | None = None) -> None:
+                 visualize: int | str | None = None, resuming: bool = False,
+                 assets: dict[str, Any] | None = None) -> None:
         training = spec.training
         self.spec, self.seed = spec, seed
         self.experiment: Experiment | None = None
@@ -62,16 +66,33 @@ class Trainer:
         seed_everything(seed)
         self.problem = build_problem(spec.splits["training"])
         self.problem.seed(derive_seed(seed, "training"))
-        self.model = build_model(spec, self.problem).to(self.device)
+        # Vocabularies and answer sets come from the training split only (a resumed run gets its saved ones).
+        self.assets = assets if assets is not None else build_training_assets(self.problem)
+        apply_assets(self.problem, self.assets)
+        self.precision = check_precision(training.precision, self.device, spec.config.where("training.precision"))
+        self.model = build_model(spec, self.problem)
+        # Transfer before training, not on resume: a resumed run loads its own weights (and the source
+        # checkpoint may be gone by then). Freezing applies to both, so the optimizer has the same parameters.
+        self.transfer: dict[str, Any] = {}
+        if spec.init_from is not None and not resuming:
+            self.transfer["init_from"] = transfer.load_into(self.model, spec.init_from,
+                                                            spec.config.where("model.init_from"))
+        if spec.freeze:
+            self.transfer["frozen"] = transfer.freeze(self.model, spec.freeze, spec.config.where("model.freeze"))
+        self.model.to(self.device)
         self.loader = ProblemLoader(self.problem, training.sampler, training.dataloader,
-                                    derive_seed(seed, "training-sampler"), "training.sampler: ")
+                                    derive_seed(seed, "training-sampler"), "training.sampler: ", self.device)
         self.validation = None
         if "validation" in spec.splits:
             split = spec.splits["validation"]
             self.val_problem = build_problem(split)
+            apply_assets(self.val_problem, self.assets)
             self.validation = ProblemLoader(self.val_problem, split.section.sampler, split.section.dataloader,
-                                            derive_seed(seed, "validation-sampler"), "validation.sampler: ")
-        self.optimizer = spec.optimizer.cls(self.model.parameters(), **spec.optimizer.kwargs)
+                                            derive_seed(seed, "validation-sampler"), "validation.sampler: ",
+                                            self.device)
+        self.trainable = transfer.trainable_parameters(self.model)
+        self.optimizer = spec.optimizer.cls(self.trainable, **spec.optimizer.kwargs)
+        self.scaler = make_scaler(self.device, self.precision)
         self.scheduler = spec.scheduler.cls(self.optimizer, **spec.scheduler.kwargs) if spec.scheduler else None
         self.state = TrainState()
         self.resumed = False
@@ -91,6 +112,8 @@ class Trainer:
         """Write into this experiment's folder and log (components are built before it exists, so
         that bad input fails without leaving a folder behind)."""
         self.experiment, self.folder, self.logger = experiment, experiment.folder, experiment.logger
+        if self.assets is not None:
+            write_assets_file(self.folder / ASSETS, self.problem.name, self.assets)
 
     def _make_callbacks(self, tensorboard: int | None, progress: bool | None) -> list[cb.Callback]:
         """The callbacks, in the order every hook calls them. The order matters:
@@ -125,6 +148,7 @@ class Trainer:
         loaders = [self.loader] + ([self.validation] if self.validation is not None else [])
         if self.experiment is not None and any(loader.settings.num_workers > 0 for loader in loaders):
             self.experiment.wait_for_background()
+        transfer.set_train_mode(self.model, self.spec.freeze)
         self._emit("on_train_start")
         self._started = time.perf_counter()
         self._check_limits()  # a resumed run may already be at its limit
@@ -155,19 +179,27 @@ class Trainer:
         batch = to_device(batch, self.device)
         self.last_batch = batch
         self.optimizer.zero_grad(set_to_none=True)
-        predictions = self.model(model_inputs(self.model, batch))
-        if not self._first_batch_checked:
-            check_first_batch(self.problem, self.model, batch, predictions)
-            self._first_batch_checked = True
-        loss = self.problem.loss(batch, predictions)
+        with autocast(self.device, self.precision):
+            # Logits in float32 whatever the precision: they are what the model declares, and the
+            # problem's loss and statistics are computed on them in full precision.
+            predictions = self.model(model_inputs(self.model, batch)).float()
+            if not self._first_batch_checked:
+                check_first_batch(self.problem, self.model, batch, predictions)
+                self._first_batch_checked = True
+            loss = self.problem.loss(batch, predictions)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
             self.stop("nan", f"the training loss is {loss_value} at episode {self.state.episode + 1}")
         else:
-            loss.backward()
+            # float16: the scaler multiplies the loss so small gradients do not underflow, divides the
+            # gradients back before clipping, and skips the step (lowering the scale) when one is inf/NaN.
+            # Other precisions: a disabled scaler, i.e. plain backward() and optimizer.step().
+            self.scaler.scale(loss).backward()
             if self.spec.training.gradient_clipping is not None:
-                torch.nn.utils.clip_grad_value_(self.model.parameters(), self.spec.training.gradient_clipping)
-            self.optimizer.step()
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_value_(self.trainable, self.spec.training.gradient_clipping)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
             self._step_scheduler("episode")
         with torch.no_grad():
             statistics = self.problem.statistics(batch, predictions.detach())
@@ -246,7 +278,9 @@ class Trainer:
         section = self.spec.splits["validation"].section
         self.val_problem.seed(derive_seed(self.seed, "validation"))
         _, aggregate = evaluate(self.val_problem, self.model, self.validation.epoch(0), self.device,
-                                section.num_batches, self.validation.batches_per_epoch, "validation", self.logger)
+                                section.num_batches, self.validation.batches_per_epoch, "validation", self.logger,
+                                autocast=lambda: autocast(self.device, self.precision))
+        transfer.set_train_mode(self.model, self.spec.freeze)  # evaluate() put the whole model back in train mode
         stats = {"episode": self.state.episode, "epoch": self.state.epoch, **aggregate}
         self.last_validation_stats = stats
         self._step_scheduler("validation", stats["loss"])
@@ -262,6 +296,7 @@ class Trainer:
             "kind": "last", "model_name": self.model.name, "problem_name": self.problem.name,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "scaler": self.scaler.state_dict(),  # float16 only: the loss scale and its growth tracker
             "rng": capture_rng_states(), "problem": self.problem.state_dict(), "trainer": state,
             "callbacks": {type(c).__name__: c.state_dict() for c in self.callbacks},
             "stop_cause": self.stop_cause,
@@ -281,6 +316,8 @@ class Trainer:
             self.optimizer.load_state_dict(payload["optimizer"])
             if self.scheduler is not None and payload.get("scheduler") is not None:
                 self.scheduler.load_state_dict(payload["scheduler"])
+            if self.scaler.is_enabled() and payload.get("scaler"):  # empty when the run was not float16
+                self.scaler.load_state_dict(payload["scaler"])
             self.problem.load_state_dict(payload["problem"])
             restore_rng_states(payload["rng"])
             self.state = TrainState(**payload["trainer"])

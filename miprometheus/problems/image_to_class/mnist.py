@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from miprometheus.data import DataDefinition
 from miprometheus.errors import ConfigError, DataError
 from miprometheus.params import param
+from miprometheus.problems.assets import shared_asset
+from miprometheus.problems.image_transforms import MNIST_MEAN, MNIST_STD, normalize, resize, to_float
 from miprometheus.problems.problem import Batch, Problem, ProblemParams
 from miprometheus.registry import register_problem
 from miprometheus.statistics import StatisticDefinition, mean_of
@@ -118,6 +120,11 @@ def read_idx_labels(path: Path) -> torch.Tensor:
     return labels
 
 
+def _load_images(path: Path) -> torch.Tensor:
+    """An IDX image file as ``uint8`` [N, 1, rows, cols] (the shape every split shares)."""
+    return read_idx_images(path).unsqueeze(1)
+
+
 def fetch(url: str) -> bytes:
     """Download one URL into memory (module-level so that tests can replace it)."""
     with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
@@ -161,10 +168,12 @@ def download_file(gz_name: str, folder: Path) -> Path:
 
 @register_problem
 class MNIST(Problem):
-    """Classify 28x28 handwritten digits (0-9); images are float32 in [0, 1], no normalisation.
+    """Classify 28x28 handwritten digits (0-9); images are float32 in [0, 1], normalised on request.
 
     Batches hold ``images`` [B, 1, H, W] float32, ``targets`` [B] int64 and ``targets_label``
     (list of class names such as "Seven"). The train split has 60,000 images, the test split 10,000.
+    The split keeps the file's pixels as ``uint8`` [N, 1, 28, 28] (``self.images``), one copy shared by
+    every split that reads the same file; each batch is converted (and resized, normalised) when made.
     """
 
     @dataclasses.dataclass(kw_only=True)
@@ -174,7 +183,12 @@ class MNIST(Problem):
         data_folder: str = param(doc="folder holding the IDX files (itself, raw/ or MNIST/raw/); downloads go "
                                      "to <data_folder>/raw/", path=True)
         use_train_data: bool = param(True, "use the 60,000 training images (False: the 10,000 test images)")
-        resize: list[int] | None = param(None, "optional [height, width] to resize the images to (bilinear)")
+        resize: list[int] | None = param(None, "optional [height, width] to resize the images to (bilinear, "
+                                               "antialiased, per batch)")
+        normalize: bool = param(False, "subtract the mean and divide by the std (the published MNIST values "
+                                       "0.1307 / 0.3081 unless mean/std are set)")
+        mean: float | None = param(None, "pixel mean used by normalize (in [0, 1]); default 0.1307")
+        std: float | None = param(None, "pixel standard deviation used by normalize; default 0.3081")
         download: bool = param(True, "download missing files from the official mirrors (md5-verified)")
 
     def __init__(self, params: Params) -> None:
@@ -186,21 +200,19 @@ class MNIST(Problem):
         split = "train" if params.use_train_data else "test"
         images_path, labels_path = self._locate(split)
 
-        raw_images = read_idx_images(images_path)
-        self.targets = read_idx_labels(labels_path)
-        if raw_images.shape[0] != self.targets.shape[0]:
-            raise DataError(f"MNIST files disagree: {images_path} holds {raw_images.shape[0]} images but "
+        # One copy per file in the process, whatever the number of splits reading it (DESIGN §11).
+        self.images = shared_asset(images_path, _load_images)
+        self.targets = shared_asset(labels_path, read_idx_labels)
+        if self.images.shape[0] != self.targets.shape[0]:
+            raise DataError(f"MNIST files disagree: {images_path} holds {self.images.shape[0]} images but "
                             f"{labels_path} holds {self.targets.shape[0]} labels")
-        images = raw_images.unsqueeze(1).float().div_(255.0)
-        if size is not None and tuple(images.shape[-2:]) != size:
-            # Resized once here rather than per sample: a whole split takes a fraction of a second.
-            images = F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
-            images = images.clamp_(0.0, 1.0)
-        self.images = images.contiguous()
-        height, width = self.images.shape[-2:]
+        self.size = size if size is not None else tuple(self.images.shape[-2:])
+        self.mean_std = self._check_normalization(params)
+        height, width = self.size
 
         self.output_definitions = {
-            "images": DataDefinition((-1, 1, height, width), "float32", "grey-scale images in [0, 1]"),
+            "images": DataDefinition((-1, 1, height, width), "float32", "grey-scale images in [0, 1]"
+                                     + (" minus the mean, divided by the std" if self.mean_std else "")),
             "targets": DataDefinition((-1,), "int64", "digit class 0..9"),
             "targets_label": DataDefinition((-1,), "list", "class name of each target, e.g. 'Seven'"),
         }
@@ -221,6 +233,17 @@ class MNIST(Problem):
             raise ConfigError(f"problem {self.name}: resize must be [height, width] with two positive integers, "
                               f"got {resize!r}")
         return int(values[0]), int(values[1])
+
+    def _check_normalization(self, params: Params) -> tuple[float, float] | None:
+        if not params.normalize:
+            if params.mean is not None or params.std is not None:
+                raise ConfigError(f"problem {self.name}: mean/std are used only with normalize: true")
+            return None
+        mean = MNIST_MEAN[0] if params.mean is None else float(params.mean)
+        std = MNIST_STD[0] if params.std is None else float(params.std)
+        if not std > 0:
+            raise ConfigError(f"problem {self.name}: std must be positive, got {std}")
+        return mean, std
 
     def _locate(self, split: str) -> tuple[Path, Path]:
         """The paths of the split's image and label files, downloading missing ones if allowed."""
@@ -256,10 +279,17 @@ class MNIST(Problem):
 
     def collate_fn(self, samples: list[dict[str, Any]]) -> Batch:
         return {
-            "images": torch.stack([s["images"] for s in samples]),
+            "images": self.prepare_images(torch.stack([s["images"] for s in samples])),
             "targets": torch.stack([s["targets"] for s in samples]),
             "targets_label": [s["targets_label"] for s in samples],
         }
+
+    def prepare_images(self, pixels: torch.Tensor) -> torch.Tensor:
+        """A batch of ``uint8`` pixels [B, 1, 28, 28] as the model sees it: float in [0, 1], resized, normalised."""
+        images = resize(to_float(pixels), self.size)
+        if self.mean_std is not None:
+            images = normalize(images, (self.mean_std[0],), (self.mean_std[1],))
+        return images
 
     # --- loss and statistics --------------------------------------------------------------------
     def loss(self, batch: Batch, predictions: torch.Tensor) -> torch.Tensor:

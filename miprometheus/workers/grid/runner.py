@@ -26,6 +26,7 @@ from miprometheus.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ConfigError, M
 from miprometheus.files import atomic_write_text, create_unique_dir, timestamp
 from miprometheus.layout import GRID_CONFIG
 from miprometheus.workers.grid.executors import Executor, Job, JobResult, make_executor
+from miprometheus.workers.grid.folders import ABANDONED_DIR, newest_experiment, newest_test
 from miprometheus.workers.grid.manifest import DONE, FAILED, PENDING, RUNNING, ExperimentRecord, Manifest, now
 from miprometheus.workers.grid.spec import GridSettings, GridSpec, load_grid
 
@@ -66,17 +67,6 @@ def load_settings(folder: Path) -> GridSettings:
     data = yaml.safe_load(path.read_text()) or {}
     known = {k: v for k, v in (data.get("grid_settings") or {}).items() if k in GridSettings.__dataclass_fields__}
     return GridSettings(**known)
-
-
-def find_experiment_folder(grid: Path, output: str) -> Path | None:
-    """The experiment folder a job wrote under ``output`` (the newest, if several)."""
-    found = sorted((grid / output).glob("*/*/*/training_configuration.yaml"), key=lambda p: p.stat().st_mtime)
-    return found[-1].parent if found else None
-
-
-def newest_test_folder(experiment: Path) -> Path | None:
-    found = sorted(experiment.glob("test_*/testing_set_agg_statistics.csv"), key=lambda p: p.stat().st_mtime)
-    return found[-1].parent if found else None
 
 
 def _pid_alive(pid: int) -> bool:
@@ -143,14 +133,15 @@ class GridRunner:
                        gpus=self.settings.gpus_per_experiment)
         output = f"experiments/{record.id}"
         log = f"logs/{record.id}.train.log"
-        existing = find_experiment_folder(self.folder, output)
+        existing = newest_experiment(self.folder / output)
         if existing is not None and (existing / "models" / "model_last.pt").is_file():
             # a killed attempt continues from its last checkpoint instead of starting over
             args = ["train", "--resume", str(existing.relative_to(self.folder)), "--no-progress"]
             inputs = [output]
         else:
             if existing is not None:  # killed before its first checkpoint: set aside, start over
-                aside = self.folder / output / "_abandoned" / "_".join(existing.relative_to(self.folder / output).parts)
+                parts = existing.relative_to(self.folder / output).parts
+                aside = self.folder / output / ABANDONED_DIR / "_".join(parts)
                 aside.parent.mkdir(parents=True, exist_ok=True)
                 existing.rename(aside)
             args = ["train", record.config, "--expdir", output, "--no-progress"]
@@ -185,7 +176,7 @@ class GridRunner:
                 self.manifest.update(record.id, folder=self._folder_of(record))
 
     def _folder_of(self, record: ExperimentRecord) -> str | None:
-        found = find_experiment_folder(self.folder, f"experiments/{record.id}")
+        found = newest_experiment(self.folder / f"experiments/{record.id}")
         return str(found.relative_to(self.folder)) if found else None
 
     def run(self) -> Manifest:
@@ -267,7 +258,7 @@ class GridRunner:
             changes["ended"] = now()
         else:
             experiment = self.folder / record.folder if record.folder else None
-            test_folder = newest_test_folder(experiment) if experiment else None
+            test_folder = newest_test(experiment) if experiment else None
             changes["test_folder"] = str(test_folder.relative_to(self.folder)) if test_folder else None
         bad_input = result.exit_code == EXIT_BAD_INPUT
         retry = not ok and not bad_input and self.phase.attempts(record) < allowed
@@ -342,7 +333,7 @@ def _short(value: str | None) -> str:
 
 def latest_statistics(grid: Path, record: ExperimentRecord) -> dict[str, str]:
     """The last row of an experiment's training statistics (read from the end of the file)."""
-    folder = find_experiment_folder(grid, f"experiments/{record.id}")
+    folder = newest_experiment(grid / f"experiments/{record.id}")
     if folder is None:
         return {}
     path = folder / "training_statistics.csv"

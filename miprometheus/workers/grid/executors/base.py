@@ -29,7 +29,10 @@ class Job:
     env: dict[str, str] = field(default_factory=dict)
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "miprometheus", *self.args, "--threads", str(self.threads)]
+        # A job holding a GPU token runs on it: CUDA_VISIBLE_DEVICES shows the child only its GPU(s),
+        # which are then `cuda` (= cuda:0) to it.
+        device = ["--device", "cuda"] if self.gpus > 0 and "--device" not in self.args else []
+        return [sys.executable, "-m", "miprometheus", *self.args, "--threads", str(self.threads), *device]
 
     def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = dict(os.environ)
