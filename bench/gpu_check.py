@@ -142,14 +142,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, default=300, help="training episodes of each run")
     parser.add_argument("--mnist", type=Path, default=DEFAULT_MNIST, help="folder of the MNIST IDX files")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--models", default="LeNet5,LSTM", help="which of LeNet5, LSTM to check (comma-separated)")
     parser.add_argument("--no-grid", action="store_true", help="skip the grid (GPU tokens) check")
     args = parser.parse_args(argv)
 
     import torch
 
+    from miprometheus.errors import BadInputError
     from miprometheus.workers.runs import check_device
 
-    device = check_device(args.device)
+    try:
+        device = check_device(args.device)
+    except BadInputError as exc:
+        print(f"gpu_check: {exc} (torch {torch.__version__}; --device cpu runs the same path as a dry run)")
+        return 2
     on_cuda = device.startswith("cuda")
     precisions = ["32", "16-mixed"]
     if not on_cuda or torch.cuda.is_bf16_supported():
@@ -168,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  LeNet5 data: {mnist}")
         configs = {"LeNet5": LENET5.format(data=mnist, episodes=args.episodes),
                    "LSTM": LSTM.format(episodes=args.episodes)}
+        configs = {name: text for name, text in configs.items() if name in args.models.split(",")}
+        (work / "lstm.yaml").write_text(LSTM.format(episodes=args.episodes))  # the grid's experiment
         print(f"\n  {'model':<7} {'device':<7} {'precision':<9} {'loss first':>10} {'loss last':>10} "
               f"{'step ms':>8}  verdict")
         for model, text in configs.items():

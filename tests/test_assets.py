@@ -227,39 +227,41 @@ CONCURRENT_CHILD = """
 import sys, time, torch
 from pathlib import Path
 from miprometheus.problems.cache import cached_dataset
-folder, regenerate = Path(sys.argv[1]), sys.argv[2] == "1"
-(folder / f"ready-{sys.argv[3]}").touch()
-while not (folder / "go").exists():
-    time.sleep(0.01)
-def build():
+folder, me = Path(sys.argv[1]), sys.argv[2]
+def wait_for(name):
+    while not (folder / name).exists():
+        time.sleep(0.01)
+def build(phase):
     with open(folder / "builds.log", "a") as log:
-        log.write("built\\n")
-    time.sleep(1.0)
-    return {"values": torch.arange(5)}
-data = cached_dataset(folder / "cache", "scenes", {"size": 5}, 1, build, regenerate=regenerate)
-print(data["values"].tolist())
+        log.write(phase + "\\n")
+    time.sleep(1.0)  # long enough for the others to be waiting on the lock
+    return {"values": torch.arange(5) * (2 if phase == "regenerate" else 1)}
+for phase in ("first", "regenerate"):
+    (folder / f"ready-{phase}-{me}").touch()
+    wait_for(f"go-{phase}")
+    data = cached_dataset(folder / "cache", "scenes", {"size": 5}, 1, lambda: build(phase),
+                          regenerate=phase == "regenerate")
+    print(data["values"].tolist())
 """
 
 
-@pytest.mark.parametrize("regenerate", [False, True])
-def test_concurrent_experiments_build_a_cache_once(tmp_path, regenerate):
-    """Several processes ask for one cache at the same moment: one builds, the others wait and read it."""
-    if regenerate:  # an older file exists: every process is set to regenerate it, yet it is built once
-        cache.cached_dataset(tmp_path / "cache", "scenes", {"size": 5}, 1, lambda: {"values": torch.zeros(5)})
+def test_concurrent_experiments_build_a_cache_once(tmp_path):
+    """Several processes ask for one cache at the same moment: one builds, the others wait and read it;
+    the same when all of them are set to regenerate an existing file."""
     script = tmp_path / "child.py"
     script.write_text(textwrap.dedent(CONCURRENT_CHILD))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    children = [subprocess.Popen([sys.executable, str(script), str(tmp_path), str(int(regenerate)), str(i)],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-                for i in range(3)]
+    children = [subprocess.Popen([sys.executable, str(script), str(tmp_path), str(i)], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, env=env) for i in range(3)]
     deadline = time.monotonic() + 60
-    while len(list(tmp_path.glob("ready-*"))) < 3 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    (tmp_path / "go").touch()
+    for phase in ("first", "regenerate"):
+        while len(list(tmp_path.glob(f"ready-{phase}-*"))) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        (tmp_path / f"go-{phase}").touch()  # all three ask at once
     outputs = [child.communicate(timeout=60) for child in children]
     assert all(child.returncode == 0 for child in children), outputs
-    assert [out.strip() for out, _ in outputs] == ["[0, 1, 2, 3, 4]"] * 3
-    assert (tmp_path / "builds.log").read_text().count("built") == 1
+    assert [out.split() for out, _ in outputs] == [["[0,", "1,", "2,", "3,", "4]", "[0,", "2,", "4,", "6,", "8]"]] * 3
+    assert (tmp_path / "builds.log").read_text().split() == ["first", "regenerate"]
 
 
 # --- vocabularies ---------------------------------------------------------------------------------------
@@ -437,7 +439,7 @@ def test_vocabulary_of_the_training_split_is_saved_and_used_by_validation_and_mi
     own_vocabulary = Vocabulary.build(line.split("\t")[1].split() for line in TEST)
     assert len(own_vocabulary) != len(training_vocabulary)  # a vocabulary of its own would not fit the weights
     assert yaml.safe_load((test_folder / TESTING_CONFIG).read_text())["model"]["vocabulary_size"] == len(saved)
-    assert agg["unk"] == pytest.approx(7 / 18)  # a, truly (x2 each), wonderful, dreadful, acting (x2) are UNK
+    assert agg["unk"] == pytest.approx(8 / 14)  # a, truly (x2 each), wonderful, dreadful, acting (x2) are UNK
 
     (folder / ASSETS).unlink()
     with pytest.raises(DataError, match="assets.json"):
@@ -451,11 +453,16 @@ def test_a_transfer_run_uses_the_given_vocabulary_file(word_experiment):
     tmp = word_experiment
     first = runs.train([str(tmp / "words.yaml")], [], _options(tmp)).folder
     (tmp / "other.tsv").write_text("1\tsuperb movie\n0\tterrible movie\n")
-    second = runs.train([str(tmp / "words.yaml")], ["training.problem.data_file=other.tsv",
+    second = runs.train([str(tmp / "words.yaml")], [f"training.problem.data_file={tmp / 'other.tsv'}",
                                                     f"training.problem.vocabulary_file={first / ASSETS}"],
                         _options(tmp)).folder
     assert Vocabulary.load(second / ASSETS) == Vocabulary.load(first / ASSETS)
     assert float(_agg(second, TRAINING_CSV)[0]["unk"]) == pytest.approx(0.5)  # its own new words are UNK
+
+    # a resumed run keeps the vocabulary it saved, even when its training data changed meanwhile
+    (tmp / "train.tsv").write_text("\n".join([*TRAIN, "1\tmarvellous"]) + "\n")
+    runs.train([], [], _options(tmp), resume=first)
+    assert "marvellous" not in Vocabulary.load(first / ASSETS)
 
 
 def test_mip_check_builds_the_vocabulary_from_the_training_split(word_experiment):

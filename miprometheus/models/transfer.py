@@ -27,17 +27,18 @@ CHECKPOINT_FILES = {"best": "model_best.pt", "last": "model_last.pt"}
 _LISTED = 8  # keys shown per kind of problem in an error message
 
 
-def checkpoint_path(init: InitFrom) -> Path:
+def checkpoint_path(init: InitFrom, where: str = "") -> Path:
     """The checkpoint file that ``init`` names: the file itself, or the chosen checkpoint of an experiment folder."""
     path = Path(init.path)
     if path.is_dir():
         file = path / "models" / CHECKPOINT_FILES[init.checkpoint]
         if not file.is_file():
-            raise CheckpointError(f"model.init_from: {path} has no models/{CHECKPOINT_FILES[init.checkpoint]} "
+            raise CheckpointError(f"{where}model.init_from: {path} has no models/{CHECKPOINT_FILES[init.checkpoint]} "
                                   "(is it an experiment folder whose training wrote a checkpoint?)")
         return file
     if not path.exists():
-        raise CheckpointError(f"model.init_from: {path} does not exist (a checkpoint file or an experiment folder)")
+        raise CheckpointError(f"{where}model.init_from: {path} does not exist "
+                              "(a checkpoint file or an experiment folder)")
     return path
 
 
@@ -64,7 +65,7 @@ def load_into(model: torch.nn.Module, init: InitFrom, where: str = "") -> dict[s
 
     Returns the record of what was loaded, for run_info.json.
     """
-    file = checkpoint_path(init)
+    file = checkpoint_path(init, where)
     payload = load_checkpoint(file)
     state = payload.get("model")
     if not isinstance(state, dict):

@@ -30,10 +30,6 @@ from miprometheus.workers.grid.manifest import ExperimentRecord, Manifest
 if TYPE_CHECKING:
     import pandas as pd
 
-# Keys of a testing configuration that name the weights tested, not the test setting.
-NOT_TEST_SETTING = {"testing.checkpoint", "testing.checkpoint_selected_by"}
-
-
 @dataclass
 class TestResult:
     """The newest test of one experiment in one test setting."""
@@ -151,8 +147,9 @@ def _tests(folder: Path, trained: dict[str, Any]) -> list[TestResult]:
     """The newest test of each test setting of an experiment folder.
 
     A test's setting is what its testing configuration changed (``mip test DIR testing.problem.x=...``):
-    the keys whose values differ from the training configuration's. Without either file, a test is
-    the standard one.
+    the keys whose values differ from the training configuration's. Keys only a testing configuration
+    has (``testing.checkpoint``, the weights tested) are no setting. Without either file, a test is the
+    standard one.
     """
     newest: dict[str, TestResult] = {}
     for test in finished_tests(folder):  # oldest first: a newer test of a setting replaces an older one
@@ -161,13 +158,13 @@ def _tests(folder: Path, trained: dict[str, Any]) -> list[TestResult]:
             continue
         tested = read_yaml(test / TESTING_CONFIG) if trained else None
         tested = flatten(tested) if isinstance(tested, dict) else {}
-        setting = {key: value for key, value in tested.items() if key in trained and key not in NOT_TEST_SETTING
-                   and canonical(value) != canonical(trained[key])}
+        setting = {key: value for key, value in tested.items()
+                   if key in trained and canonical(value) != canonical(trained[key])}
         newest[canonical(setting)] = TestResult(setting, rows[-1], test)
     return list(newest.values())
 
 
-def read_experiment(folder: Path, identifier: str, relative: str | None, fallback_config: Path | None = None,
+def read_experiment(folder: Path | None, identifier: str, relative: str | None, fallback_config: Path | None = None,
                     record: ExperimentRecord | None = None) -> Experiment:
     """One experiment: its effective config (else ``fallback_config``, the grid's), run record and tests."""
     exists = folder is not None and folder.is_dir()

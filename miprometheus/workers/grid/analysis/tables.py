@@ -29,7 +29,6 @@ from miprometheus.workers.grid.analysis.collect import (
     Experiment,
     canonical,
     collect,
-    is_number,
     read_curves,
 )
 from miprometheus.workers.grid.manifest import DONE, FAILED
@@ -219,7 +218,8 @@ def experiment_table(collection: Collection) -> Table:
     tail = ["best_episode", "episodes", "wall_time_s", "termination_cause",
             *(["attempts", "test_status", "last_error"] if grid else []), "folder"]
     ordered = []
-    for prefix in (VALIDATION_PREFIX, *dict.fromkeys(prefixes[k] for k in sorted(prefixes, key=len))):
+    # Validation, the standard test, then the other test settings in the order they were first found.
+    for prefix in (VALIDATION_PREFIX, *sorted(dict.fromkeys(prefixes.values()), key=lambda p: p != TEST_PREFIX)):
         group = [key for key in found if key.startswith(prefix) and key not in ordered]
         ordered += sorted(group, key=lambda k, p=prefix: (k != f"{p}loss", group.index(k)))
     return Table(rows, head + ordered + tail, params, ordered)
@@ -335,14 +335,11 @@ def summarize(table: Table, experiments: list[Experiment]) -> Summary:
     summary["experiments"] = grouped.size()
     done = frame["status"] == DONE
     finished = values.loc[done, measured]
-    stats = finished.groupby(key[done]).agg(["mean", "std", "count"])
     for column in measured:
-        if stats.empty:
-            summary[f"{column}_mean"] = summary[f"{column}_std"] = math.nan
-            continue
-        summary[f"{column}_mean"] = stats[(column, "mean")]
+        repetitions = finished[column].groupby(key[done])
+        summary[f"{column}_mean"] = repetitions.mean().astype(float)
         # one repetition: no spread (pandas' sample std would be NaN)
-        summary[f"{column}_std"] = stats[(column, "std")].where(stats[(column, "count")] != 1, 0.0)
+        summary[f"{column}_std"] = repetitions.std().where(repetitions.count() != 1, 0.0).astype(float)
     summary = summary.reset_index(drop=True)[columns]
 
     shown = _telling_settings(records(summary[setting]), setting)
@@ -387,4 +384,4 @@ def csv_text(frame: pd.DataFrame, columns: list[str]) -> str:
     return frame[columns].to_csv(index=False, lineterminator="\n", na_rep="")
 
 
-__all__ = ["Summary", "Table", "experiment_table", "is_number", "labels", "load", "records", "summarize"]
+__all__ = ["Summary", "Table", "experiment_table", "labels", "load", "records", "summarize"]
