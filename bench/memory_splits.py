@@ -79,13 +79,13 @@ def main() -> None:
                                           f"validation.interval={max(1, options.episodes // 2)}", *common], workdir)
         alone = best_of(options.repeats, ["train", str(training_only_config(workdir)), *common], workdir)
         difference = three - alone
-        old_copies = 2 * MNIST_TEST_IMAGES * 32 * 32 * 4 / 2**20  # two more float32 32x32 copies of the split
+        float_copy = MNIST_TEST_IMAGES * 32 * 32 * 4 / 2**20  # what each split held before (float32, resized)
         print(f"mip train lenet5_mnist.yaml, {options.episodes} episodes, --threads 1 (peak RSS, each run a child):")
         print(f"  training + validation + testing splits   {three:8.1f} MB")
         print(f"  training split only                      {alone:8.1f} MB")
         print(f"  difference                               {difference:8.1f} MB   (limit {LIMIT_MB:.0f} MB: "
               f"{'ok' if difference < LIMIT_MB else 'OVER'})")
-        print(f"  (a float32 32x32 copy per split, as before, would add about {old_copies:.0f} MB)")
+        print(f"  (before, each split held its own float32 32x32 copy of the file: {float_copy:.0f} MB)")
         if not options.skip_224:
             size_overrides = [f"{split}.problem.{key}" for split in ("training", "validation", "testing")
                               for key in ("resize=[224,224]", "batch_size=64")]

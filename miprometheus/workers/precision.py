@@ -61,6 +61,15 @@ def _onednn_supports(dtype: torch.dtype) -> bool:
         return False
 
 
+def precision_note(device: torch.device, precision: str) -> str:
+    """A line for the log: the precision, and what it means on this device."""
+    if precision != "32" and device.type == "cpu" and not _onednn_supports(_DTYPES[precision]):
+        kind = "bfloat16" if precision == "bf16" else "float16"
+        return (f"{precision} on a CPU without native {kind} support: recurrent layers run in float32, "
+                "and mixed precision is slower than 32 here (it is meant for GPUs)")
+    return precision
+
+
 def make_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
     """The gradient scaler: active for float16 (whose small gradients underflow), a pass-through otherwise.
 
@@ -70,4 +79,4 @@ def make_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
 
 
-__all__ = ["PRECISIONS", "autocast", "check_precision", "make_scaler"]
+__all__ = ["PRECISIONS", "autocast", "check_precision", "make_scaler", "precision_note"]

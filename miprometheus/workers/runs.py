@@ -70,7 +70,9 @@ def _log_transfer(trainer: Any) -> None:
         trainer.logger.info("frozen: %s (%s parameters, kept in eval mode)", ", ".join(frozen["modules"]),
                             f"{frozen['parameter_count']:,}")
     if trainer.precision != "32":
-        trainer.logger.info("precision: %s", trainer.precision)
+        from miprometheus.workers.precision import precision_note
+
+        trainer.logger.info("precision: %s", precision_note(trainer.device, trainer.precision))
 
 
 def train(config_paths: list[str], overrides: list[str], options: RunOptions, resume: Path | None = None,

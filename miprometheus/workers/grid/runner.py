@@ -24,7 +24,7 @@ import yaml
 from miprometheus.config.yaml_loader import dump_yaml
 from miprometheus.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ConfigError, MipError
 from miprometheus.files import atomic_write_text, create_unique_dir, timestamp
-from miprometheus.layout import GRID_CONFIG
+from miprometheus.layout import GRID_CONFIG, TRAINING_CSV
 from miprometheus.workers.grid.executors import Executor, Job, JobResult, make_executor
 from miprometheus.workers.grid.folders import ABANDONED_DIR, newest_experiment, newest_test
 from miprometheus.workers.grid.manifest import DONE, FAILED, PENDING, RUNNING, ExperimentRecord, Manifest, now
@@ -336,7 +336,7 @@ def latest_statistics(grid: Path, record: ExperimentRecord) -> dict[str, str]:
     folder = newest_experiment(grid / f"experiments/{record.id}")
     if folder is None:
         return {}
-    path = folder / "training_statistics.csv"
+    path = folder / TRAINING_CSV
     try:
         with open(path, "rb") as handle:
             header = handle.readline().decode().strip().split(",")
