@@ -35,6 +35,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/python bench/overhead.py
 	$(VENV)/bin/python bench/cli_startup.py
+	$(VENV)/bin/python bench/memory_splits.py
 	$(VENV)/bin/python bench/grid_scaling.py
 
 clean:

@@ -55,10 +55,11 @@ def shared_asset(path: Path | str, load: Callable[[Path], T], *key: Hashable) ->
     """The object ``load(path)`` returns, loaded once per process for every caller asking for the same file.
 
     ``key`` distinguishes different things loaded from one file; the loader itself is part of the key
-    too: pass a module-level function (the same object at every call), not a lambda made per call. The returned object must support weak references (tensors,
-    NumPy arrays, :class:`Arrays`): keep a reference to it, not only to a view of it, for as long as
-    it is used — the cache forgets an object as soon as nobody holds it. Every caller gets the same
-    object: treat it as read-only (transform copies of batches, never the shared data in place).
+    too: pass a module-level function (the same object at every call), not a lambda made per call.
+    The returned object must support weak references (tensors, NumPy arrays, :class:`Arrays`): keep a
+    reference to it, not only to a view of it, for as long as it is used — the cache forgets an object
+    as soon as nobody holds it. Every caller gets the same object: treat it as read-only (transform
+    copies of batches, never the shared data in place).
     """
     path = Path(os.path.expanduser(str(path)))
     cache_key = (*file_key(path), load, *key)
