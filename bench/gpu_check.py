@@ -91,7 +91,7 @@ def train_once(config: Path, device: str, precision: str, expdir: Path, threads:
     """One experiment through the `mip train` code path; its losses and its median step time."""
     from miprometheus.statistics import read_csv
     from miprometheus.workers import runs
-    from miprometheus.workers.experiment import RunOptions
+    from miprometheus.workers.run_folder import RunOptions
 
     options = RunOptions(expdir=expdir, device=device, progress=False, log_level="WARNING", threads=threads,
                          command_line=["gpu_check", str(config), device, precision])

@@ -57,7 +57,7 @@ def plain(steps: int) -> float:
 def trainer(steps: int) -> float:
     """The same work through the Trainer: CSV rows every episode, checkpoints, run_info, log."""
     from miprometheus.workers import runs
-    from miprometheus.workers.experiment import RunOptions
+    from miprometheus.workers.run_folder import RunOptions
 
     folder = Path(tempfile.mkdtemp())
     config = folder / "bench.yaml"

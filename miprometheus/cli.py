@@ -180,7 +180,7 @@ def _split_items(items: list[str]) -> tuple[list[str], list[str]]:
 
 
 def _options(args: argparse.Namespace) -> Any:
-    from miprometheus.workers.experiment import RunOptions
+    from miprometheus.workers.run_folder import RunOptions
 
     return RunOptions(expdir=args.expdir, savetag=args.savetag, device="cuda" if args.gpu else args.device,
                       tensorboard=args.tensorboard, log_level=args.log_level, log_interval=args.log_interval,
@@ -277,10 +277,10 @@ def cmd_split(args: argparse.Namespace) -> int:
     import torch
 
     from miprometheus.config import load_config
-    from miprometheus.config.experiment import validate
+    from miprometheus.config.experiment_spec import validate
     from miprometheus.errors import ConfigError
     from miprometheus.files import atomic_write_text
-    from miprometheus.workers.experiment import build_problem
+    from miprometheus.workers.components import build_problem
     from miprometheus.workers.loaders import parse_indices
 
     if any(f <= 0 for f in args.fractions) or abs(sum(args.fractions) - 1.0) > 1e-6:

@@ -408,7 +408,7 @@ def word_experiment(tmp_path):
 
 
 def _options(tmp_path: Path):
-    from miprometheus.workers.experiment import RunOptions
+    from miprometheus.workers.run_folder import RunOptions
 
     return RunOptions(expdir=tmp_path / "experiments", progress=False, command_line=["mip", "train"])
 

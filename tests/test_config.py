@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from miprometheus.config import load_config, parse_overrides
-from miprometheus.config.experiment import finalize_model_params, validate
+from miprometheus.config.experiment_spec import finalize_model_params, validate
 from miprometheus.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from miprometheus.config import load_config
-from miprometheus.config.experiment import validate
+from miprometheus.config.experiment_spec import validate
 from miprometheus.config.yaml_loader import dump_yaml, safe_load
 from miprometheus.files import atomic_write, atomic_write_json, atomic_write_text
 from miprometheus.statistics import CSVWriter

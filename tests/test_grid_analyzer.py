@@ -320,7 +320,7 @@ def test_empty_grid(tmp_path: Path) -> None:
 def test_real_trainings(tmp_path: Path) -> None:
     """Two real tiny trainings (a hidden_size sweep), tested, placed in a grid layout."""
     from miprometheus.workers import runs
-    from miprometheus.workers.experiment import RunOptions
+    from miprometheus.workers.run_folder import RunOptions
 
     grid = new_grid(tmp_path)
     config = tmp_path / "tiny.yaml"

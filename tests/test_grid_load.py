@@ -91,7 +91,7 @@ def test_load_with_learning_curves(tmp_path: Path) -> None:
 def test_each_test_setting_gets_its_columns(tmp_path: Path) -> None:
     """A real training tested as configured and with longer sequences: one set of test columns per setting."""
     from miprometheus.workers import runs
-    from miprometheus.workers.experiment import RunOptions
+    from miprometheus.workers.run_folder import RunOptions
 
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY_SERIAL)

@@ -13,14 +13,14 @@ import yaml
 
 from miprometheus.checkpoint import load_checkpoint
 from miprometheus.config import load_config
-from miprometheus.config.experiment import validate
+from miprometheus.config.experiment_spec import validate
 from miprometheus.config.sections import DataLoaderSection
 from miprometheus.errors import ConfigError
 from miprometheus.statistics import read_csv
 from miprometheus.workers import runs, tester
-from miprometheus.workers.experiment import RunOptions
 from miprometheus.workers.grid.executors.base import Job
 from miprometheus.workers.loaders import ProblemLoader
+from miprometheus.workers.run_folder import RunOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 

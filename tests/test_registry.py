@@ -157,7 +157,7 @@ def test_register_a_model_at_run_time():
 @pytest.mark.usefixtures("clean_registry")
 def test_register_a_problem_at_run_time_validates_in_a_config(tmp_path):
     from miprometheus.config import load_config
-    from miprometheus.config.experiment import validate
+    from miprometheus.config.experiment_spec import validate
     from miprometheus.problems.problem import Problem, ProblemParams
 
     @registry.register_problem

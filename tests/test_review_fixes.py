@@ -12,10 +12,10 @@ import yaml
 from miprometheus.checkpoint import load_checkpoint
 from miprometheus.cli import main
 from miprometheus.config import load_config
-from miprometheus.config.experiment import validate
+from miprometheus.config.experiment_spec import validate
 from miprometheus.workers import callbacks as cb
 from miprometheus.workers import runs
-from miprometheus.workers.experiment import Experiment, RunOptions
+from miprometheus.workers.run_folder import Experiment, RunOptions
 from miprometheus.workers.trainer import Trainer
 from tests.conftest import SHARED_MNIST
 

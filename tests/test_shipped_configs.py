@@ -29,9 +29,9 @@ def test_the_values_problems_hand_to_models_use_one_set_of_names():
 
     from miprometheus import registry
     from miprometheus.config import load_config
-    from miprometheus.config.experiment import validate
+    from miprometheus.config.experiment_spec import validate
     from miprometheus.data import VALUE_NAMES
-    from miprometheus.workers.experiment import build_problem
+    from miprometheus.workers.components import build_problem
 
     design = (CONFIGS.parent / "docs" / "DESIGN.md").read_text()
     table = design.split("### Values problems hand to models")[1].split("\n\n")[2]

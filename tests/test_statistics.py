@@ -17,7 +17,7 @@ from miprometheus.problems.problem import Problem, ProblemParams
 from miprometheus.registry import register_model, register_problem
 from miprometheus.statistics import Aggregator, CSVWriter, Measure, StatisticDefinition, mean_of, read_csv
 from miprometheus.workers import runs
-from miprometheus.workers.experiment import RunOptions
+from miprometheus.workers.run_folder import RunOptions
 from tests.conftest import SHARED_MNIST
 
 
@@ -184,7 +184,7 @@ def test_the_split_aggregate_equals_the_figure_on_all_samples_at_once(tmp_path):
 @pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="shared MNIST data not present")
 def test_mnist_test_accuracy_with_a_smaller_last_batch_is_exact(tmp_path):
     from miprometheus.config import load_config
-    from miprometheus.config.experiment import validate
+    from miprometheus.config.experiment_spec import validate
     from miprometheus.workers.tester import Tester
 
     config = tmp_path / "mnist.yaml"

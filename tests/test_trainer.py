@@ -19,7 +19,7 @@ from miprometheus.params import param
 from miprometheus.registry import register_model
 from miprometheus.statistics import read_csv
 from miprometheus.workers import runs
-from miprometheus.workers.experiment import RunOptions
+from miprometheus.workers.run_folder import RunOptions
 from tests.conftest import SHARED_MNIST
 
 

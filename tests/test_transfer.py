@@ -14,7 +14,7 @@ import yaml
 from miprometheus.checkpoint import load_checkpoint
 from miprometheus.cli import main
 from miprometheus.config import load_config
-from miprometheus.config.experiment import validate
+from miprometheus.config.experiment_spec import validate
 from miprometheus.data import ANY, DataDefinition
 from miprometheus.errors import ConfigError
 from miprometheus.models.model import Model
@@ -22,7 +22,7 @@ from miprometheus.models.transfer import map_keys
 from miprometheus.params import param
 from miprometheus.registry import register_model
 from miprometheus.workers import runs
-from miprometheus.workers.experiment import RunOptions
+from miprometheus.workers.run_folder import RunOptions
 from miprometheus.workers.trainer import Trainer
 from tests.conftest import experiment_dirs
 

@@ -23,7 +23,7 @@ from miprometheus.plotting import Frames
 from miprometheus.problems.seq_to_seq.algorithmic.reverse_recall import ReverseRecall
 from miprometheus.problems.seq_to_seq.algorithmic.serial_recall import SerialRecall
 from miprometheus.workers import runs
-from miprometheus.workers.experiment import RunOptions
+from miprometheus.workers.run_folder import RunOptions
 from tests.conftest import CONFIGS, ROOT, SHARED_MNIST, experiment_dirs, run_mip
 
 needs_mnist = pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="shared MNIST data not present")

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from miprometheus.statistics import Aggregator, Measure, batch_value
-from miprometheus.workers.experiment import check_declared_statistics, check_first_batch, model_inputs, to_device
+from miprometheus.workers.components import check_declared_statistics, check_first_batch, model_inputs, to_device
 
 #: seconds between progress lines of a long evaluation
 PROGRESS_EVERY_S = 10.0

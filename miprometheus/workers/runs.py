@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from miprometheus.config import load_config
-from miprometheus.config.experiment import ExperimentSpec, validate
+from miprometheus.config.experiment_spec import ExperimentSpec, validate
 from miprometheus.errors import BadInputError, ConfigError, Interrupted, RunFailed
 from miprometheus.layout import ASSETS, BEST, MODELS_DIR, RUN_INFO, TESTER_LOG, TESTING_CONFIG, TRAINING_CONFIG
-from miprometheus.workers.experiment import Experiment, RunOptions, build_model, build_problem, now
+from miprometheus.workers.components import build_model, build_problem
+from miprometheus.workers.run_folder import Experiment, RunOptions, now
 
 
 @dataclass

@@ -8,15 +8,15 @@ from typing import Any
 import torch
 
 from miprometheus.checkpoint import load_checkpoint
-from miprometheus.config.experiment import ExperimentSpec
+from miprometheus.config.experiment_spec import ExperimentSpec
 from miprometheus.errors import CheckpointError
 from miprometheus.files import create_unique_dir, timestamp
 from miprometheus.layout import TEST_DIR_PREFIX, TESTING_AGG_CSV, TESTING_CSV
 from miprometheus.problems.assets import apply_assets
 from miprometheus.seeding import derive_seed, seed_everything
 from miprometheus.statistics import write_csv
+from miprometheus.workers.components import build_model, build_problem
 from miprometheus.workers.evaluation import evaluate
-from miprometheus.workers.experiment import build_model, build_problem
 from miprometheus.workers.loaders import ProblemLoader
 from miprometheus.workers.precision import autocast, check_precision
 

@@ -15,16 +15,14 @@ from typing import Any
 import torch
 
 from miprometheus.checkpoint import load_checkpoint, save_checkpoint
-from miprometheus.config.experiment import ExperimentSpec
+from miprometheus.config.experiment_spec import ExperimentSpec
 from miprometheus.errors import CheckpointError
 from miprometheus.layout import ASSETS, LAST, MODELS_DIR
 from miprometheus.models import transfer
 from miprometheus.problems.assets import apply_assets, build_training_assets, write_assets_file
 from miprometheus.seeding import capture_rng_states, derive_seed, restore_rng_states, seed_everything
 from miprometheus.workers import callbacks as cb
-from miprometheus.workers.evaluation import evaluate, row_values
-from miprometheus.workers.experiment import (
-    Experiment,
+from miprometheus.workers.components import (
     build_model,
     build_problem,
     check_declared_statistics,
@@ -32,8 +30,10 @@ from miprometheus.workers.experiment import (
     model_inputs,
     to_device,
 )
+from miprometheus.workers.evaluation import evaluate, row_values
 from miprometheus.workers.loaders import ProblemLoader
 from miprometheus.workers.precision import autocast, check_precision, make_scaler
+from miprometheus.workers.run_folder import Experiment
 
 LAST_CHECKPOINT = Path(MODELS_DIR) / LAST
 

@@ -22,7 +22,7 @@ def visualize_samples(problem: Any, model: Any, batches: Iterable[dict[str, Any]
     """Forward batches with recording on until ``count`` samples are drawn; write their figures into
     ``folder``, or show them in the interactive window when ``folder`` is None. The paths written."""
     from miprometheus import visualization as viz
-    from miprometheus.workers.experiment import model_inputs, to_device
+    from miprometheus.workers.components import model_inputs, to_device
 
     paths: list[Path] = []
     window_samples: list[dict[str, list[bytes]]] = []

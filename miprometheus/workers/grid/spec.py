@@ -152,7 +152,7 @@ def load_grid(path: Path | str, overrides: list[str] | None = None, validate_tas
 
 
 def plan(spec: GridSpec, grid_overwrite: dict[str, Any], validate_tasks: bool = True) -> list[PlannedExperiment]:
-    from miprometheus.config.experiment import validate
+    from miprometheus.config.experiment_spec import validate
 
     settings = spec.settings
     sweep_keys = list(settings.sweep)

@@ -1,4 +1,4 @@
-"""One experiment's folder, log and run record, and building its components from a validated spec."""
+"""One experiment's folder: its log, its run record (run_info.json) and its saved config."""
 
 from __future__ import annotations
 
@@ -16,10 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from miprometheus import __version__
-from miprometheus.config.experiment import ExperimentSpec, Split, finalize_model_params
+from miprometheus.config.experiment_spec import ExperimentSpec
 from miprometheus.config.yaml_loader import dump_yaml
-from miprometheus.data import check_values, handshake
-from miprometheus.errors import ConfigError, HandshakeError
 from miprometheus.files import atomic_write_json, atomic_write_text, create_unique_dir, timestamp
 from miprometheus.layout import RUN_INFO, TRAINER_LOG, TRAINING_CONFIG
 
@@ -141,50 +139,3 @@ def _user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
-
-
-def build_problem(split: Split) -> Any:
-    try:
-        return split.problem_cls(split.problem_params)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{split.name}.problem ({split.problem_cls.__name__}): {exc}") from None
-
-
-def build_model(spec: ExperimentSpec, problem: Any) -> Any:
-    """The model, with the problem's values filled in, after the handshake with the problem."""
-    params = finalize_model_params(spec, problem.default_values)
-    try:
-        model = spec.model_cls(params)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"model ({spec.model_cls.__name__}): {exc}") from None
-    handshake(problem.name, problem.output_definitions, problem.prediction_definitions,
-              model.name, model.input_definitions, model.output_definitions)
-    return model
-
-
-def check_first_batch(problem: Any, model: Any, batch: dict[str, Any], predictions: Any) -> None:
-    """DESIGN §4.3: the first real batch and output are checked against the definitions."""
-    check_values(f"the first batch of problem {problem.name}", batch, problem.output_definitions)
-    check_values(f"the output of model {model.name}", {"predictions": predictions}, model.output_definitions)
-
-
-def check_declared_statistics(problem: Any, statistics: dict[str, Any]) -> None:
-    """The statistics of the first batch are among those the problem declared (they fix the CSV columns)."""
-    undeclared = [name for name in statistics if name not in problem.statistic_definitions]
-    if undeclared:
-        raise HandshakeError(f"problem {problem.name} returns statistics {', '.join(map(repr, undeclared))} that its "
-                             "statistic_definitions do not declare (declared: "
-                             f"{', '.join(problem.statistic_definitions) or 'none'})")
-
-
-def model_inputs(model: Any, batch: dict[str, Any]) -> dict[str, Any]:
-    """Only the batch keys the model declares as inputs: a model cannot read ``targets`` by accident
-    (a decoder trained with teacher forcing declares them)."""
-    return {key: batch[key] for key in model.input_definitions if key in batch}
-
-
-def to_device(batch: dict[str, Any], device: Any) -> dict[str, Any]:
-    """The batch's tensors on ``device``. From pinned memory (the loaders pin when the device is CUDA) the
-    copy is asynchronous and overlaps the previous step; from pageable memory it is simply synchronous.
-    Only host-to-device copies are made this way, which CUDA orders before the kernels that read them."""
-    return {k: v.to(device, non_blocking=True) if hasattr(v, "to") else v for k, v in batch.items()}
