@@ -13,6 +13,7 @@ from miprometheus.problems.seq_to_seq.algorithmic.algorithmic_problem import Alg
 from miprometheus.problems.seq_to_seq.algorithmic.reverse_recall import ReverseRecall
 from miprometheus.problems.seq_to_seq.algorithmic.serial_recall import SerialRecall
 from miprometheus.registry import get_problem
+from tests.algorithmic_examples import parse_example
 
 # The items of the worked examples: x = a, b, c.
 A, B, C = [1, 0, 1], [0, 1, 1], [1, 1, 0]
@@ -51,20 +52,6 @@ REVERSE_RECALL_EXAMPLE = """
  6 |  0  0 |  0  0  0 ||  0  1  1 | 1 | recall step -> b
  7 |  0  0 |  0  0  0 ||  1  0  1 | 1 | recall step -> a
 """
-
-
-def parse_example(table: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(sequences [1,T,C+D], targets [1,T,D], masks [1,T,1]) of a worked-example table."""
-    sequences, targets, masks = [], [], []
-    for t, line in enumerate(table.strip().splitlines()):
-        inputs, outputs = line.split("||")
-        step, control, data = inputs.split("|")
-        target, mask, _role = outputs.split("|")
-        assert int(step) == t
-        sequences.append([float(v) for v in control.split() + data.split()])
-        targets.append([float(v) for v in target.split()])
-        masks.append([int(mask)])
-    return (torch.tensor([sequences]), torch.tensor([targets]), torch.tensor([masks], dtype=torch.uint8))
 
 
 def make(cls: type = SerialRecall, **overrides) -> AlgorithmicSeqToSeqProblem:
