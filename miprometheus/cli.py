@@ -205,6 +205,16 @@ def _print_stats(title: str, stats: dict[str, float] | None) -> None:
     Console().print(table)
 
 
+def _print_tests(stats: dict[str, float]) -> None:
+    """The test statistics: one table, or one per named test setting (keys ``<setting>/<statistic>``)."""
+    settings: dict[str, dict[str, float]] = {}
+    for key, value in stats.items():
+        setting, _, name = key.rpartition("/")
+        settings.setdefault(setting, {})[name] = value
+    for setting, values in settings.items():
+        _print_stats(f"test {setting}" if setting else "test", values)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from miprometheus.workers import runs
 
@@ -221,7 +231,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                      result.validation)
     if result.test is not None:
         print(f"test folder: {result.test_folder}")
-        _print_stats("test", result.test)
+        _print_tests(result.test)
     return EXIT_OK
 
 
@@ -232,7 +242,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     folder, agg = runs.test(Path(args.target), overrides, _options(args), checkpoint=args.model,
                             extra_configs=configs)
     print(f"test folder: {folder}")
-    _print_stats("test", agg)
+    _print_tests(agg)
     return EXIT_OK
 
 

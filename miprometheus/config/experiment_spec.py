@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,10 +52,27 @@ class ExperimentSpec:
     model_params: Any = None  # filled by finalize_model_params
     init_from: InitFrom | None = None  # model.init_from: weights to start from (not applied on resume)
     freeze: list[str] = field(default_factory=list)  # model.freeze: submodules left untrained
+    #: testing.settings: the named test settings, each a whole testing split (the testing section changed by the
+    #: setting's values), in the config's order. Empty: the testing section is the one test.
+    test_settings: dict[str, Split] = field(default_factory=dict)
 
     @property
     def training(self) -> Any:
         return self.splits["training"].section if "training" in self.splits else None
+
+    def tests(self) -> dict[str | None, Split]:
+        """What ``mip test`` runs: each named setting, or the testing section itself (named None)."""
+        if self.test_settings:
+            return dict(self.test_settings)
+        return {None: self.splits["testing"]} if "testing" in self.splits else {}
+
+    @staticmethod
+    def section_tree(split: Split) -> dict[str, Any]:
+        """A split's effective section as a config mapping (its problem with every parameter)."""
+        section = as_dict(split.section)
+        section.pop("settings", None)
+        section["problem"] = {"name": split.problem_cls.__name__, **as_dict(split.problem_params)}
+        return section
 
     def effective_tree(self) -> dict[str, Any]:
         """The effective configuration: re-running it reproduces the experiment."""
@@ -62,8 +80,9 @@ class ExperimentSpec:
         if self.config.tree.get("description"):
             tree["description"] = self.config.tree["description"]
         for name, split in self.splits.items():
-            section = as_dict(split.section)
-            section["problem"] = {"name": split.problem_cls.__name__, **as_dict(split.problem_params)}
+            section = self.section_tree(split)
+            if name == "testing" and self.test_settings:
+                section["settings"] = {setting: self.section_tree(s) for setting, s in self.test_settings.items()}
             if name == "training":
                 section["optimizer"] = {"name": self.optimizer.name, **self.optimizer.kwargs}
                 if self.scheduler:
@@ -180,6 +199,8 @@ def validate(config: LoadedConfig, required: tuple[str, ...] = ("training", "mod
             spec.splits[name] = Split(name, section, problem_cls, params)
         if name == "training":
             _validate_training(spec, section, problem_cls, config, errors)
+        if name == "testing" and section.settings is not None:
+            _validate_test_settings(spec, tree["testing"], config, errors)
         if getattr(section, "num_batches", None) is not None and section.num_batches < 1:
             errors.append(f"{config.where(name + '.num_batches')}'{name}.num_batches' must be at least 1 "
                           f"(null: the whole set), got {section.num_batches}")
@@ -227,6 +248,56 @@ def _validate_training_needs(spec: ExperimentSpec, config: LoadedConfig, errors:
         why = split.problem_cls.check_curriculum(split.problem_params, spec.curriculum_params)
         if why:
             errors.append(f"{config.where('training.curriculum_learning')}{why}")
+
+
+SETTING_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def _validate_test_settings(spec: ExperimentSpec, testing: dict[str, Any], config: LoadedConfig,
+                            errors: Errors) -> None:
+    """``testing.settings``: each named setting is the testing section deep-merged with the setting's values."""
+    settings = testing["settings"]
+    if not isinstance(settings, dict) or not settings:
+        errors.append(f"{config.where('testing.settings')}'testing.settings' must map setting names to sections "
+                      f"(e.g. length_20: {{problem: {{max_sequence_length: 20}}}}), got {settings!r}")
+        return
+    base = {key: value for key, value in testing.items() if key != "settings"}
+    for name, values in settings.items():
+        prefix = f"testing.settings.{name}"
+        if not isinstance(name, str) or not SETTING_NAME.fullmatch(name):
+            errors.append(f"{config.where(prefix)}test setting name {name!r} must be letters, digits, '_', '.' or '-' "
+                          "(it names a folder)")
+            continue
+        if values is None:
+            values = {}
+        if not isinstance(values, dict):
+            errors.append(f"{config.where(prefix)}'{prefix}' must be a section (a mapping), got {values!r}")
+            continue
+        if "settings" in values:
+            errors.append(f"{config.where(prefix + '.settings')}test settings do not nest ('{prefix}.settings')")
+            continue
+        merged = _deep_merge(base, values)
+        section = build(SECTIONS["testing"], merged, prefix, config, errors)
+        if not dataclasses.is_dataclass(section):
+            continue
+        problem_cls = _component("problems", section.problem, f"{prefix}.problem", config, errors)
+        if problem_cls is None:
+            continue
+        params = build(problem_cls.Params, section.problem, f"{prefix}.problem", config, errors, ignore=("name",))
+        if dataclasses.is_dataclass(params):
+            _evaluation_size("testing", section, problem_cls, params)
+            spec.test_settings[name] = Split(f"testing.{name}", section, problem_cls, params)
+
+
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``update`` over ``base``: mappings merge key by key, anything else replaces (neither is changed)."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 TRANSFER_KEYS = ("init_from", "freeze")  # reserved in the model section: they configure the trainer, not the model

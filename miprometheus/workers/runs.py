@@ -163,7 +163,11 @@ def _testing_seed(folder: Path | None, spec: ExperimentSpec) -> int:
 
 def test(target: Path | str, overrides: list[str], options: RunOptions, checkpoint: Path | None = None,
          extra_configs: list[str] | None = None) -> tuple[Path, dict[str, float]]:
-    """Test a trained model: an experiment folder (its config and best model) or a config with --model."""
+    """Test a trained model: an experiment folder (its config and best model) or a config with --model.
+
+    Returns the test folder and the aggregated statistics; with named test settings (``testing.settings``) each
+    setting is tested into ``<test folder>/<setting>/`` and its statistics are keyed ``<setting>/<statistic>``.
+    """
     from miprometheus.config.yaml_loader import dump_yaml
     from miprometheus.files import atomic_write_text
     from miprometheus.problems.assets import read_assets_file
@@ -188,11 +192,14 @@ def test(target: Path | str, overrides: list[str], options: RunOptions, checkpoi
     spec = validate(load_config(config_files, overrides), required=("testing", "model"))
     # The training run's vocabularies / answer sets, never ones built from the testing split (DESIGN §11).
     assets_file = experiment_folder / ASSETS if experiment_folder is not None else None
-    tester = Tester(spec, _testing_seed(experiment_folder, spec), device,
-                    read_assets_file(assets_file) if assets_file is not None else None,
-                    f"no {assets_file}" if assets_file is not None else
-                    "the checkpoint is not in an experiment folder's models/ (whose assets.json holds them)")
-    payload = load_weights(tester.model, checkpoint, tester.device)
+    assets = read_assets_file(assets_file) if assets_file is not None else None
+    assets_source = (f"no {assets_file}" if assets_file is not None else
+                     "the checkpoint is not in an experiment folder's models/ (whose assets.json holds them)")
+    seed = _testing_seed(experiment_folder, spec)
+    # Every setting is built (and its weights loaded) before any folder is written: bad input writes nothing.
+    testers = {name: Tester(spec, seed, device, assets, assets_source, setting=name) for name in spec.tests()}
+    payloads = [load_weights(tester.model, checkpoint, tester.device) for tester in testers.values()]
+    payload = payloads[0]
     if experiment_folder is None:
         experiment_folder = Experiment.create(spec, options, split="testing").folder
     folder = make_test_folder(experiment_folder)
@@ -201,21 +208,34 @@ def test(target: Path | str, overrides: list[str], options: RunOptions, checkpoi
     tree.setdefault("testing", {})["checkpoint"] = str(checkpoint.resolve())
     tree["testing"]["checkpoint_selected_by"] = payload.get("selected_by")
     atomic_write_text(folder / TESTING_CONFIG, dump_yaml(tree))
-    experiment.logger.info("testing %s on %s", checkpoint, tester.problem.name)
     if payload.get("selected_by") == NEVER_VALIDATED:
         experiment.logger.warning("the weights tested were never validated: training stopped at episode %s, "
                                   "before its first validation", payload.get("episode"))
-    rows, agg = tester.run(experiment.logger)
-    write_test_results(folder, rows, agg)
-    if options.visualize is not None:
-        from miprometheus.layout import VISUALIZATIONS_DIR
+    results: dict[str, float] = {}
+    for name, tester in testers.items():
+        where = folder if name is None else folder / name
+        if name is not None:
+            # A setting's folder holds the statistics and the configuration of that setting alone.
+            where.mkdir()
+            own = {key: value for key, value in tree.items() if key != "testing"}
+            own["testing"] = {**spec.section_tree(spec.test_settings[name]), "setting": name,
+                              "checkpoint": tree["testing"]["checkpoint"],
+                              "checkpoint_selected_by": payload.get("selected_by")}
+            atomic_write_text(where / TESTING_CONFIG, dump_yaml(own))
+        experiment.logger.info("testing %s on %s%s", checkpoint, tester.problem.name,
+                               "" if name is None else f" (test setting {name})")
+        rows, agg = tester.run(experiment.logger)
+        write_test_results(where, rows, agg)
+        results.update(agg if name is None else {f"{name}/{key}": value for key, value in agg.items()})
+        if options.visualize is not None:
+            from miprometheus.layout import VISUALIZATIONS_DIR
 
-        written = tester.visualize(folder / VISUALIZATIONS_DIR, options.visualize)
-        if written:
-            experiment.logger.info("visualizations: %d files in %s", len(written), folder / VISUALIZATIONS_DIR)
+            written = tester.visualize(where / VISUALIZATIONS_DIR, options.visualize)
+            if written:
+                experiment.logger.info("visualizations: %d files in %s", len(written), where / VISUALIZATIONS_DIR)
     experiment.logger.info("test results in %s", folder)
     experiment.close()
-    return folder, agg
+    return folder, results
 
 
 def _check_transfer(spec: ExperimentSpec, model: Any) -> None:
@@ -239,7 +259,10 @@ def check(config_paths: list[str], overrides: list[str]) -> tuple[ExperimentSpec
         raise ConfigError("the config has no training, validation or testing section")
     report = []
     assets = None
-    for name, split in sorted(spec.splits.items(), key=lambda item: item[0] != "training"):  # training first
+    splits = sorted(spec.splits.items(), key=lambda item: item[0] != "training")  # training first
+    if spec.test_settings:  # the named test settings replace the testing section they change
+        splits = [(n, s) for n, s in splits if n != "testing"] + [(s.name, s) for s in spec.test_settings.values()]
+    for name, split in splits:
         problem = build_problem(split)
         if name == "training":
             assets = build_training_assets(problem)

@@ -37,15 +37,20 @@ class Tester:
     """Runs a model over the test set; writes per-batch and aggregated statistics."""
 
     def __init__(self, spec: ExperimentSpec, seed: int, device: str = "cpu",
-                 assets: dict[str, Any] | None = None, assets_source: str = "") -> None:
-        """``assets``: those its training run saved (``assets.json``); never built from the testing split."""
-        split = spec.splits["testing"]
-        self.spec, self.section = spec, split.section
+                 assets: dict[str, Any] | None = None, assets_source: str = "", setting: str | None = None) -> None:
+        """``assets``: those its training run saved (``assets.json``); never built from the testing split.
+
+        ``setting``: a named test setting of ``testing.settings`` (None: the testing section itself).
+        """
+        split = spec.test_settings[setting] if setting is not None else spec.splits["testing"]
+        self.spec, self.section, self.setting = spec, split.section, setting
         self.device = torch.device(device)
         self.seed = split.section.seed if split.section.seed is not None else seed
+        # Each setting draws its own data: the same for every model tested on it, independent of the others.
+        self.data_key = "testing" if setting is None else f"testing.{setting}"
         seed_everything(self.seed)
         self.problem = build_problem(split)
-        self.problem.seed(derive_seed(self.seed, "testing"))
+        self.problem.seed(derive_seed(self.seed, self.data_key))
         apply_assets(self.problem, assets, assets_source)
         self.model = build_model(spec, self.problem).to(self.device)
         self.loader = ProblemLoader(self.problem, split.section.sampler, split.section.dataloader,
@@ -65,7 +70,7 @@ class Tester:
         """``--visualize``: the figures of the first N tested samples in ``folder`` (or the window); the paths."""
         from miprometheus.workers.callbacks.visualization import sample_count, visualize_samples
 
-        self.problem.seed(derive_seed(self.seed, "testing"))  # the same samples as the run's first batches
+        self.problem.seed(derive_seed(self.seed, self.data_key))  # the same samples as the run's first batches
         return visualize_samples(self.problem, self.model, self.loader.epoch(0), sample_count(setting), self.device,
                                  None if setting == "window" else folder,
                                  title=f"{self.model.name} on {self.problem.name}, test")

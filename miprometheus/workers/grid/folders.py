@@ -34,9 +34,15 @@ def _test_order(folder: Path) -> tuple[str, int]:
 
 
 def finished_tests(experiment: Path) -> list[Path]:
-    """The finished test runs of an experiment folder (those with their aggregated statistics), oldest first."""
+    """The finished test runs of an experiment folder (those with their aggregated statistics), oldest first.
+
+    With named test settings, each setting's subfolder ``test_<ts>/<setting>/`` is one finished test.
+    """
     found = [p.parent for p in Path(experiment).glob(f"{TEST_DIR_PREFIX}*/{TESTING_AGG_CSV}")]
-    return sorted(found, key=_test_order)
+    # A test run with named settings (testing.settings) keeps each setting's statistics in a subfolder.
+    found += [p.parent for p in Path(experiment).glob(f"{TEST_DIR_PREFIX}*/*/{TESTING_AGG_CSV}")]
+    return sorted(found, key=lambda p: (_test_order(p.parent), p.name) if p.parent.name.startswith(TEST_DIR_PREFIX)
+                  and p.parent != Path(experiment) else (_test_order(p), ""))
 
 
 def newest_test(experiment: Path) -> Path | None:

@@ -30,6 +30,10 @@ from miprometheus.workers.grid.manifest import ExperimentRecord, Manifest
 if TYPE_CHECKING:
     import pandas as pd
 
+#: the key a named test setting's testing configuration holds its name under (``testing.settings.<name>``).
+SETTING_KEY = "testing.setting"
+
+
 @dataclass
 class TestResult:
     """The newest test of one experiment in one test setting."""
@@ -158,8 +162,11 @@ def _tests(folder: Path, trained: dict[str, Any]) -> list[TestResult]:
             continue
         tested = read_yaml(test / TESTING_CONFIG) if trained else None
         tested = flatten(tested) if isinstance(tested, dict) else {}
-        setting = {key: value for key, value in tested.items()
-                   if key in trained and canonical(value) != canonical(trained[key])}
+        if isinstance(tested.get(SETTING_KEY), str):  # a named setting of testing.settings: its name says it all
+            setting = {SETTING_KEY: tested[SETTING_KEY]}
+        else:
+            setting = {key: value for key, value in tested.items()
+                       if key in trained and canonical(value) != canonical(trained[key])}
         newest[canonical(setting)] = TestResult(setting, rows[-1], test)
     return list(newest.values())
 

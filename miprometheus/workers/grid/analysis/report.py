@@ -135,14 +135,19 @@ def _print_console(grid_dir: Path, summary: list[dict[str, Any]], names: list[st
     from rich.console import Console
     from rich.table import Table
 
-    main = main_statistic(c.split("_", 1)[1] for c in statistics)
+    main = main_statistic(c.split("_", 1)[1] for c in statistics) or "acc"
+    # The standard test, and one column per other test setting (test[length_20]_acc, ...) that has the statistic.
+    tests = [c[:-len(main)] for c in statistics if c.startswith("test") and c.endswith(f"_{main}")]
+    tests = sorted(dict.fromkeys(tests), key=lambda prefix: prefix != "test_") or ["test_"]
     table = Table(title=f"Grid {grid_dir.name}")
     table.add_column("setting")
-    for header in ("n", "failed", "val loss", f"val {main or 'acc'}", f"test {main or 'acc'}"):
+    headers = ["n", "failed", "val loss", f"val {main}",
+               *(f"test {main}" if p == "test_" else f"{p[5:-2]} {main}" for p in tests)]
+    for header in headers:
         table.add_column(header, justify="right")
     for row, name in zip(summary, names):
         table.add_row(name, str(row["n"]), str(row["failed"]), _mean_pm_std(row, "val_loss"),
-                      _mean_pm_std(row, f"val_{main}"), _mean_pm_std(row, f"test_{main}"))
+                      _mean_pm_std(row, f"val_{main}"), *(_mean_pm_std(row, f"{p}{main}") for p in tests))
     console = Console() if sys.stdout.isatty() else Console(width=140)  # logs and pipes: no wrapping
     console.print(table)
     for plot in plots:

@@ -8,7 +8,8 @@ Column names (those of ``grid_analysis.csv``, stable across versions):
 - ``val_<statistic>``: the best validation's mean statistics (the ones ``model_best.pt`` was chosen by);
 - ``test_<statistic>``: the newest standard test; ``test[<what it changed>]_<statistic>`` the newest test
   of each other test setting (``mip test DIR testing.problem.max_sequence_length=20`` gives
-  ``test[max_sequence_length=20]_acc``);
+  ``test[max_sequence_length=20]_acc``); each named setting of ``testing.settings`` gives
+  ``test[<setting>]_<statistic>`` (``test[length_20]_acc``);
 - ``best_episode``, ``episodes``, ``wall_time_s``, ``termination_cause``, (grids:) ``attempts``,
   ``test_status``, ``last_error``; ``folder``.
 
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from miprometheus.workers.grid.analysis.collect import (
+    SETTING_KEY,
     Collection,
     Experiment,
     canonical,
@@ -169,6 +171,9 @@ def _test_prefixes(experiments: list[Experiment]) -> dict[str, str]:
     short = short_names(sorted({key for setting in settings.values() for key in setting}))
     prefixes = {}
     for key, setting in settings.items():
+        if set(setting) == {SETTING_KEY}:  # a named test setting: test[length_20]_acc
+            prefixes[key] = f"test[{setting[SETTING_KEY]}]_"
+            continue
         changed = ",".join(f"{short[k]}={format_value(_display(v))}" for k, v in sorted(setting.items()))
         prefixes[key] = f"test[{changed}]_" if setting else TEST_PREFIX
     return prefixes
