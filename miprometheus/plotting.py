@@ -65,19 +65,47 @@ class Panel:
     ylabel: str = ""
 
 
-def sequence_frames(panels: Sequence[Panel], title: str, width: float = 8.0) -> Frames:
+@dataclass
+class Snapshot:
+    """A matrix that changes at every step, shown as it is at the current one: ``values`` [T, rows, columns].
+
+    A memory over time, say (content x addresses). ``vmin``/``vmax`` None: the range of all its steps.
+    """
+
+    title: str
+    values: np.ndarray
+    vmin: float | None = None
+    vmax: float | None = None
+    cmap: str = "viridis"
+    xlabel: str = ""
+    ylabel: str = ""
+
+
+def sequence_frames(panels: Sequence[Panel], title: str, width: float = 8.0,
+                    snapshots: Sequence[Snapshot] = ()) -> Frames:
     """Frames over time: at step ``t`` every panel shows its columns ``0..t`` (later steps blank), step t marked.
 
     All panels share the time axis; the last frame shows whole sequences. There is one frame per
-    time step (the panels' column count).
+    time step (the panels' column count). ``snapshots`` are drawn above the panels, each as it is at step t.
     """
     steps = panels[0].values.shape[1]
-    if any(p.values.shape[1] != steps for p in panels):
+    if any(p.values.shape[1] != steps for p in panels) or any(s.values.shape[0] != steps for s in snapshots):
         raise ValueError("every panel of a sequence needs the same number of time steps")
     # Panel heights follow their row counts (a one-row mask stays thin), within readable bounds.
     ratios = [min(max(p.values.shape[0], 2), 24) for p in panels]
-    figure = new_figure(width, 1.2 + 0.11 * sum(ratios) + 0.35 * len(panels))
-    axes = figure.subplots(len(panels), 1, sharex=True, squeeze=False, gridspec_kw={"height_ratios": ratios})[:, 0]
+    snapshot_ratios = [min(max(s.values.shape[1], 2), 24) for s in snapshots]
+    figure = new_figure(width, 1.2 + 0.11 * sum(ratios + snapshot_ratios) + 0.35 * (len(panels) + len(snapshots)))
+    if snapshots:
+        # The snapshots do not share the panels' time axis: their columns are addresses, not steps.
+        grid = figure.add_gridspec(2, 1, height_ratios=[sum(snapshot_ratios), sum(ratios)])
+        snapshot_axes = grid[0].subgridspec(len(snapshots), 1, height_ratios=snapshot_ratios).subplots(
+            squeeze=False)[:, 0]
+        axes = grid[1].subgridspec(len(panels), 1, height_ratios=ratios).subplots(sharex=True, squeeze=False)[:, 0]
+    else:
+        snapshot_axes = []
+        axes = figure.subplots(len(panels), 1, sharex=True, squeeze=False,
+                               gridspec_kw={"height_ratios": ratios})[:, 0]
+    snapshot_images = [_draw_snapshot(figure, ax, snapshot) for ax, snapshot in zip(snapshot_axes, snapshots)]
     covers, markers = [], []
     for ax, panel in zip(axes, panels):
         rows = panel.values.shape[0]
@@ -105,11 +133,30 @@ def sequence_frames(panels: Sequence[Panel], title: str, width: float = 8.0) -> 
             cover.set_width(steps - 1 - t)
         for marker in markers:
             marker.set_xdata([t, t])
+        for image, snapshot in zip(snapshot_images, snapshots):
+            image.set_data(snapshot.values[t])
         heading.set_text(f"{title} — time step {t} of 0..{steps - 1}")
-        return [*covers, *markers, heading]
+        return [*covers, *markers, *snapshot_images, heading]
 
     update(steps - 1)
     return Frames(figure, steps, update)
+
+
+def _draw_snapshot(figure: Figure, ax: Any, snapshot: Snapshot) -> Any:
+    """Draw a snapshot's last step on ``ax`` with one colour scale for all its steps; the image artist."""
+    values = snapshot.values
+    vmin = float(values.min(initial=0.0)) if snapshot.vmin is None else snapshot.vmin
+    vmax = float(values.max(initial=0.0)) if snapshot.vmax is None else snapshot.vmax
+    vmax = vmax if vmax > vmin else vmin + 1.0
+    image = ax.imshow(values[-1], aspect="auto", interpolation="nearest", cmap=snapshot.cmap, vmin=vmin, vmax=vmax)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
+    ax.set_title(snapshot.title, fontsize=9, loc="left")
+    ax.set_xlabel(snapshot.xlabel, fontsize=8)
+    ax.set_ylabel(snapshot.ylabel, fontsize=8)
+    ax.tick_params(labelsize=7)
+    figure.colorbar(image, ax=ax, pad=0.01, fraction=0.03)
+    return image
 
 
 def feature_maps_figure(image: Any, layers: Sequence[tuple[str, Any]], title: str, columns: int = 8) -> Figure:

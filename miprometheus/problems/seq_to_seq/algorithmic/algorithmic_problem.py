@@ -9,7 +9,21 @@ canonical layout (``T = 2L + 2`` steps) is::
     t = L+1          recall marker (control bit 1)
     t = L+2 .. 2L+1  recall steps: no data, the optional control line; targets = make_targets(x)
 
-A task that keeps this layout only implements :meth:`AlgorithmicSeqToSeqProblem.make_targets`.
+Generation is split in two, so that a test can feed a worked example's values in:
+
+* :meth:`AlgorithmicSeqToSeqProblem.draw_values` makes every random draw of one batch from
+  ``self.generator`` (lengths, counts, items, control line, task-specific choices) and returns them
+  as a dict of keyword arguments;
+* :meth:`AlgorithmicSeqToSeqProblem.build_batch` lays the batch out from exactly those values,
+  deterministically;
+* ``generate_batch(batch_size) = build_batch(**draw_values(batch_size))``.
+
+A task that keeps the canonical layout only implements ``make_targets``; a task with another layout
+overrides ``draw_values`` (calling ``super().draw_values`` for the items and the control line, or the
+``draw_*`` helpers) and ``build_batch`` (starting from :meth:`blank_batch`). Values shared by the
+batch (``L``, ``R``, ``N``, subsequence lengths) are Python ints or lists of ints; bit contents are
+tensors with the batch first. Generation is vectorised over the batch: loops run over recalls or
+subsequences (shared by the batch), never over samples.
 """
 
 from __future__ import annotations
@@ -33,8 +47,8 @@ RECALL_BIT = 1
 class AlgorithmicSeqToSeqProblem(GeneratedProblem):
     """Base of the algorithmic memory tasks: generates whole batches in the canonical layout, scores recall steps.
 
-    Subclasses implement :meth:`make_targets`; tasks with another layout override :meth:`build_batch`.
-    All random draws come from ``self.generator``.
+    Subclasses implement :meth:`make_targets`; tasks with another layout override :meth:`draw_values`
+    (all random draws, from ``self.generator``) and :meth:`build_batch` (deterministic layout).
     """
 
     @dataclasses.dataclass
@@ -90,9 +104,14 @@ class AlgorithmicSeqToSeqProblem(GeneratedProblem):
             "batch_size": StatisticDefinition("sum", "number of samples"),
         }
 
+    def config_error(self, message: str) -> ConfigError:
+        """The error for a bad parameter of this problem (``raise self.config_error(...)``)."""
+        return ConfigError(f"problem {self.name}: {message}")
+
     def _validate(self, p: Params) -> None:
+        """Refuse bad parameters at construction; a task with its own parameters extends this (super first)."""
         def fail(message: str) -> None:
-            raise ConfigError(f"problem {self.name}: {message}")
+            raise self.config_error(message)
 
         if p.batch_size < 1:
             fail(f"batch_size must be at least 1, got {p.batch_size}")
@@ -112,19 +131,37 @@ class AlgorithmicSeqToSeqProblem(GeneratedProblem):
 
     # --- generation -----------------------------------------------------------------------------
     def generate_batch(self, batch_size: int) -> Batch:
-        """Draw one batch: one length L for the whole batch, one control line, and i.i.d. data bits."""
-        g = self.generator
-        length = int(torch.randint(self.min_sequence_length, self.max_sequence_length + 1, (1,), generator=g))
+        """One batch: the random draws of :meth:`draw_values` laid out by :meth:`build_batch`."""
+        return self.build_batch(**self.draw_values(batch_size))
+
+    def draw_values(self, batch_size: int) -> dict[str, Any]:
+        """Every random draw of one batch, as the keyword arguments of :meth:`build_batch`.
+
+        The base draws one length L for the whole batch, the control line, and i.i.d. data bits:
+        ``{"items": [B, L, D], "ctrl_aux": [C]}``.
+        """
+        length = self.draw_length()
         ctrl_aux = self.draw_control_line()
-        items = (torch.rand(batch_size, length, self.data_bits, generator=g) < self.params.bias).float()
-        return self.build_batch(items, ctrl_aux)
+        return {"items": self.draw_items(batch_size, length), "ctrl_aux": ctrl_aux}
+
+    def draw_length(self) -> int:
+        """A length ``L ~ U{min_sequence_length .. max_sequence_length}`` (the current, curriculum bound)."""
+        return self.draw_int(self.min_sequence_length, self.max_sequence_length)
+
+    def draw_int(self, low: int, high: int) -> int:
+        """A uniform integer in ``low .. high``, both ends included, from the problem's generator."""
+        return int(torch.randint(low, high + 1, (1,), generator=self.generator))
+
+    def draw_items(self, batch_size: int, length: int) -> torch.Tensor:
+        """``[B, length, D]`` i.i.d. Bernoulli(``bias``) data bits."""
+        return (torch.rand(batch_size, length, self.data_bits, generator=self.generator) < self.params.bias).float()
 
     def draw_control_line(self) -> torch.Tensor:
         """The control vector of the recall steps for one batch (all zero without control lines)."""
         ctrl_aux = torch.zeros(self.control_bits)
         if self.params.use_control_lines and self.control_bits > 2:
             if self.params.randomize_control_lines:
-                bit = int(torch.randint(2, self.control_bits, (1,), generator=self.generator))
+                bit = self.draw_int(2, self.control_bits - 1)
             else:
                 bit = self.control_bits - 1
             ctrl_aux[bit] = 1.0
@@ -134,35 +171,39 @@ class AlgorithmicSeqToSeqProblem(GeneratedProblem):
         """The desired outputs of the recall steps ``[B, L, D]`` for the stored items ``[B, L, D]``."""
         raise NotImplementedError
 
+    def blank_batch(self, batch_size: int, steps: int, length: int, num_subsequences: int = 1) -> Batch:
+        """A batch of ``steps`` all-zero steps (nothing scored) with ``sequences_length = length``.
+
+        Tasks with their own layout fill ``sequences``, ``targets`` and ``masks`` in place.
+        """
+        c, d = self.control_bits, self.data_bits
+        return {
+            "sequences": torch.zeros(batch_size, steps, c + d),
+            "targets": torch.zeros(batch_size, steps, d),
+            "masks": torch.zeros(batch_size, steps, 1, dtype=torch.uint8),
+            "sequences_length": torch.full((batch_size, 1), length, dtype=torch.int32),
+            "num_subsequences": torch.full((batch_size, 1), num_subsequences, dtype=torch.int8),
+        }
+
     def build_batch(self, items: torch.Tensor, ctrl_aux: torch.Tensor) -> Batch:
         """Lay out a batch in the canonical layout from given items ``[B, L, D]`` and control line ``[C]``.
 
         Deterministic: all randomness is in the arguments, so a test can feed chosen items.
         """
-        batch_size, length, d = items.shape
+        batch_size, length, _ = items.shape
         c = self.control_bits
         steps = 2 * length + 2
         recall = slice(length + 2, steps)
 
-        sequences = torch.zeros(batch_size, steps, c + d)
+        batch = self.blank_batch(batch_size, steps, length)
+        sequences = batch["sequences"]
         sequences[:, 0, STORE_BIT] = 1.0
         sequences[:, 1:length + 1, c:] = items
         sequences[:, length + 1, RECALL_BIT] = 1.0
         sequences[:, recall, :c] = ctrl_aux.to(sequences.dtype)
-
-        targets = torch.zeros(batch_size, steps, d)
-        targets[:, recall] = self.make_targets(items).to(targets.dtype)
-
-        masks = torch.zeros(batch_size, steps, 1, dtype=torch.uint8)
-        masks[:, recall] = 1
-
-        return {
-            "sequences": sequences,
-            "targets": targets,
-            "masks": masks,
-            "sequences_length": torch.full((batch_size, 1), length, dtype=torch.int32),
-            "num_subsequences": torch.ones(batch_size, 1, dtype=torch.int8),
-        }
+        batch["targets"][:, recall] = self.make_targets(items).to(batch["targets"].dtype)
+        batch["masks"][:, recall] = 1
+        return batch
 
     # --- loss and statistics --------------------------------------------------------------------
     def loss(self, batch: Batch, predictions: torch.Tensor) -> torch.Tensor:
@@ -227,7 +268,10 @@ class AlgorithmicSeqToSeqProblem(GeneratedProblem):
             panels.append(Panel("wrong bits (scored steps)", wrong.astype("float32"), cmap="Reds", ylabel="bit"))
         panels.append(Panel("mask (scored steps)", mask, cmap="Greys"))
         length = int(batch["sequences_length"][index].item())
-        return sequence_frames(panels, f"{self.name}, sample {index} (L = {length})")
+        subsequences = int(batch["num_subsequences"][index].item())
+        # With several subsequences L is the longest one; N tells the reader how many store markers to expect.
+        shape = f"L = {length}" if subsequences == 1 else f"N = {subsequences}, longest L = {length}"
+        return sequence_frames(panels, f"{self.name}, sample {index} ({shape})")
 
     # --- curriculum learning --------------------------------------------------------------------
     @classmethod
