@@ -131,12 +131,26 @@ def _params_node(cls_node: ast.ClassDef, module: str, depth: int = 0) -> tuple[a
     return None
 
 
+def _base_class(base: ast.expr, module: str) -> tuple[ast.ClassDef, str] | None:
+    """A base class written ``Name`` or ``Component.Params`` (a task's Params extending its base task's)."""
+    if isinstance(base, ast.Name):
+        return _find_class(module, base.id)
+    if isinstance(base, ast.Attribute) and isinstance(base.value, ast.Name):
+        outer = _find_class(module, base.value.id)
+        if outer and base.attr == "Params":
+            return _params_node(*outer)  # the outer class may inherit its Params
+        if outer:
+            return next(((n, outer[1]) for n in outer[0].body
+                         if isinstance(n, ast.ClassDef) and n.name == base.attr), None)
+    return None
+
+
 def _param_fields(node: ast.ClassDef, module: str, depth: int = 0) -> list[ParamInfo]:
     fields: dict[str, ParamInfo] = {}
     if depth < 8:
         for base in node.bases:
-            if isinstance(base, ast.Name):
-                found = _find_class(module, base.id)
+            if isinstance(base, ast.Name | ast.Attribute):
+                found = _base_class(base, module)
                 if found:
                     for info in _param_fields(found[0], found[1], depth + 1):
                         fields[info.name] = info
