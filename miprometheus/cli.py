@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", metavar="EXPERIMENT_DIR|CONFIG")
     p.add_argument("items", nargs="*", metavar="CONFIG|key=value")
     p.add_argument("--model", type=Path, metavar="CHECKPOINT", help="weights to test")
+    p.add_argument("--setting", action="append", metavar="NAME", dest="settings",
+                   help="test only this named test setting of testing.settings (repeatable; default: all)")
     _common(p)
 
     p = sub.add_parser("check", help="validate a config and the model/problem handshake; train nothing")
@@ -240,7 +242,7 @@ def cmd_test(args: argparse.Namespace) -> int:
 
     configs, overrides = _split_items(args.items)
     folder, agg = runs.test(Path(args.target), overrides, _options(args), checkpoint=args.model,
-                            extra_configs=configs)
+                            extra_configs=configs, settings=args.settings)
     print(f"test folder: {folder}")
     _print_tests(agg)
     return EXIT_OK

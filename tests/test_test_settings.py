@@ -131,3 +131,16 @@ def test_grid_run_prints_a_column_per_setting(tmp_path):
     assert "length_5 acc" in header and "length_8 acc" in header and "test acc" not in header
     summary = read_csv(next((tmp_path / "exp").rglob("grid_summary.csv")))
     assert summary[0]["test[length_8]_acc_mean"] and float(summary[0]["n"]) == 2
+
+
+def test_mip_test_setting_chooses_settings_and_an_unknown_one_exits_2(tmp_path):
+    config = write(tmp_path, WITH_SETTINGS.replace("episode_limit: 60", "episode_limit: 10"))
+    run_mip("train", config, "--expdir", tmp_path / "exp", check=True)
+    experiment = next((tmp_path / "exp").rglob("training_configuration.yaml")).parent
+    result = run_mip("test", experiment, "--setting", "length_8")
+    assert result.returncode == 0, result.stderr
+    (test,) = list(experiment.glob("test_*"))
+    assert sorted(p.name for p in test.iterdir() if p.is_dir()) == ["length_8"]
+    bad = run_mip("test", experiment, "--setting", "length_9")
+    assert bad.returncode == 2 and "unknown test setting 'length_9'; known: length_5, length_8" in bad.stderr
+    assert list(experiment.glob("test_*")) == [test]  # nothing written for bad input

@@ -162,11 +162,12 @@ def _testing_seed(folder: Path | None, spec: ExperimentSpec) -> int:
 
 
 def test(target: Path | str, overrides: list[str], options: RunOptions, checkpoint: Path | None = None,
-         extra_configs: list[str] | None = None) -> tuple[Path, dict[str, float]]:
+         extra_configs: list[str] | None = None, settings: list[str] | None = None) -> tuple[Path, dict[str, float]]:
     """Test a trained model: an experiment folder (its config and best model) or a config with --model.
 
     Returns the test folder and the aggregated statistics; with named test settings (``testing.settings``) each
     setting is tested into ``<test folder>/<setting>/`` and its statistics are keyed ``<setting>/<statistic>``.
+    ``settings``: test only these named settings (default: every one).
     """
     from miprometheus.config.yaml_loader import dump_yaml
     from miprometheus.files import atomic_write_text
@@ -197,7 +198,14 @@ def test(target: Path | str, overrides: list[str], options: RunOptions, checkpoi
                      "the checkpoint is not in an experiment folder's models/ (whose assets.json holds them)")
     seed = _testing_seed(experiment_folder, spec)
     # Every setting is built (and its weights loaded) before any folder is written: bad input writes nothing.
-    testers = {name: Tester(spec, seed, device, assets, assets_source, setting=name) for name in spec.tests()}
+    chosen = list(spec.tests())
+    if settings:
+        unknown = [name for name in settings if name not in spec.test_settings]
+        if unknown:
+            known = ", ".join(spec.test_settings) or "none: the config has no testing.settings"
+            raise ConfigError(f"unknown test setting {', '.join(repr(n) for n in unknown)}; known: {known}")
+        chosen = list(dict.fromkeys(settings))
+    testers = {name: Tester(spec, seed, device, assets, assets_source, setting=name) for name in chosen}
     payloads = [load_weights(tester.model, checkpoint, tester.device) for tester in testers.values()]
     payload = payloads[0]
     if experiment_folder is None:
