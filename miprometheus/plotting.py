@@ -234,3 +234,18 @@ def hidden_state_frames(hidden: Any, title: str) -> Frames:
     bound = max(1.0, float(np.abs(values).max(initial=0.0)))  # tanh-bounded states keep the [-1, 1] scale
     return sequence_frames([Panel(f"hidden state of the top layer ({values.shape[0]} units)", values, -bound, bound,
                                   "RdBu_r", "unit")], title)
+
+
+def busiest_addresses(mass: Any, width: int) -> np.ndarray:
+    """The ``width`` consecutive addresses of a ring memory (modulo N) that hold the most ``mass`` ``[N]``.
+
+    A memory much larger than the sequence (a fixed N) is mostly empty: its plot shows only this window, in ring
+    order, so a region that wraps around from address N-1 to 0 stays in one piece. Ties keep the lowest start.
+    """
+    mass = to_numpy(mass)
+    n = mass.shape[0]
+    if width >= n:
+        return np.arange(n)
+    totals = np.convolve(np.concatenate([mass, mass[:width - 1]]), np.ones(width), mode="valid")[:n]
+    start = int(np.argmax(totals))
+    return (start + np.arange(width)) % n
