@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from miprometheus.layout import RUN_INFO, TEST_DIR_PREFIX, TESTING_AGG_CSV, TRAINING_CONFIG
 
@@ -41,8 +42,14 @@ def finished_tests(experiment: Path) -> list[Path]:
     found = [p.parent for p in Path(experiment).glob(f"{TEST_DIR_PREFIX}*/{TESTING_AGG_CSV}")]
     # A test run with named settings (testing.settings) keeps each setting's statistics in a subfolder.
     found += [p.parent for p in Path(experiment).glob(f"{TEST_DIR_PREFIX}*/*/{TESTING_AGG_CSV}")]
-    return sorted(found, key=lambda p: (_test_order(p.parent), p.name) if p.parent.name.startswith(TEST_DIR_PREFIX)
-                  and p.parent != Path(experiment) else (_test_order(p), ""))
+    return sorted(found, key=lambda p: (_test_order(p.parent), _natural(p.name))
+                  if p.parent.name.startswith(TEST_DIR_PREFIX) and p.parent != Path(experiment)
+                  else (_test_order(p), []))
+
+
+def _natural(name: str) -> list[Any]:
+    """A sort key that orders numbers by value: length_20 before length_100."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name) if part]
 
 
 def newest_test(experiment: Path) -> Path | None:
