@@ -141,7 +141,7 @@ def test_local_cancel(grid: Path, local: SlurmExecutor) -> None:
     handle = local.submit(train_job("cancelled", grid, LONG))
     wait_for_training(grid, "cancelled", episodes=20)
     local.cancel(handle)
-    result = wait(local, handle, timeout=30)
+    result = wait(local, handle, timeout=90)  # a loaded machine: writing the last checkpoint can take a while
     assert result.exit_code != 0 and result.error
     # mip itself was asked to stop (it writes its last checkpoint), it does not train on
     deadline = time.monotonic() + 20
