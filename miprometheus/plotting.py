@@ -220,7 +220,9 @@ def _show_image(ax: Any, image: np.ndarray) -> None:
         image = image[0]
     elif image.ndim == 3:
         image = np.moveaxis(image, 0, -1)
-    if image.max(initial=0.0) > 1.0:  # bytes
+    if image.min(initial=0.0) < 0.0:  # normalised (mean/std) pixels: stretch back to [0, 1] to show them
+        image = (image - image.min()) / max(float(image.max() - image.min()), 1e-12)
+    elif image.max(initial=0.0) > 1.0:  # bytes
         image = image / 255.0
     ax.imshow(np.clip(image, 0.0, 1.0), cmap="gray" if image.ndim == 2 else None, vmin=0.0, vmax=1.0,
               interpolation="nearest")

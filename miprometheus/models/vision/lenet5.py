@@ -1,4 +1,4 @@
-"""LeNet5: the modern LeNet-5 (ReLU, max pooling, full C3) for 1x32x32 images and 10 classes (models spec §1)."""
+"""LeNet5: the modern LeNet-5 (ReLU, max pooling, full C3) for 32x32 images and 10 classes (models spec §1)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from typing import Any
 import torch
 
 from miprometheus.data import ANY, DataDefinition
+from miprometheus.errors import ConfigError
 from miprometheus.models.model import Model
+from miprometheus.params import param
 from miprometheus.registry import register_model
 
 NUM_CLASSES = 10
@@ -16,7 +18,8 @@ NUM_CLASSES = 10
 
 @register_model
 class LeNet5(Model):
-    """LeNet-5 with ReLU and max pooling: ``images`` [B, 1, 32, 32] -> logits [B, 10] (61,706 parameters).
+    """LeNet-5 with ReLU and max pooling: ``images`` [B, C, 32, 32] -> logits [B, 10] (61,706 parameters on grey
+    images, 62,006 on RGB ones such as CIFAR-10).
 
     C1 conv 1->6 5x5, ReLU, S2 max-pool 2; C3 conv 6->16 5x5, ReLU, S4 max-pool 2;
     C5 conv 16->120 5x5, ReLU; F6 linear 120->84, ReLU; output linear 84->10.
@@ -24,11 +27,16 @@ class LeNet5(Model):
 
     @dataclass
     class Params:
-        """LeNet5 has no parameters: the input size and the 10 classes are fixed by the architecture."""
+        """Parameters of LeNet5: the 32x32 input and the 10 classes are fixed by the architecture."""
+
+        num_channels: int = param(1, "image channels (1: MNIST, 3: CIFAR-10)", from_problem=True)
 
     def __init__(self, params: LeNet5.Params | None = None) -> None:
-        super().__init__(params if params is not None else LeNet5.Params())
-        self.c1 = torch.nn.Conv2d(1, 6, kernel_size=5)
+        params = params if params is not None else LeNet5.Params()
+        super().__init__(params)
+        if params.num_channels < 1:
+            raise ConfigError(f"LeNet5: num_channels must be at least 1, got {params.num_channels}")
+        self.c1 = torch.nn.Conv2d(params.num_channels, 6, kernel_size=5)
         self.s2 = torch.nn.MaxPool2d(kernel_size=2, stride=2)
         self.c3 = torch.nn.Conv2d(6, 16, kernel_size=5)
         self.s4 = torch.nn.MaxPool2d(kernel_size=2, stride=2)
@@ -36,7 +44,7 @@ class LeNet5(Model):
         self.f6 = torch.nn.Linear(120, 84)
         self.output = torch.nn.Linear(84, NUM_CLASSES)
         self.input_definitions = {
-            "images": DataDefinition((ANY, 1, 32, 32), "float32", "grey images, values in [0, 1]"),
+            "images": DataDefinition((ANY, params.num_channels, 32, 32), "float32", "32x32 images"),
         }
         self.output_definitions = {
             "predictions": DataDefinition((ANY, NUM_CLASSES), "float32", "class logits"),
@@ -53,10 +61,10 @@ class LeNet5(Model):
         return self.output(x)
 
     def plot(self, batch: dict[str, Any], predictions: torch.Tensor, index: int) -> Any:
-        """The input and the feature maps of C1 and C3 (after ReLU) of sample ``index``, from a recorded forward."""
+        """The input, its prediction and target, and the maps of C1 and C3 (after ReLU) of sample ``index``."""
         if "C1" not in self.internals:
             return None
-        from miprometheus.plotting import feature_maps_figure
+        from miprometheus.models.vision.figures import classifier_figure
 
-        return feature_maps_figure(batch["images"][index], [(name, self.internals[name][index])
-                                                            for name in ("C1", "C3")], f"{self.name}, sample {index}")
+        return classifier_figure(self.name, batch, predictions, index,
+                                 [(name, self.internals[name]) for name in ("C1", "C3")])

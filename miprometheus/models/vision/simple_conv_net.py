@@ -93,11 +93,10 @@ class SimpleConvNet(Model):
         return self.linear3(x)
 
     def plot(self, batch: dict[str, Any], predictions: torch.Tensor, index: int) -> Any:
-        """The input and the feature maps after each conv -> pool -> ReLU stage of sample ``index``."""
+        """Sample ``index``: the input, its prediction and target, the maps after each conv -> pool -> ReLU stage."""
         if "conv1" not in self.internals:
             return None
-        from miprometheus.plotting import feature_maps_figure
+        from miprometheus.models.vision.figures import classifier_figure
 
-        return feature_maps_figure(batch["images"][index], [(name, self.internals[name][index])
-                                                            for name in ("conv1", "conv2")],
-                                   f"{self.name}, sample {index}")
+        return classifier_figure(self.name, batch, predictions, index,
+                                 [(name, self.internals[name]) for name in ("conv1", "conv2")])
