@@ -196,6 +196,7 @@ def validate(config: LoadedConfig, required: tuple[str, ...] = ("training", "mod
         params = build(problem_cls.Params, section.problem, f"{name}.problem", config, errors, ignore=("name",))
         if dataclasses.is_dataclass(params):
             _evaluation_size(name, section, problem_cls, params)
+            _check_training_only(name, section.problem, config, errors)
             spec.splits[name] = Split(name, section, problem_cls, params)
         if name == "training":
             _validate_training(spec, section, problem_cls, config, errors)
@@ -224,6 +225,20 @@ def validate(config: LoadedConfig, required: tuple[str, ...] = ("training", "mod
     if errors:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))
     return spec
+
+
+#: problem keys meant for the training split only (augmentation): refused in validation and testing, where
+#: they would make the scores depend on random draws.
+TRAINING_ONLY_PROBLEM_KEYS = ("random_crop_padding", "random_horizontal_flip")
+
+
+def _check_training_only(name: str, problem: dict[str, Any], config: LoadedConfig, errors: Errors) -> None:
+    if name == "training":
+        return
+    for key in TRAINING_ONLY_PROBLEM_KEYS:
+        if problem.get(key):
+            errors.append(f"{config.where(f'{name}.problem.{key}')}'{name}.problem.{key}' is training "
+                          "augmentation: set it in the training section only")
 
 
 def _evaluation_size(name: str, section: Any, problem_cls: type, params: Any) -> None:

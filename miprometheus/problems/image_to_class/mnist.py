@@ -15,21 +15,16 @@ import struct
 import tempfile
 import urllib.request
 import zlib
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from miprometheus.data import DataDefinition
-from miprometheus.errors import ConfigError, DataError
+from miprometheus.errors import DataError
 from miprometheus.params import param
 from miprometheus.problems.assets import shared_asset
-from miprometheus.problems.image_transforms import MNIST_MEAN, MNIST_STD, normalize, resize, to_float
-from miprometheus.problems.problem import Batch, Problem, ProblemParams
+from miprometheus.problems.image_to_class.image_problem import ImageParams, ImageProblem
+from miprometheus.problems.image_transforms import MNIST_MEAN, MNIST_STD
 from miprometheus.registry import register_problem
-from miprometheus.statistics import StatisticDefinition, mean_of
 
 #: official file names (without ``.gz``) of the images and labels of each split.
 SPLIT_FILES = {
@@ -167,35 +162,32 @@ def download_file(gz_name: str, folder: Path) -> Path:
 
 
 @register_problem
-class MNIST(Problem):
+class MNIST(ImageProblem):
     """Classify 28x28 handwritten digits (0-9); images are float32 in [0, 1], normalised on request.
 
-    Batches hold ``images`` [B, 1, H, W] float32, ``targets`` [B] int64 and ``targets_label``
-    (list of class names such as "Seven"). The train split has 60,000 images, the test split 10,000.
-    The split keeps the file's pixels as ``uint8`` [N, 1, 28, 28] (``self.images``), one copy shared by
-    every split that reads the same file; each batch is converted (and resized, normalised) when made.
+    Batches hold ``images`` [B, 1, H, W] float32 (3 channels with ``grey_to_rgb``), ``targets`` [B]
+    int64 and ``targets_label`` (list of class names such as "Seven"). The train split has 60,000
+    images, the test split 10,000. The split keeps the file's pixels as ``uint8`` [N, 1, 28, 28]
+    (``self.images``), one copy shared by every split that reads the same file; each batch is converted
+    (resized, replicated to RGB, augmented, normalised, as configured) when made.
     """
 
+    published_mean = MNIST_MEAN
+    published_std = MNIST_STD
+
     @dataclasses.dataclass(kw_only=True)
-    class Params(ProblemParams):
+    class Params(ImageParams):
         """Parameters of the MNIST problem."""
 
         data_folder: str = param(doc="folder holding the IDX files (itself, raw/ or MNIST/raw/); downloads go "
                                      "to <data_folder>/raw/", path=True)
         use_train_data: bool = param(True, "use the 60,000 training images (False: the 10,000 test images)")
-        resize: list[int] | None = param(None, "optional [height, width] to resize the images to (bilinear, "
-                                               "antialiased, per batch)")
-        normalize: bool = param(False, "subtract the mean and divide by the std (the published MNIST values "
-                                       "0.1307 / 0.3081 unless mean/std are set)")
-        mean: float | None = param(None, "pixel mean used by normalize (in [0, 1]); default 0.1307")
-        std: float | None = param(None, "pixel standard deviation used by normalize; default 0.3081")
         download: bool = param(True, "download missing files from the official mirrors (md5-verified)")
 
     def __init__(self, params: Params) -> None:
         super().__init__(params)
-        if params.batch_size < 1:
-            raise ConfigError(f"problem {self.name}: batch_size must be at least 1, got {params.batch_size}")
-        size = self._check_resize(params.resize)
+        self.check_batch_size()
+        self.check_resize(params.resize)  # a bad value is reported before any file is read
         self.root = Path(os.path.expanduser(str(params.data_folder)))
         split = "train" if params.use_train_data else "test"
         images_path, labels_path = self._locate(split)
@@ -206,44 +198,7 @@ class MNIST(Problem):
         if self.images.shape[0] != self.targets.shape[0]:
             raise DataError(f"MNIST files disagree: {images_path} holds {self.images.shape[0]} images but "
                             f"{labels_path} holds {self.targets.shape[0]} labels")
-        self.size = size if size is not None else tuple(self.images.shape[-2:])
-        self.mean_std = self._check_normalization(params)
-        height, width = self.size
-
-        self.output_definitions = {
-            "images": DataDefinition((-1, 1, height, width), "float32", "grey-scale images in [0, 1]"
-                                     + (" minus the mean, divided by the std" if self.mean_std else "")),
-            "targets": DataDefinition((-1,), "int64", "digit class 0..9"),
-            "targets_label": DataDefinition((-1,), "list", "class name of each target, e.g. 'Seven'"),
-        }
-        self.prediction_definitions = {"predictions": DataDefinition((-1, 10), "float32", "class logits")}
-        self.statistic_definitions = {
-            "acc": StatisticDefinition("mean", "fraction of images whose top class is the target"),
-            "batch_size": StatisticDefinition("sum", "number of samples"),
-        }
-        self.default_values = {"num_classes": 10, "num_channels": 1, "height": height, "width": width}
-
-    def _check_resize(self, resize: Any) -> tuple[int, int] | None:
-        if resize is None:
-            return None
-        # Any sequence (a list from YAML, a tuple, an OmegaConf ListConfig), but not a string.
-        values = list(resize) if isinstance(resize, Sequence) and not isinstance(resize, str) else None
-        valid = values is not None and len(values) == 2
-        if not valid or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
-            raise ConfigError(f"problem {self.name}: resize must be [height, width] with two positive integers, "
-                              f"got {resize!r}")
-        return int(values[0]), int(values[1])
-
-    def _check_normalization(self, params: Params) -> tuple[float, float] | None:
-        if not params.normalize:
-            if params.mean is not None or params.std is not None:
-                raise ConfigError(f"problem {self.name}: mean/std are used only with normalize: true")
-            return None
-        mean = MNIST_MEAN[0] if params.mean is None else float(params.mean)
-        std = MNIST_STD[0] if params.std is None else float(params.std)
-        if not std > 0:
-            raise ConfigError(f"problem {self.name}: std must be positive, got {std}")
-        return mean, std
+        self.setup_images(LABEL_NAMES, "grey-scale images")
 
     def _locate(self, split: str) -> tuple[Path, Path]:
         """The paths of the split's image and label files, downloading missing ones if allowed."""
@@ -268,46 +223,3 @@ class MNIST(Problem):
                     f"Download the official files from {MIRRORS[0]} (or another MNIST mirror) and place them, "
                     f"gzip-compressed or not, in {download_folder}")
         return found[names[0]], found[names[1]]
-
-    # --- data -----------------------------------------------------------------------------
-    def __len__(self) -> int:
-        return int(self.targets.shape[0])
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        target = self.targets[index]
-        return {"images": self.images[index], "targets": target, "targets_label": LABEL_NAMES[int(target)]}
-
-    def collate_fn(self, samples: list[dict[str, Any]]) -> Batch:
-        return {
-            "images": self.prepare_images(torch.stack([s["images"] for s in samples])),
-            "targets": torch.stack([s["targets"] for s in samples]),
-            "targets_label": [s["targets_label"] for s in samples],
-        }
-
-    def prepare_images(self, pixels: torch.Tensor) -> torch.Tensor:
-        """A batch of ``uint8`` pixels [B, 1, 28, 28] as the model sees it: float in [0, 1], resized, normalised."""
-        images = resize(to_float(pixels), self.size)
-        if self.mean_std is not None:
-            images = normalize(images, (self.mean_std[0],), (self.mean_std[1],))
-        return images
-
-    # --- loss and statistics --------------------------------------------------------------------
-    def loss(self, batch: Batch, predictions: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of the class logits, averaged over the batch."""
-        return F.cross_entropy(predictions, batch["targets"])
-
-    def statistics(self, batch: Batch, predictions: torch.Tensor) -> dict[str, float]:
-        """``acc`` (fraction of argmax predictions equal to the target) and ``batch_size``."""
-        targets = batch["targets"]
-        correct = (predictions.detach().argmax(dim=1) == targets).sum()
-        return {"acc": mean_of(correct, targets.shape[0]), "batch_size": float(targets.shape[0])}
-
-    # --- visualisation ----------------------------------------------------------------------------
-    def plot(self, batch: Batch, index: int, predictions: torch.Tensor | None = None) -> Any:
-        """Sample ``index``: the image, its target and the top-3 predicted classes with their probabilities."""
-        from miprometheus.plotting import classification_figure
-
-        target = LABEL_NAMES[int(batch["targets"][index])]
-        probabilities = None if predictions is None else torch.softmax(predictions[index].detach().float(), dim=0)
-        return classification_figure(batch["images"][index], target, probabilities, LABEL_NAMES,
-                                     f"{self.name}, sample {index}")
