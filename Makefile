@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/memory_splits.py
 	$(VENV)/bin/python bench/grid_scaling.py
 	$(VENV)/bin/python bench/algorithmic_generation.py
+	$(VENV)/bin/python bench/cifar_vision.py
 
 clean:
 	rm -rf $(VENV) experiments .pytest_cache .ruff_cache

@@ -295,3 +295,10 @@ def test_shipped_grid_files_plan_and_validate():
     assert {e.config["model"]["name"] for e in quickstart.experiments} == {"LSTM", "GRU"}
     assert {e.config["training"]["problem"]["name"] for e in quickstart.experiments} == {"SerialRecall",
                                                                                           "ReverseRecall"}
+    vision = load_grid(root / "vision_suite.yaml")  # image models x MNIST, recurrent models x (permuted) row MNIST
+    assert len(vision.experiments) == 30 and vision.settings.max_concurrent_runs == 2
+    pairs = {(e.config["model"]["name"], e.config["training"]["problem"]["name"]) for e in vision.experiments}
+    assert {("LeNet5", "MNIST"), ("SimpleConvNet", "MNIST"), ("AlexNet", "MNIST"), ("ResNet20", "MNIST")} <= pairs
+    for model in ("LSTM", "GRU", "ThalNet"):
+        assert {(model, "SequentialRowMNIST"), (model, "PermutedSequentialRowMNIST")} <= pairs
+    assert len(pairs) == 10
