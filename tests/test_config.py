@@ -375,7 +375,7 @@ def test_override_of_a_whole_section_replaces_the_origins_below_it(tmp_path):
 def test_shipped_configs_validate(path):
     spec = validate(load_config([path]))
     assert spec.model_cls is not None and "training" in spec.splits
-    assert spec.optimizer is not None and spec.optimizer.name in ("Adam", "SGD")
+    assert spec.optimizer is not None and spec.optimizer.name in ("Adam", "AdamW", "SGD")
     tree = spec.effective_tree()
     assert tree["model"]["name"] == load_config([path]).tree["model"]["name"]
     for split in spec.splits.values():
