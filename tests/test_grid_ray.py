@@ -277,7 +277,9 @@ def test_d_cancel_terminates_a_running_job(cluster, grid):
         wait_rows(pid, "experiments/cancelled", 1)
         started = time.time()
         executor.cancel(handle)
-        assert time.time() - started < 20
+        # cancel returns once the job ended: within the 20-s grace, plus the kill and the Ray calls, which took
+        # up to 35 s when the 2 cores ran 5 other processes; a hung cancel would exceed any bound.
+        assert time.time() - started < 60
         assert not alive(pid)
         result = wait_for(executor, handle, timeout=90)  # a loaded machine: the last checkpoint takes a while
     finally:
