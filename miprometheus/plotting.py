@@ -192,7 +192,11 @@ def classification_figure(image: Any, target: str, probabilities: Any | None, cl
     """An image with its target class and, when given, the ``top`` predicted classes with their probabilities."""
     figure = new_figure(7.0, 3.2)
     image_ax, bars_ax = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.3]})
-    _show_image(image_ax, to_numpy(image))
+    if image is None:  # pre-extracted features, nothing to show
+        image_ax.set_axis_off()
+        image_ax.text(0.5, 0.5, "(image features)", ha="center", va="center", fontsize=9)
+    else:
+        _show_image(image_ax, to_numpy(image))
     image_ax.set_title(f"target: {target}", fontsize=10)
     if probabilities is None:
         bars_ax.set_axis_off()
@@ -212,6 +216,19 @@ def classification_figure(image: Any, target: str, probabilities: Any | None, cl
             bars_ax.text(min(p + 0.02, 0.85), y, f"{p:.3f}", va="center", fontsize=8)
     figure.suptitle(title, fontsize=10)
     return figure
+
+
+def vqa_figure(image: Any | None, question: str, answer: str, probabilities: Any | None,
+               answer_names: Sequence[str], title: str, top: int = 3) -> Figure:
+    """An image (None: features only), its question and answer, and the ``top`` predicted answers."""
+    figure = classification_figure(image, answer, probabilities, answer_names, title, top)
+    figure.text(0.02, 0.02, _wrap(f"Q: {question}", 90), fontsize=8, va="bottom")
+    return figure
+
+
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+    return "\n".join(textwrap.wrap(text, width)) or text
 
 
 def _show_image(ax: Any, image: np.ndarray) -> None:

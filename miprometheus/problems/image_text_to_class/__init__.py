@@ -1,0 +1,1 @@
+"""Visual question answering problems: Sort-of-CLEVR, ShapeColorQuery, CLEVR and CoGenT."""
