@@ -302,3 +302,43 @@ def test_shipped_grid_files_plan_and_validate():
     for model in ("LSTM", "GRU", "ThalNet"):
         assert {(model, "SequentialRowMNIST"), (model, "PermutedSequentialRowMNIST")} <= pairs
     assert len(pairs) == 10
+
+
+def test_a_task_after_another_starts_from_its_folder(tmp_path):
+    """``after`` + ``after_folder_keys``: the fine-tuning experiment of repetition r starts once the experiment
+    of repetition r of the task it follows has trained, with ``model.init_from`` pointing at that folder."""
+    path = grid_file(tmp_path, tasks="""grid_tasks:
+  - name: pretrain
+    default_configs: tasks/serial.yaml
+  - name: finetune
+    default_configs: tasks/serial.yaml
+    after: pretrain
+    after_folder_keys: [model.init_from]
+    overwrite: {training.terminal_conditions.episode_limit: 10}
+""", settings="  experiment_repetitions: 2\n  max_concurrent_runs: 2\n")
+    spec = load_grid(path)
+    after = {e.id: e.after for e in spec.experiments}
+    assert after == {"000_pretrain_r0": None, "001_pretrain_r1": None,
+                     "002_finetune_r0": "000_pretrain_r0", "003_finetune_r1": "001_pretrain_r1"}
+    run_mip("grid", "train", path, "--expdir", tmp_path / "out", check=True, timeout=600)
+    folder = grid_folders(tmp_path / "out")[0]
+    manifest = Manifest.load(folder)
+    records = {r.id: r for r in manifest.records}
+    assert {r.status for r in manifest.records} == {"done"}
+    for finetune, pretrain in (("002_finetune_r0", "000_pretrain_r0"), ("003_finetune_r1", "001_pretrain_r1")):
+        assert records[finetune].started >= records[pretrain].ended  # it waited for its source
+        info = json.loads((folder / records[finetune].folder / "run_info.json").read_text())
+        source = Path(info["init_from"]["checkpoint_file"]).resolve()
+        assert source == (folder / records[pretrain].folder / "models" / "model_best.pt").resolve()
+
+
+def test_after_must_name_an_earlier_task(tmp_path):
+    path = grid_file(tmp_path, tasks="""grid_tasks:
+  - name: finetune
+    default_configs: tasks/serial.yaml
+    after: pretrain
+  - name: pretrain
+    default_configs: tasks/serial.yaml
+""")
+    with pytest.raises(ConfigError, match="after: 'pretrain' is not the name of an earlier task"):
+        load_grid(path)

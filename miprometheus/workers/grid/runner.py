@@ -51,9 +51,11 @@ def create_grid(spec: GridSpec, expdir: Path, savetag: str = "") -> Manifest:
     for experiment in spec.experiments:
         config = f"configs/{experiment.id}.yaml"
         atomic_write_text(folder / config, dump_yaml(experiment.config))
+        extra = ({"after": experiment.after, "after_folder_keys": experiment.after_folder_keys}
+                 if experiment.after else {})
         records.append(ExperimentRecord(id=experiment.id, task=experiment.task, repetition=experiment.repetition,
                                         sweep=experiment.sweep, seed=experiment.seed, config=config,
-                                        config_hash=experiment.config_hash))
+                                        config_hash=experiment.config_hash, extra=extra))
     manifest = Manifest(folder, records, {"grid_file": str(spec.path), "created": timestamp(),
                                           "experiments": len(records)})
     manifest.save()
@@ -146,9 +148,30 @@ class GridRunner:
                 existing.rename(aside)
             args = ["train", record.config, "--expdir", output, "--no-progress"]
             inputs = [record.config]
+            after = record.extra.get("after") if self.phase.name == "train" else None
+            if after:  # the experiment it starts from has trained (see _take_ready): point the keys at its folder
+                source = self.manifest.get(after).folder
+                self._write_after_config(record, source)
+                inputs.append(source)
         self.logger.debug("%s attempt %d: mip %s", record.id, attempt, " ".join(args))
         return Job(record.id, args, self.folder, log, inputs=inputs, outputs=[output], threads=self.threads(),
                    gpus=self.settings.gpus_per_experiment)
+
+    def _write_after_config(self, record: ExperimentRecord, source: str) -> None:
+        """Set the record's ``after_folder_keys`` in its config to the folder of the experiment it starts after,
+        relative to the config file (paths in a config are read relative to it), so the grid folder can move."""
+        path = self.folder / record.config
+        config = yaml.safe_load(path.read_text()) or {}
+        relative = os.path.relpath(self.folder / source, path.parent)
+        for key in record.extra.get("after_folder_keys", []):
+            node = config
+            parts = key.split(".")
+            for part in parts[:-1]:
+                if not isinstance(node.get(part), dict):
+                    node[part] = {}
+                node = node[part]
+            node[parts[-1]] = relative
+        atomic_write_text(path, dump_yaml(config))
 
     def _update(self, record: ExperimentRecord, **changes: Any) -> None:
         prefix = self.phase.prefix()
@@ -193,6 +216,12 @@ class GridRunner:
         try:
             while (queue or running) and self._stop is None:
                 ready = self._take_ready(queue, len(running))
+                if not ready and not running and queue:  # only experiments whose `after` will never train
+                    for experiment_id in list(queue):
+                        queue.remove(experiment_id)
+                        self._update(self.manifest.get(experiment_id), status=FAILED,
+                                     last_error="the experiment it starts after did not train")
+                    break
                 if ready:
                     many = getattr(self.executor, "submit_many", None)
                     jobs = [job for _, job in ready]
@@ -231,14 +260,36 @@ class GridRunner:
     def _take_ready(self, queue: deque[str], running: int) -> list[tuple[ExperimentRecord, Job]]:
         """The jobs that can start now (concurrency limit, GPU tokens), taken off the queue."""
         ready: list[tuple[ExperimentRecord, Job]] = []
-        while queue and running + len(ready) < self.settings.max_concurrent_runs and self._stop is None:
-            record = self.manifest.get(queue[0])
+        for experiment_id in list(queue):
+            if running + len(ready) >= self.settings.max_concurrent_runs or self._stop is not None:
+                break
+            record = self.manifest.get(experiment_id)
+            waiting = self._waits_for(record)
+            if waiting == "wait":
+                continue  # its experiment to start after has not trained yet: the next one may start
+            if waiting is not None:  # that experiment failed for good: this one cannot run
+                queue.remove(experiment_id)
+                self._update(record, status=FAILED, last_error=waiting)
+                self.logger.warning("%s failed: %s", record.id, waiting)
+                continue
             job = self.make_job(record)
             if hasattr(self.executor, "can_start") and not self.executor.can_start(job):
                 break
-            queue.popleft()
+            queue.remove(experiment_id)
             ready.append((record, job))
         return ready
+
+    def _waits_for(self, record: ExperimentRecord) -> str | None:
+        """None: ``record`` may start; "wait": its ``after`` experiment has not trained yet; else why it never can."""
+        after = record.extra.get("after") if self.phase.name == "train" else None
+        if not after or record.status == DONE:
+            return None
+        source = self.manifest.get(after)
+        if source.status == DONE and source.folder:
+            return None
+        if source.status == FAILED:
+            return f"the experiment it starts after, {after}, failed"
+        return "wait"
 
     def _mark_started(self, record: ExperimentRecord, job: Job, handle: Any) -> None:
         extra = dict(record.extra)

@@ -54,6 +54,10 @@ class GridTask:
     default_configs: str = param(doc="experiment config file, relative to the grid file", path=True)
     overwrite: dict[str, Any] = param(factory=dict, doc="values that override the task's config")
     name: str | None = param(None, "a short name for the task (default: the config file's name)")
+    after: str | None = param(None, "name of an earlier task: each experiment of this one starts once that task's "
+                                    "experiment of the same repetition (and sweep values) has trained")
+    after_folder_keys: list[str] = param(factory=list, doc="dotted keys set to the folder of that experiment "
+                                                           "when this one starts (e.g. model.init_from)")
 
 
 @dataclass
@@ -68,6 +72,9 @@ class PlannedExperiment:
     config: dict[str, Any]
     seed: int
     config_hash: str = ""
+    #: the id of the experiment this one starts after, and the keys set to that experiment's folder
+    after: str | None = None
+    after_folder_keys: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.config_hash:
@@ -161,8 +168,17 @@ def plan(spec: GridSpec, grid_overwrite: dict[str, Any], validate_tasks: bool = 
     used_seeds: set[int] = set()
     experiments: list[PlannedExperiment] = []
     problems: list[str] = []
+    labels = [task.name or Path(task.default_configs).stem for task in spec.tasks]
+    planned: dict[tuple[str, str, int], str] = {}  # (task, sweep values, repetition) -> experiment id
     for t, task in enumerate(spec.tasks):
-        label = task.name or Path(task.default_configs).stem
+        label = labels[t]
+        if task.after is not None and task.after not in labels[:t]:
+            problems.append(f"task {t} ({label}): after: {task.after!r} is not the name of an earlier task "
+                            f"(earlier: {', '.join(labels[:t]) or 'none'})")
+            continue
+        if task.after_folder_keys and task.after is None:
+            problems.append(f"task {t} ({label}): after_folder_keys needs after (the task whose folder they get)")
+            continue
         for combo in combos:
             sweep = dict(zip(sweep_keys, combo))
             try:
@@ -187,8 +203,12 @@ def plan(spec: GridSpec, grid_overwrite: dict[str, Any], validate_tasks: bool = 
                 used_seeds.add(seed)
                 _set_dotted(config, "training.seed", seed)
                 suffix = (f"_{_slug('-'.join(str(v) for v in combo))}" if len(combos) > 1 else "") + f"_r{r}"
-                experiments.append(PlannedExperiment(f"{len(experiments):03d}_{_slug(label)}{suffix}", label, t, r,
-                                                     sweep, config, seed))
+                experiment_id = f"{len(experiments):03d}_{_slug(label)}{suffix}"
+                combo_key = json.dumps(sweep, sort_keys=True, default=str)
+                planned[(label, combo_key, r)] = experiment_id
+                after = planned.get((task.after, combo_key, r)) if task.after is not None else None
+                experiments.append(PlannedExperiment(experiment_id, label, t, r, sweep, config, seed,
+                                                     after=after, after_folder_keys=list(task.after_folder_keys)))
     if problems:
         raise ConfigError(f"grid {spec.path}: invalid task configs (nothing was run):\n  - " + "\n  - ".join(problems))
     return experiments
