@@ -157,9 +157,10 @@ class VQAProblem(Problem):
         if len(encoded) and int(lengths.min()) == 0:
             raise DataError(f"{self.name}: a question has no tokens (sample {int(lengths.argmin())})")
         width = int(lengths.max()) if len(encoded) else 1
-        questions = torch.zeros(len(encoded), width, dtype=torch.int64)
-        for i, ids in enumerate(encoded):
-            questions[i, :len(ids)] = torch.tensor(ids, dtype=torch.int64)
+        pad = self.vocabulary.pad_index
+        # One tensor from padded lists: a tensor per question took 2.6 s for 280k Sort-of-CLEVR questions.
+        questions = (torch.tensor([ids + [pad] * (width - len(ids)) for ids in encoded], dtype=torch.int64)
+                     if encoded else torch.zeros(0, width, dtype=torch.int64))
         self.questions, self.questions_length = questions, lengths
         answer_index = {a: i for i, a in enumerate(self.answer_names)}
         self.answers = (None if self.answer_words is None else
