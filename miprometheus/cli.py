@@ -121,6 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", type=Path, default=Path("."), help="folder for the index files")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    p = sub.add_parser("extract-features", help="pre-extract image features (ResNet-101) of a dataset's splits",
+                       description="Write one feature file per split of the dataset CONFIG names (e.g. "
+                                   "configs/vqa/extract_features_clevr.yaml), changed by key=value overrides; "
+                                   "running it again resumes an unfinished split and skips finished ones.")
+    p.add_argument("items", nargs="+", metavar="CONFIG|key=value")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads of torch (default: torch's choice)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
     for command in (*sub.choices.values(), *grid_sub.choices.values()):
         if command is not grid:
             command.set_defaults(command_parser=command)
@@ -318,6 +326,16 @@ def cmd_split(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_extract_features(args: argparse.Namespace) -> int:
+    from miprometheus.workers.feature_extraction import extract_features
+
+    configs, overrides = _split_items(args.items)
+    if not configs:
+        raise _usage("mip extract-features needs a CONFIG file")
+    extract_features(configs, overrides, threads=args.threads, report=print)
+    return EXIT_OK
+
+
 class _UsageError(Exception):
     pass
 
@@ -387,7 +405,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "test": cmd_test, "check": cmd_check, "list": cmd_list, "split": cmd_split,
-            "grid": cmd_grid}
+            "grid": cmd_grid, "extract-features": cmd_extract_features}
 
 
 def main(argv: list[str] | None = None) -> int:
