@@ -15,7 +15,8 @@ from miprometheus.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = sorted(str(p) for p in (REPO / "configs").glob("*/*.yaml")
-                 if not p.name.startswith("default_") and p.parent.name != "grids")  # grid files: test_grid_local
+                 if not p.name.startswith(("default_", "extract_features_"))
+                 and p.parent.name != "grids")  # grid files: test_grid_local; extraction configs: test_feature_extraction
 
 
 def write(folder: Path, name: str, text: str) -> Path:
@@ -383,8 +384,15 @@ def test_shipped_configs_validate(path):
         if folder is None:
             continue
         assert Path(folder).is_absolute()
-        if "cifar" in Path(path).name:  # the usual place of a downloaded dataset: the user's home, never the cwd
+        name = Path(path).name
+        if "cifar" in name:  # the usual place of a downloaded dataset: the user's home, never the cwd
             assert Path(folder) == Path("~/data/cifar10").expanduser()
+        elif "sort_of_clevr" in name or "shape_color_query" in name:  # the generated scenes' cache
+            assert Path(folder) == Path("~/data/sort-of-clevr").expanduser()
+        elif "cogent" in name:
+            assert Path(folder) == Path("~/data/CLEVR_CoGenT_v1.0").expanduser()
+        elif "clevr" in name:
+            assert Path(folder) == Path("~/data/CLEVR_v1.0").expanduser()
         else:  # relative to configs/vision/default_mnist.yaml, not the cwd
             assert Path(folder) == (REPO / "configs/vision/../../../shared/data/mnist").resolve()
 

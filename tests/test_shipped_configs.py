@@ -27,16 +27,44 @@ def cifar_folder(tmp_path_factory) -> Path:
     return folder
 
 
-SHIPPED = sorted(p for p in CONFIGS.glob("*/*.yaml") if p.parent.name != "grids" and not p.name.startswith("default_"))
+SHIPPED = sorted(p for p in CONFIGS.glob("*/*.yaml")
+                 if p.parent.name != "grids" and not p.name.startswith(("default_", "extract_features_")))
+
+
+@pytest.fixture(scope="module")
+def clevr_overrides(tmp_path_factory) -> list[str]:
+    """CLEVR configs read ~/data/CLEVR_v1.0's features; here a tiny official-layout set with its features."""
+    from tests.clevr_fixtures import write_clevr_with_features
+
+    return write_clevr_with_features(tmp_path_factory.mktemp("clevr") / "CLEVR_v1.0")[1]
+
+
+@pytest.fixture(scope="module")
+def cogent_overrides(tmp_path_factory) -> list[str]:
+    from tests.clevr_fixtures import write_clevr_with_features
+
+    return write_clevr_with_features(tmp_path_factory.mktemp("cogent") / "CLEVR_CoGenT_v1.0", cogent=True)[1]
+
+
+def overrides_for(path: Path, request, tmp_path_factory) -> list[str]:
+    """What makes a config read small data: a tiny CIFAR or CLEVR set, Sort-of-CLEVR scenes cached in a tmp folder."""
+    if "cifar" in path.name:
+        return [f"training.problem.data_folder={request.getfixturevalue('cifar_folder')}", *CIFAR_SPLITS]
+    if "cogent" in path.name:
+        return request.getfixturevalue("cogent_overrides")
+    if "clevr" in path.name and "sort_of_clevr" not in path.name:
+        return request.getfixturevalue("clevr_overrides")
+    if "sort_of_clevr" in path.name or "shape_color_query" in path.name:
+        folder = tmp_path_factory.getbasetemp() / "sort_of_clevr_cache"
+        return [f"training.problem.data_folder={folder}", "training.problem.num_scenes=20"]
+    return []
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_mip_check_accepts_every_shipped_config(path: Path, capsys, request):
-    overrides = []
-    if "cifar" in path.name:
-        overrides = [f"training.problem.data_folder={request.getfixturevalue('cifar_folder')}", *CIFAR_SPLITS]
-    elif "vision" in path.parts and not SHARED_MNIST.is_dir():
+def test_mip_check_accepts_every_shipped_config(path: Path, capsys, request, tmp_path_factory):
+    if "vision" in path.parts and "cifar" not in path.name and not SHARED_MNIST.is_dir():
         pytest.skip("shared MNIST data not present")
+    overrides = overrides_for(path, request, tmp_path_factory)
     assert main(["check", str(path), *overrides, "--quiet"]) == 0, capsys.readouterr().err
     spec, report = runs.check([str(path)], overrides)
     assert set(spec.splits) == {"training", "validation", "testing"}  # every shipped config has all three
@@ -45,7 +73,7 @@ def test_mip_check_accepts_every_shipped_config(path: Path, capsys, request):
     assert [line.split(":")[0] for line in report] == expected
 
 
-def test_the_values_problems_hand_to_models_use_one_set_of_names():
+def test_the_values_problems_hand_to_models_use_one_set_of_names(request, tmp_path_factory):
     import dataclasses
     import re
 
@@ -63,11 +91,17 @@ def test_the_values_problems_hand_to_models_use_one_set_of_names():
         for field in dataclasses.fields(model_cls.Params):
             if field.metadata.get("from_problem"):
                 assert field.name in VALUE_NAMES, f"model {name} takes '{field.name}', not a value name"
+    from miprometheus.problems.assets import apply_assets, build_training_assets
+
     for path in SHIPPED:
-        if "cifar" in path.name or ("vision" in path.parts and not SHARED_MNIST.is_dir()):
-            continue  # CIFAR configs: checked above on a tiny set
-        spec = validate(load_config([path]))
-        for split in spec.splits.values():
+        if "vision" in path.parts and "cifar" not in path.name and not SHARED_MNIST.is_dir():
+            continue
+        spec = validate(load_config([path], overrides_for(path, request, tmp_path_factory)))
+        assets = None
+        for name, split in spec.splits.items():
             problem = build_problem(split)
+            if name == "training":
+                assets = build_training_assets(problem)
+            apply_assets(problem, assets)
             unknown = set(problem.default_values) - set(VALUE_NAMES)
             assert not unknown, f"{problem.name} publishes {unknown}: add them to VALUE_NAMES and DESIGN §4"
