@@ -651,3 +651,15 @@ validation:
     assert tree["model"]["input_item_size"] == 10
     assert tree["validation"]["problem"]["name"] == "ReverseRecall"
     assert list(again.optimizer.kwargs["betas"]) == [0.8, 0.9]
+
+
+def test_sampler_ranges_to_the_end_of_a_dataset(tmp_path):
+    """``indices: "a:"`` reaches the end of the dataset (a config need not know its size); "a:b" is [a, b)."""
+    from miprometheus.workers.loaders import parse_indices
+
+    assert parse_indices("3:", 6) == [3, 4, 5] and parse_indices("1:4", 6) == [1, 2, 3]
+    with pytest.raises(ConfigError, match="out of range"):
+        parse_indices("2:9", 6)
+    path = write(tmp_path, "exp.yaml", EXPERIMENT + "  sampler: {name: SubsetRandomSampler, indices: '5:'}\n")
+    spec = validate(load_config([path]))
+    assert spec.splits["training"].section.sampler.indices == "5:"  # not taken for a path

@@ -176,8 +176,11 @@ def _resolve_interpolations(config: LoadedConfig) -> None:
         raise ConfigError(f"{config.where(str(key))}cannot resolve interpolation at '{key}': {exc.msg}") from None
 
 
-def load_config(paths: list[str | Path], overrides: list[str] | None = None) -> LoadedConfig:
-    """Load and merge config files (later files win), then apply overrides (they win over all)."""
+def load_config(paths: list[str | Path], overrides: list[str] | None = None, resolve: bool = True) -> LoadedConfig:
+    """Load and merge config files (later files win), then apply overrides (they win over all).
+
+    Interpolations (``${training.problem.data_folder}``) are resolved last; ``resolve=False`` leaves them for the
+    caller to resolve (:func:`resolve_interpolations`) after merging more values in, as a grid's overwrites."""
     if not paths:
         raise ConfigError("no config file given")
     config = LoadedConfig({}, {}, [])
@@ -186,5 +189,11 @@ def load_config(paths: list[str | Path], overrides: list[str] | None = None) -> 
         _merge(config.tree, config.origins, tree, origins)
         config.files += files
     apply_overrides(config, overrides or [])
-    _resolve_interpolations(config)
+    if resolve:
+        _resolve_interpolations(config)
     return config
+
+
+def resolve_interpolations(config: LoadedConfig) -> None:
+    """Resolve the interpolations of a config loaded with ``resolve=False``."""
+    _resolve_interpolations(config)

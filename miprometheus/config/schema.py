@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
@@ -127,7 +128,8 @@ def build(cls: type, data: Any, prefix: str, config: LoadedConfig, errors: Error
         if result is _NOT:
             errors.append(f"{config.where(full)}'{full}' must be {type_name(tp)}, got {value!r}")
             continue
-        if fields[key].metadata.get("path") and isinstance(result, str) and "," not in result:
+        if (fields[key].metadata.get("path") and isinstance(result, str) and "," not in result
+                and not re.fullmatch(r"\s*\d+\s*:\s*\d*\s*", result)):  # "a:b" sampler ranges are not paths
             result = resolve_path(result, config, full)
         values[key] = result
     missing = [n for n, f in fields.items() if n not in values and is_required(f)

@@ -45,8 +45,8 @@ class SamplerSection:
 
     name: Literal["SubsetRandomSampler", "SubsetSequentialSampler"] = param(
         "SubsetRandomSampler", "SubsetRandomSampler (shuffled every epoch) or SubsetSequentialSampler")
-    indices: list[int] | str = param(doc="[start, end] (a range), a list of indices, "
-                                         "'1,5,9' or a file holding such a list", path=True)
+    indices: list[int] | str = param(doc="[start, end] (a range), a list of indices, '1,5,9', 'start:' (to the "
+                                         "end) or 'start:end', or a file holding a list", path=True)
 
 
 @dataclass

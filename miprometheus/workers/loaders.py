@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,12 @@ from miprometheus.seeding import derive_seed
 
 
 def parse_indices(spec: list[int] | str, size: int, where: str = "") -> list[int]:
-    """Indices from a sampler section: ``[a, b]`` (range), a list, ``"1,5,9"`` or a file holding either."""
+    """Indices from a sampler section: ``[a, b]`` (range), a list, ``"1,5,9"``, ``"a:"`` / ``"a:b"`` (a range;
+    without ``b``, to the end of the dataset, whose size a config need not know) or a file holding a list."""
+    range_form = re.fullmatch(r"\s*(\d+)\s*:\s*(\d*)\s*", spec) if isinstance(spec, str) else None
+    if range_form:
+        end = int(range_form.group(2)) if range_form.group(2) else size
+        spec = [int(range_form.group(1)), end]
     if isinstance(spec, str):
         text = spec
         path = Path(spec).expanduser()

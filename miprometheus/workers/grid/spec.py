@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from miprometheus.config.loader import LoadedConfig, Origin, _merge, dotted_keys, load_config
+from miprometheus.config.loader import (LoadedConfig, Origin, _merge, dotted_keys, load_config,
+                                         resolve_interpolations)
 from miprometheus.config.schema import Errors, build, unknown_key
 from miprometheus.errors import ConfigError, MipError
 from miprometheus.params import param
@@ -182,10 +183,12 @@ def plan(spec: GridSpec, grid_overwrite: dict[str, Any], validate_tasks: bool = 
         for combo in combos:
             sweep = dict(zip(sweep_keys, combo))
             try:
-                loaded = load_config([task.default_configs])
+                # interpolations (a validation split's ${training.problem.data_folder}) see the overwrites
+                loaded = load_config([task.default_configs], resolve=False)
                 _overwrite(loaded, grid_overwrite, f"{spec.path}: grid_overwrite")
                 _overwrite(loaded, task.overwrite, f"{spec.path}: grid_tasks[{t}].overwrite")
                 _overwrite(loaded, sweep, f"{spec.path}: grid_settings.sweep")
+                resolve_interpolations(loaded)
                 if validate_tasks:
                     validate(loaded)
             except MipError as exc:
