@@ -72,6 +72,8 @@ class RelationalNetwork(Model):
         classifier_hidden: int = param(256, "units of each of f_phi's two hidden layers")
         g_theta_layers: int = param(4, "number of layers of g_theta (Linear then ReLU each)")
         g_theta_units: int = param(256, "units of each layer of g_theta")
+        aggregation: str = param("sum", "how the pairs' g_theta outputs are combined: sum (the paper) or mean "
+                                        "(the same up to a factor 1/n^2, which keeps f_phi's input at one scale)")
 
     def __init__(self, params: RelationalNetwork.Params) -> None:
         super().__init__(params)
@@ -79,7 +81,9 @@ class RelationalNetwork(Model):
         check_vqa_params(self.name, p, [(p.g_theta_layers >= 1, f"g_theta_layers must be at least 1, got "
                                                                  f"{p.g_theta_layers}"),
                                         (p.g_theta_units >= 1, f"g_theta_units must be positive, got "
-                                                                f"{p.g_theta_units}")])
+                                                                f"{p.g_theta_units}"),
+                                        (p.aggregation in ("sum", "mean"), f"aggregation must be sum or mean, got "
+                                                                           f"{p.aggregation!r}")])
         self.image_encoder = ImageEncoder(p.image_encoder, p.num_channels, p.conv_filters, p.height, p.width)
         self.question_encoder = QuestionEncoder(p.question_vocabulary_size, p.embedding_size, p.question_hidden_size)
         self.object_size = p.conv_filters + 2
@@ -120,7 +124,8 @@ class RelationalNetwork(Model):
         relations = self.relations(objects, question)
         if self.recording:
             self.internals["pair_norms"] = relations.detach().norm(dim=-1)
-        return self.classifier(relations.sum(dim=(1, 2)))
+        pooled = relations.sum(dim=(1, 2)) if self.params.aggregation == "sum" else relations.mean(dim=(1, 2))
+        return self.classifier(pooled)
 
     def plot(self, batch: dict[str, Any], predictions: torch.Tensor, index: int) -> Any:
         """Sample ``index``'s image with the pairs of cells of largest ||g_theta||, the question and the answers."""
