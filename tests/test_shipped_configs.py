@@ -50,6 +50,10 @@ def overrides_for(path: Path, request, tmp_path_factory) -> list[str]:
     """What makes a config read small data: a tiny CIFAR or CLEVR set, Sort-of-CLEVR scenes cached in a tmp folder."""
     if "cifar" in path.name:
         return [f"training.problem.data_folder={request.getfixturevalue('cifar_folder')}", *CIFAR_SPLITS]
+    if "cogent" in path.name and "finetune" in path.name:  # valB holds 2 questions in the fixture
+        fits = ["training.sampler.indices=[0, 1]", "validation.sampler.indices=[1, 2]",
+                "testing.settings.valB.sampler.indices='1:'"]
+        return [o for o in request.getfixturevalue("cogent_overrides") if "sampler" not in o] + fits
     if "cogent" in path.name:
         return request.getfixturevalue("cogent_overrides")
     if "clevr" in path.name and "sort_of_clevr" not in path.name:

@@ -155,10 +155,10 @@ def apply_overrides(config: LoadedConfig, overrides: list[str]) -> None:
 
 def dotted_keys(tree: dict[str, Any], prefix: str = "") -> list[str]:
     keys = []
-    for k, v in tree.items():
-        keys.append(prefix + k)
+    for k, v in tree.items():  # a YAML key may be a number (``1: x``): named as written, validation reports it
+        keys.append(prefix + str(k))
         if isinstance(v, dict):
-            keys += dotted_keys(v, prefix + k + ".")
+            keys += dotted_keys(v, prefix + str(k) + ".")
     return keys
 
 
