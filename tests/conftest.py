@@ -87,3 +87,17 @@ def wait_job(executor, handle: object, timeout: float = 60, interval: float = 0.
 
 def experiment_dirs(expdir: Path) -> list[Path]:
     return sorted(p.parent for p in expdir.rglob("training_configuration.yaml"))
+
+
+@pytest.fixture
+def tiny_model():
+    """``TinyVQA`` (tests/clevr_fixtures.py) registered for one test; the registry is put back afterwards."""
+    from miprometheus import registry
+    from tests.clevr_fixtures import tiny_vqa_model
+
+    before = {kind: dict(names) for kind, names in registry._registered.items()}
+    registry.register_model(tiny_vqa_model())
+    yield "TinyVQA"
+    for kind, names in before.items():
+        registry._registered[kind].clear()
+        registry._registered[kind].update(names)

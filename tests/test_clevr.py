@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from miprometheus import registry
 from miprometheus.data import check_values
 from miprometheus.errors import ConfigError, DataError
 from miprometheus.problems.assets import write_assets_file
@@ -23,7 +22,7 @@ from miprometheus.problems.image_text_to_class.clevr import (
     CLEVRCoGenT,
     tokenize,
 )
-from tests.clevr_fixtures import TRAIN, VAL, VAL_B, tiny_vqa_model, write_clevr, write_cogent, write_questions
+from tests.clevr_fixtures import TRAIN, VAL, VAL_B, write_clevr, write_cogent, write_questions
 from tests.conftest import run_mip
 
 SMALL = (96, 64)  # width, height of the images of most tests (the official 480 x 320 in one)
@@ -48,17 +47,6 @@ def ready(problem: CLEVR, assets: dict | None = None) -> CLEVR:
     """The problem with the training split's assets (its own when it is the training split)."""
     problem.use_assets(assets if assets is not None else problem.build_assets())
     return problem
-
-
-@pytest.fixture
-def tiny_model():
-    """TinyVQA registered for one test."""
-    before = {kind: dict(names) for kind, names in registry._registered.items()}
-    registry.register_model(tiny_vqa_model())
-    yield "TinyVQA"
-    for kind, names in before.items():
-        registry._registered[kind].clear()
-        registry._registered[kind].update(names)
 
 
 # --- the fixed tables -----------------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-from miprometheus import registry
 from miprometheus.cli import main
 from miprometheus.errors import ConfigError, DataError
 from miprometheus.models.vision.resnet101 import STAGE_CHANNELS, ResNet101, feature_extractor, load_weights
@@ -22,7 +21,7 @@ from miprometheus.problems.image_text_to_class.clevr import CLEVR, CLEVRCoGenT
 from miprometheus.problems.image_text_to_class.clevr_features import read_features, sidecar_path
 from miprometheus.workers import feature_extraction
 from miprometheus.workers.feature_extraction import extract_features
-from tests.clevr_fixtures import TINY_FEATURES, tiny_vqa_model, write_clevr, write_clevr_with_features
+from tests.clevr_fixtures import TINY_FEATURES, write_clevr, write_clevr_with_features
 from tests.conftest import CONFIGS, run_mip
 
 SMALL = (96, 64)
@@ -51,16 +50,6 @@ def data(tmp_path) -> Path:
 def features_problem(folder: Path, split: str = "train", **values) -> CLEVR:
     return CLEVR(CLEVR.Params(data_folder=str(folder), split=split, images="features",
                               feature_extractor=TINY_FEATURES, **values))
-
-
-@pytest.fixture
-def tiny_model():
-    before = {kind: dict(names) for kind, names in registry._registered.items()}
-    registry.register_model(tiny_vqa_model())
-    yield "TinyVQA"
-    for kind, names in before.items():
-        registry._registered[kind].clear()
-        registry._registered[kind].update(names)
 
 
 # --- the network ---------------------------------------------------------------------------------------------

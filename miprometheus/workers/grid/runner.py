@@ -28,7 +28,7 @@ from miprometheus.layout import GRID_CONFIG, TRAINING_CSV
 from miprometheus.workers.grid.executors import Executor, Job, JobResult, make_executor
 from miprometheus.workers.grid.folders import ABANDONED_DIR, newest_experiment, newest_test
 from miprometheus.workers.grid.manifest import DONE, FAILED, PENDING, RUNNING, ExperimentRecord, Manifest, now
-from miprometheus.workers.grid.spec import GridSettings, GridSpec, load_grid
+from miprometheus.workers.grid.spec import GridSettings, GridSpec, load_grid, set_dotted
 
 POLL_SECONDS = 0.2
 
@@ -164,13 +164,7 @@ class GridRunner:
         config = yaml.safe_load(path.read_text()) or {}
         relative = os.path.relpath(self.folder / source, path.parent)
         for key in record.extra.get("after_folder_keys", []):
-            node = config
-            parts = key.split(".")
-            for part in parts[:-1]:
-                if not isinstance(node.get(part), dict):
-                    node[part] = {}
-                node = node[part]
-            node[parts[-1]] = relative
+            set_dotted(config, key, relative)
         atomic_write_text(path, dump_yaml(config))
 
     def _update(self, record: ExperimentRecord, **changes: Any) -> None:

@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from miprometheus.config.loader import (LoadedConfig, Origin, _merge, dotted_keys, load_config,
-                                         resolve_interpolations)
+from miprometheus.config.loader import LoadedConfig, Origin, _merge, dotted_keys, load_config, resolve_interpolations
 from miprometheus.config.schema import Errors, build, unknown_key
 from miprometheus.errors import ConfigError, MipError
 from miprometheus.params import param
@@ -99,7 +98,8 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:40] or "task"
 
 
-def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``a.b.c`` of a nested mapping to a copy of ``value``, making the mappings on the way."""
     node = tree
     parts = dotted.split(".")
     for part in parts[:-1]:
@@ -114,7 +114,7 @@ def _overwrite(base: LoadedConfig, values: dict[str, Any], source: str) -> None:
     nested: dict[str, Any] = {}
     for key, value in values.items():
         piece: dict[str, Any] = {}
-        _set_dotted(piece, key, value)
+        set_dotted(piece, key, value)
         _merge(nested, {}, piece, {})
     origins = {k: Origin(source) for k in dotted_keys(nested)}
     _merge(base.tree, base.origins, nested, origins)
@@ -204,7 +204,7 @@ def plan(spec: GridSpec, grid_overwrite: dict[str, Any], validate_tasks: bool = 
                 else:
                     seed = int(task_seed)  # a seed fixed in the task config is kept
                 used_seeds.add(seed)
-                _set_dotted(config, "training.seed", seed)
+                set_dotted(config, "training.seed", seed)
                 suffix = (f"_{_slug('-'.join(str(v) for v in combo))}" if len(combos) > 1 else "") + f"_r{r}"
                 experiment_id = f"{len(experiments):03d}_{_slug(label)}{suffix}"
                 combo_key = json.dumps(sweep, sort_keys=True, default=str)
