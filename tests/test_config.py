@@ -16,7 +16,7 @@ from miprometheus.errors import ConfigError
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = sorted(str(p) for p in (REPO / "configs").glob("*/*.yaml")
                  if not p.name.startswith(("default_", "extract_features_"))
-                 and p.parent.name != "grids")  # grid files: test_grid_local; extraction configs: test_feature_extraction
+                 and p.parent.name != "grids")  # grids, extraction: their own tests
 
 
 def write(folder: Path, name: str, text: str) -> Path:
