@@ -146,8 +146,8 @@ def main() -> int:
           f"{'loss first→last 50':>19}  validation acc (relational, non-relational)")
     for name, cpu_step, device_step, steps, first, last, result in rows:
         print(f"{name:<18} {cpu_step:>10.3f} {device_step:>13.4f} {cpu_step / device_step:>10.1f} {steps:>6} "
-              f"{first:>8.3f} → {last:<8.3f}  {result.get('acc', float('nan')):.3f} "
-              f"({result.get('acc_relational', float('nan')):.3f}, {result.get('acc_non_relational', float('nan')):.3f})")
+              f"{first:>8.3f} → {last:<8.3f}  {result['acc']:.3f} "
+              f"({result['acc_relational']:.3f}, {result['acc_non_relational']:.3f})")
     return 0 if ok else 1
 
 
