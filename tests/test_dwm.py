@@ -177,13 +177,17 @@ def test_plot_shows_the_memory_at_each_step_and_the_attentions_over_time(tmp_pat
 
 
 def test_overfits_a_fixed_serial_recall_batch():
-    """B = 8, L = 4: the masked loss falls at least 10x in 300 Adam steps (lr 0.01), in about 4 s on one thread."""
+    """B = 8, L = 4: the masked loss falls at least 10x in 500 Adam steps (lr 0.005), in about 6 s on one thread.
+
+    (lr 0.01 for 300 steps, as before, reached 0.06 then bounced back to 0.24 on an AVX-512 CPU: one trajectory
+    at that rate depends on the CPU's float rounding.)"""
+    torch.manual_seed(0)
     problem, batch = serial_batch(8, 4)
     model = dwm(hidden_size=20)
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.005)
     start = time.monotonic()
     losses = []
-    for _ in range(300):
+    for _ in range(500):
         optimizer.zero_grad()
         loss = problem.loss(batch, model(batch))
         loss.backward()
@@ -191,4 +195,4 @@ def test_overfits_a_fixed_serial_recall_batch():
         optimizer.step()
         losses.append(loss.item())
     assert losses[0] > 0.6 and losses[-1] < losses[0] / 10, losses[::50]
-    assert time.monotonic() - start < 60
+    assert time.monotonic() - start < 90

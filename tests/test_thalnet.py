@@ -119,15 +119,16 @@ def test_plot_is_one_frame_per_step_with_every_module_features(tmp_path):
 
 
 def test_thalnet_overfits_a_fixed_batch_of_serial_recall():
-    """The masked loss on one batch (B = 8, 4 items) falls at least 5x in 250 Adam steps (lr 0.01) and below the
-    original's floor (0.31 per bit with logits bounded to (-1, 1)); ~4 s on one core."""
+    """The masked loss on one batch (B = 8, 4 items) falls at least 5x in 400 Adam steps (lr 0.01) and below the
+    original's floor (0.31 per bit with logits bounded to (-1, 1)); ~5 s on one core. (250 steps, as before,
+    stopped at 0.16-0.24 on an AVX-512 CPU, where the trajectory differs by float rounding.)"""
     torch.manual_seed(0)
     problem, batch = serial_batch(4, batch_size=8)
     model = make_thalnet(num_modules=2, center_size_per_module=16, context_size=16)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     start = time.perf_counter()
     losses = []
-    for _ in range(250):
+    for _ in range(400):
         loss = problem.loss(batch, model(batch))
         optimizer.zero_grad()
         loss.backward()
@@ -136,4 +137,4 @@ def test_thalnet_overfits_a_fixed_batch_of_serial_recall():
         losses.append(loss.item())
     assert losses[0] > 0.6  # chance: about ln 2
     assert min(losses[-10:]) < min(losses[0] / 5, 0.31), losses[::25]
-    assert time.perf_counter() - start < 60
+    assert time.perf_counter() - start < 90
