@@ -166,7 +166,7 @@ def _param_fields(node: ast.ClassDef, module: str, depth: int = 0) -> list[Param
             if "default" in kws:
                 default = ast.unparse(kws["default"])
             elif "default_factory" in kws:
-                default = ast.unparse(kws["default_factory"]) + "()"
+                default = _factory_default(kws["default_factory"])
         elif isinstance(value, ast.Call) and registry.decorator_name(value) == "param":
             args = list(value.args)
             kws = {kw.arg: kw.value for kw in value.keywords}
@@ -175,7 +175,7 @@ def _param_fields(node: ast.ClassDef, module: str, depth: int = 0) -> list[Param
             if "default" in kws:
                 default = ast.unparse(kws["default"])
             if "factory" in kws:
-                default = ast.unparse(kws["factory"]) + "()"
+                default = _factory_default(kws["factory"])
             doc_node = args[1] if len(args) > 1 else kws.get("doc")
             if isinstance(doc_node, ast.Constant):
                 doc = str(doc_node.value)
@@ -203,3 +203,8 @@ def _describe_imported(kind: str, name: str) -> ComponentInfo:
             default = "(required)"
         info.params.append(ParamInfo(f.name, str(f.type), default, param_doc(f)))
     return info
+
+
+def _factory_default(node: ast.expr) -> str:
+    """How a default made by a factory reads: a lambda's body (``[128, 128]``), else the call (``dict()``)."""
+    return ast.unparse(node.body) if isinstance(node, ast.Lambda) else ast.unparse(node) + "()"
