@@ -39,6 +39,8 @@ class GridSettings:
     sweep: dict[str, list[Any]] = param(factory=dict, doc="dotted key -> list of values; the grid runs the "
                                                           "Cartesian product with the tasks")
     test: bool = param(True, "mip grid run: test every finished experiment")
+    report_statistics: list[str] = param(factory=list, doc="test statistics the console table shows beside the "
+                                                           "main one (e.g. [acc_relational, acc_non_relational])")
     ray_address: str | None = param(None, "Ray cluster: host:port, 'auto', or null to start a local one")
     ray_shared_filesystem: bool = param(False, "Ray workers see the grid folder (else results are shipped)")
     slurm_partition: str | None = param(None, "SLURM partition")

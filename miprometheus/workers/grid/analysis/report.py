@@ -131,7 +131,7 @@ def _report(grid_dir: Path, manifest: Manifest, summary: list[dict[str, Any]], s
 
 
 def _print_console(grid_dir: Path, summary: list[dict[str, Any]], names: list[str], statistics: list[str],
-                   plots: list[Path]) -> None:
+                   plots: list[Path], extra: list[str] | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -141,13 +141,17 @@ def _print_console(grid_dir: Path, summary: list[dict[str, Any]], names: list[st
     tests = sorted(dict.fromkeys(tests), key=lambda prefix: prefix != "test_") or ["test_"]
     table = Table(title=f"Grid {grid_dir.name}")
     table.add_column("setting")
+    # the grid's report_statistics, for every test setting that has them (Sort-of-CLEVR's acc_relational, ...)
+    extra_columns = [(p, name) for name in extra or [] for p in tests if f"{p}{name}" in statistics]
     headers = ["n", "failed", "val loss", f"val {main}",
-               *(f"test {main}" if p == "test_" else f"{p[5:-2]} {main}" for p in tests)]
+               *(f"test {main}" if p == "test_" else f"{p[5:-2]} {main}" for p in tests),
+               *(f"test {name}" if p == "test_" else f"{p[5:-2]} {name}" for p, name in extra_columns)]
     for header in headers:
         table.add_column(header, justify="right")
     for row, name in zip(summary, names):
         table.add_row(name, str(row["n"]), str(row["failed"]), _mean_pm_std(row, "val_loss"),
-                      _mean_pm_std(row, f"val_{main}"), *(_mean_pm_std(row, f"{p}{main}") for p in tests))
+                      _mean_pm_std(row, f"val_{main}"), *(_mean_pm_std(row, f"{p}{main}") for p in tests),
+                      *(_mean_pm_std(row, f"{p}{stat}") for p, stat in extra_columns))
     console = Console() if sys.stdout.isatty() else Console(width=140)  # logs and pipes: no wrapping
     console.print(table)
     for plot in plots:
@@ -175,6 +179,13 @@ def analyze(grid_dir: Path, console: bool = True) -> AnalysisResult:
     atomic_write_text(report, _report(grid_dir, manifest, shown, summary.columns, table.rows, table.columns,
                                       failures, plots))
     if console:
-        _print_console(grid_dir, settings, names, summary.statistics, plots)
+        _print_console(grid_dir, settings, names, summary.statistics, plots, _report_statistics(grid_dir))
     return AnalysisResult(grid_dir, analysis_csv, summary_csv, report, plots, table.rows, shown, table.params,
                           failures)
+
+
+def _report_statistics(grid_dir: Path) -> list[str]:
+    """The grid's ``grid_settings.report_statistics`` (none for a folder written before the setting existed)."""
+    config = read_yaml(grid_dir / GRID_CONFIG) or {}
+    value = (config.get("grid_settings") or {}).get("report_statistics") or []
+    return [str(v) for v in value] if isinstance(value, list) else []
