@@ -151,7 +151,7 @@ def test_the_shipped_extraction_config_is_valid():
     config = feature_extraction.load_extraction_config([str(CONFIGS / "vqa" / "extract_features_clevr.yaml")], [])
     assert config.extractor.last_layer == "layer3" and config.extractor.image_size == 224
     assert not config.extractor.random_weights and config.extractor.weights.endswith("resnet101-63fe2227.pth")
-    assert feature_extraction.feature_name(config.extractor) == CLEVR.Params().feature_extractor
+    assert feature_extraction.feature_name(config.extractor) == CLEVR.Params(data_folder="unused").feature_extractor
 
 
 # --- extraction ---------------------------------------------------------------------------------------------

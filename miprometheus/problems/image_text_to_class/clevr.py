@@ -209,7 +209,7 @@ class CLEVR(VQAProblem):
     class Params(VQAParams):
         """Parameters of the CLEVR problem."""
 
-        data_folder: str = param("~/data/CLEVR_v1.0", "folder holding questions/ and images/ of the unzipped "
+        data_folder: str = param(doc="folder holding questions/ and images/ of the unzipped "
                                                       "official archive (any name)", path=True)
         split: Literal["train", "val", "test"] = param("train", "train or val (test: answers withheld, refused)")
         images: Literal["raw", "features"] = param("raw", "raw: the PNG images; features: the split's feature file "
@@ -453,7 +453,7 @@ class CLEVRCoGenT(CLEVR):
     class Params(CLEVR.Params):
         """Parameters of the CLEVR-CoGenT problem."""
 
-        data_folder: str = param("~/data/CLEVR_CoGenT_v1.0", "folder holding questions/ and images/ of the unzipped "
+        data_folder: str = param(doc="folder holding questions/ and images/ of the unzipped "
                                                              "official CoGenT archive (any name)", path=True)
         split: Literal["trainA", "valA", "valB", "testA", "testB"] = param(
             "trainA", "trainA, valA or valB (testA, testB: answers withheld, refused)")

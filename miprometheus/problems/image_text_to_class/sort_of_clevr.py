@@ -224,7 +224,7 @@ class SortOfCLEVR(VQAProblem):
     class Params(VQAParams):
         """Parameters of Sort-of-CLEVR (and ShapeColorQuery)."""
 
-        data_folder: str = param("~/data/sort-of-clevr", "folder of the generated datasets' cache files (one "
+        data_folder: str = param(doc="folder of the generated datasets' cache files (one "
                                                          "file per parameter set, shared by experiments)",
                                  path=True)
         split: Literal["train", "validation", "test"] = param(
