@@ -23,6 +23,8 @@ TESTING_CONFIG = "testing_configuration.yaml"
 TESTER_LOG = "tester.log"
 TESTING_CSV = "testing_statistics.csv"  # one row per test batch
 TESTING_AGG_CSV = "testing_set_agg_statistics.csv"  # the exact aggregate of the testing split
+#: a test's sample outputs beside their references (problems that describe samples, e.g. translations)
+TEST_SAMPLES = "samples.txt"
 
 # --- a grid folder: <expdir>/grid_<timestamp>[_<savetag>]/ ---------------------------------------------
 GRID_CONFIG = "grid_configuration.yaml"

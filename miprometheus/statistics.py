@@ -6,7 +6,9 @@ batches) and returns, per batch, a value for each of them. A ``mean`` statistic 
 answers and questions of one type), or as a float, which counts as a mean over the batch's samples.
 A statistic may be absent from a batch (a question type that the batch does not hold), and a
 Measure with count 0 is absent too. The aggregate of a split is then exact: the sum of the totals
-over the sum of the counts, equal to the figure computed on all the samples at once.
+over the sum of the counts, equal to the figure computed on all the samples at once. A figure that is
+no mean over items (corpus BLEU) is a ``counts`` statistic: each batch returns :class:`Counts`, its
+sufficient statistics (matched and total n-grams, lengths), summed over the split and then finalised.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -23,14 +25,15 @@ from miprometheus.files import atomic_write_text
 
 #: bookkeeping columns that are not statistics
 CONTEXT_COLUMNS = ("episode", "epoch")
-COMBINES = ("mean", "sum", "max", "min")
+COMBINES = ("mean", "sum", "max", "min", "counts")
 
 
 @dataclass(frozen=True)
 class StatisticDefinition:
-    """How one statistic combines over the batches of a split: a weighted mean, a sum, a max or a min."""
+    """How one statistic combines over the batches of a split: a weighted mean, a sum, a max, a min, or
+    ``counts`` (:class:`Counts` summed element-wise, then finalised)."""
 
-    combine: Literal["mean", "sum", "max", "min"] = "mean"
+    combine: Literal["mean", "sum", "max", "min", "counts"] = "mean"
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -49,14 +52,27 @@ class Measure(NamedTuple):
         return self.total / self.count if self.count else math.nan
 
 
+@dataclass(frozen=True)
+class Counts:
+    """One batch's sufficient statistics of a figure that is no mean over items (corpus BLEU): summed
+    element-wise over the batches of a split, then turned into the figure by ``finalize``; exact over the split."""
+
+    counts: tuple[float, ...]
+    finalize: Callable[[Sequence[float]], float]
+
+    @property
+    def value(self) -> float:
+        return float(self.finalize(self.counts))
+
+
 def mean_of(total: Any, count: Any) -> Measure:
     """A mean statistic of one batch from a total and its count (tensors or numbers)."""
     return Measure(float(total), float(count))
 
 
-def batch_value(value: float | Measure) -> float:
+def batch_value(value: float | Measure | Counts) -> float:
     """The value of a statistic in one batch's row."""
-    return value.value if isinstance(value, Measure) else float(value)
+    return value.value if isinstance(value, (Measure, Counts)) else float(value)
 
 
 class Aggregator:
@@ -70,7 +86,8 @@ class Aggregator:
 
     def __init__(self, definitions: Mapping[str, StatisticDefinition]) -> None:
         self.definitions = {"loss": StatisticDefinition("mean", "the problem's loss"), **definitions}
-        self._combined: dict[str, list[float]] = {}  # name -> [total, count] (mean) or [value]
+        self._combined: dict[str, list[float]] = {}  # name -> [total, count] (mean), the summed counts, or [value]
+        self._finalize: dict[str, Callable[[Sequence[float]], float]] = {}  # counts statistics
         self._values: dict[str, list[float]] = {name: [] for name in self.definitions}
         self.samples = 0
         self.batches = 0
@@ -92,6 +109,17 @@ class Aggregator:
                 total[0] += measure.total
                 total[1] += measure.count
                 self._values[name].append(measure.value)
+                continue
+            if definition.combine == "counts":
+                if not isinstance(value, Counts):
+                    raise TypeError(f"statistic '{name}' combines by counts: a batch returns Counts, not {value!r}")
+                summed = self._combined.setdefault(name, [0.0] * len(value.counts))
+                if len(summed) != len(value.counts):
+                    raise ValueError(f"statistic '{name}': {len(value.counts)} counts in a batch, {len(summed)} before")
+                for i, number in enumerate(value.counts):
+                    summed[i] += float(number)
+                self._finalize[name] = value.finalize
+                self._values[name].append(value.value)
                 continue
             number = float(value)
             self._values[name].append(number)
@@ -119,7 +147,12 @@ class Aggregator:
                 result.update({name: math.nan, f"{name}_min": math.nan, f"{name}_max": math.nan,
                                f"{name}_std": math.nan})
                 continue
-            result[name] = combined[0] / combined[1] if definition.combine == "mean" else combined[0]
+            if definition.combine == "mean":
+                result[name] = combined[0] / combined[1]
+            elif definition.combine == "counts":
+                result[name] = float(self._finalize[name](combined))
+            else:
+                result[name] = combined[0]
             average = sum(values) / len(values)
             result[f"{name}_min"] = min(values)
             result[f"{name}_max"] = max(values)

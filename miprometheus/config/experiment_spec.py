@@ -386,10 +386,21 @@ def _validate_training(spec: ExperimentSpec, section: Any, problem_cls: type, co
                                        "training.curriculum_learning", config, errors)
 
 
-def finalize_model_params(spec: ExperimentSpec, default_values: dict[str, Any]) -> Any:
-    """The model's parameters: config values, then the problem's values for what the config left out."""
+def finalize_model_params(spec: ExperimentSpec, default_values: dict[str, Any],
+                          overrides: dict[str, Any] | None = None, where: str = "model") -> Any:
+    """The model's parameters: config values, then the problem's values for what the config left out.
+
+    ``overrides`` (a test's ``model_overrides``, located at ``where``) change some of them for that test only:
+    ``spec.model_params`` keeps the trained model's.
+    """
     assert spec.model_cls is not None
-    values = dict(spec.model_values)
+    values = {**spec.model_values, **(overrides or {})}
+    if overrides:
+        hints = typing.get_type_hints(spec.model_cls.Params)
+        unknown = sorted(key for key in overrides if key not in hints)
+        if unknown:
+            raise ConfigError(f"{spec.config.where(where)}'{where}' names {', '.join(map(repr, unknown))}, which "
+                              f"model {spec.model_cls.__name__} does not have (it has {', '.join(hints)})")
     missing = []
     for f in dataclasses.fields(spec.model_cls.Params):
         if f.name in values or not f.metadata.get("from_problem"):
@@ -412,10 +423,12 @@ def finalize_model_params(spec: ExperimentSpec, default_values: dict[str, Any]) 
                               f"got {values[key]!r}")
         values[key] = result
     try:
-        spec.model_params = spec.model_cls.Params(**values)
+        params = spec.model_cls.Params(**values)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{spec.config.where('model')}invalid model parameters: {exc}") from None
-    return spec.model_params
+        raise ConfigError(f"{spec.config.where(where if overrides else 'model')}invalid model parameters: {exc}") from None
+    if not overrides:
+        spec.model_params = params
+    return params
 
 
 __all__ = ["ExperimentSpec", "Split", "finalize_model_params", "validate"]

@@ -109,6 +109,9 @@ class TestingSection:
     dataloader: DataLoaderSection = param(factory=DataLoaderSection, doc="DataLoader settings")
     num_batches: int | None = param(None, "test on this many batches; null: the whole set")
     seed: int | None = param(None, "seed of the test data; null: the training seed")
+    model_overrides: dict[str, Any] | None = param(
+        None, "model parameters changed for this test only, e.g. {decoding: beam, beam_width: 5}: parameters that "
+              "do not change the weights (a decoding policy), since the trained weights are loaded into the model")
     settings: dict[str, Any] | None = param(None, "named test settings (e.g. length_20, length_100): each one "
                                                   "changes this section with its own values; mip test runs "
                                                   "every setting into its own folder")

@@ -89,6 +89,12 @@ class Problem(Dataset):
         """
         return {}
 
+    def describe_samples(self, batch: Batch, predictions: torch.Tensor) -> list[str]:
+        """One human-readable text per sample of ``batch``: what the model output beside what was expected (a
+        translation and its reference). A test writes the first ones into its folder (``samples.txt``);
+        [] (the default): the problem has nothing to write."""
+        return []
+
     # --- assets built from the training split (optional) -------------------------------------------
     def build_assets(self) -> dict[str, Any] | None:
         """The assets (vocabularies, answer sets) of this TRAINING problem, as JSON values; None: it has none.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from miprometheus.config.experiment_spec import ExperimentSpec, Split, finalize_model_params
@@ -16,22 +17,57 @@ def build_problem(split: Split) -> Any:
         raise ConfigError(f"{split.name}.problem ({split.problem_cls.__name__}): {exc}") from None
 
 
-def build_model(spec: ExperimentSpec, problem: Any) -> Any:
-    """The model, with the problem's values filled in, after the handshake with the problem."""
-    params = finalize_model_params(spec, problem.default_values)
+def build_model(spec: ExperimentSpec, problem: Any, overrides: dict[str, Any] | None = None,
+                where: str = "model") -> Any:
+    """The model, with the problem's values filled in, after the handshake with the problem.
+
+    ``overrides``: model parameters a test changes (its ``model_overrides``, located at ``where``).
+    """
+    params = finalize_model_params(spec, problem.default_values, overrides, where)
     try:
         model = spec.model_cls(params)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"model ({spec.model_cls.__name__}): {exc}") from None
     handshake(problem.name, problem.output_definitions, problem.prediction_definitions,
               model.name, model.input_definitions, model.output_definitions)
+    clashes = sorted(key for key in model.output_definitions if key != "predictions" and key in problem.output_definitions)
+    if clashes:
+        raise HandshakeError(f"model {model.name} outputs {', '.join(map(repr, clashes))}, which problem {problem.name} "
+                             "already puts in its batches: a model's further outputs need names of their own")
     return model
 
 
-def check_first_batch(problem: Any, model: Any, batch: dict[str, Any], predictions: Any) -> None:
+def check_first_batch(problem: Any, model: Any, batch: dict[str, Any], predictions: Any,
+                      extras: Mapping[str, Any] | None = None) -> None:
     """DESIGN §4.3: the first real batch and output are checked against the definitions."""
     check_values(f"the first batch of problem {problem.name}", batch, problem.output_definitions)
-    check_values(f"the output of model {model.name}", {"predictions": predictions}, model.output_definitions)
+    check_values(f"the output of model {model.name}", {"predictions": predictions, **(extras or {})},
+                 model.output_definitions)
+
+
+def split_output(model: Any, output: Any) -> tuple[Any, dict[str, Any]]:
+    """A model's output as (predictions in float32, further outputs).
+
+    ``forward`` returns the predictions tensor, or a dict of ``predictions`` and further outputs that the model
+    declares in ``output_definitions`` (a decoder's chosen tokens, its attention): those are added to the batch
+    under their names, so the problem's loss, statistics and plot can read them (DESIGN §4).
+    """
+    if isinstance(output, Mapping):
+        if "predictions" not in output:
+            raise HandshakeError(f"model {model.name} returned a dict without 'predictions' "
+                                 f"(keys: {', '.join(output) or 'none'})")
+        extras = {key: value for key, value in output.items() if key != "predictions"}
+        undeclared = [key for key in extras if key not in model.output_definitions]
+        if undeclared:
+            raise HandshakeError(f"model {model.name} returned outputs {', '.join(map(repr, undeclared))} that its "
+                                 "output_definitions do not declare")
+        return output["predictions"].float(), extras
+    return output.float(), {}
+
+
+def forward(model: Any, batch: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The model on the keys of ``batch`` it declares: (float32 predictions, its further outputs)."""
+    return split_output(model, model(model_inputs(model, batch)))
 
 
 def check_declared_statistics(problem: Any, statistics: dict[str, Any]) -> None:

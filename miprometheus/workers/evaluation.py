@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from miprometheus.statistics import Aggregator, Measure, batch_value
-from miprometheus.workers.components import check_declared_statistics, check_first_batch, model_inputs, to_device
+from miprometheus.workers.components import check_declared_statistics, check_first_batch, forward, to_device
 
 #: seconds between progress lines of a long evaluation
 PROGRESS_EVERY_S = 10.0
@@ -55,9 +55,11 @@ def evaluate(problem: Any, model: Any, batches: Iterable[dict[str, Any]], device
             batch = to_device(batch, device)
             with autocast():
                 # float32 logits, as the model declares them, for the check, the loss and the statistics
-                predictions = model(model_inputs(model, batch)).float()
+                predictions, extras = forward(model, batch)
                 if check_first and i == 0:
-                    check_first_batch(problem, model, batch, predictions)
+                    check_first_batch(problem, model, batch, predictions, extras)
+                if extras:
+                    batch = {**batch, **extras}
                 loss = problem.loss(batch, predictions)
             loss_measure, statistics = batch_row(problem, batch, predictions, loss.float())
             if i == 0:

@@ -233,7 +233,7 @@ def test(target: Path | str, overrides: list[str], options: RunOptions, checkpoi
         experiment.logger.info("testing %s on %s%s", checkpoint, tester.problem.name,
                                "" if name is None else f" (test setting {name})")
         rows, agg = tester.run(experiment.logger)
-        write_test_results(where, rows, agg)
+        write_test_results(where, rows, agg, tester.samples)
         results.update(agg if name is None else {f"{name}/{key}": value for key, value in agg.items()})
         if options.visualize is not None:
             from miprometheus.layout import VISUALIZATIONS_DIR
@@ -279,7 +279,8 @@ def check(config_paths: list[str], overrides: list[str]) -> tuple[ExperimentSpec
                           "mip test EXPERIMENT_DIR checks it with them")
             continue
         apply_assets(problem, assets)
-        model = build_model(spec, problem)
+        overrides = getattr(split.section, "model_overrides", None)
+        model = build_model(spec, problem, overrides, f"{split.name}.model_overrides")
         if name == "training":  # the weights to start from fit and the submodules to freeze exist
             _check_transfer(spec, model)
         params = sum(p.numel() for p in model.parameters())

@@ -10,8 +10,8 @@ import torch
 from miprometheus.checkpoint import load_checkpoint
 from miprometheus.config.experiment_spec import ExperimentSpec
 from miprometheus.errors import CheckpointError
-from miprometheus.files import create_unique_dir, timestamp
-from miprometheus.layout import TEST_DIR_PREFIX, TESTING_AGG_CSV, TESTING_CSV
+from miprometheus.files import atomic_write_text, create_unique_dir, timestamp
+from miprometheus.layout import TEST_DIR_PREFIX, TEST_SAMPLES, TESTING_AGG_CSV, TESTING_CSV
 from miprometheus.problems.assets import apply_assets
 from miprometheus.seeding import derive_seed, seed_everything
 from miprometheus.statistics import write_csv
@@ -33,6 +33,10 @@ def load_weights(model: Any, checkpoint: Path, device: torch.device) -> dict[str
     return payload
 
 
+#: samples a test describes in its folder (``samples.txt``), the first of the split
+SAMPLES_KEPT = 20
+
+
 class Tester:
     """Runs a model over the test set; writes per-batch and aggregated statistics."""
 
@@ -52,7 +56,8 @@ class Tester:
         self.problem = build_problem(split)
         self.problem.seed(derive_seed(self.seed, self.data_key))
         apply_assets(self.problem, assets, assets_source)
-        self.model = build_model(spec, self.problem).to(self.device)
+        self.model = build_model(spec, self.problem, split.section.model_overrides,
+                                 f"{split.name}.model_overrides").to(self.device)
         self.loader = ProblemLoader(self.problem, split.section.sampler, split.section.dataloader,
                                     derive_seed(self.seed, "testing-sampler"), "testing.sampler: ", self.device)
         # The precision the model was trained in (32 when the config has no training section).
@@ -61,10 +66,19 @@ class Tester:
                                          spec.config.where("training.precision"))
 
     def run(self, logger: Any = None) -> tuple[list[dict[str, float]], dict[str, float]]:
-        """Test on the whole testing split (or ``num_batches``): per-batch rows and the exact aggregate."""
+        """Test on the whole testing split (or ``num_batches``): per-batch rows and the exact aggregate.
+
+        The first :data:`SAMPLES_KEPT` samples the problem describes are kept in ``self.samples``.
+        """
+        self.samples: list[str] = []
+
+        def keep(batch: dict[str, Any], predictions: torch.Tensor) -> None:
+            if len(self.samples) < SAMPLES_KEPT:
+                self.samples += self.problem.describe_samples(batch, predictions)[:SAMPLES_KEPT - len(self.samples)]
+
         return evaluate(self.problem, self.model, self.loader.epoch(0), self.device, self.section.num_batches,
                         self.loader.batches_per_epoch, "testing", logger, check_first=True,
-                        autocast=lambda: autocast(self.device, self.precision))
+                        autocast=lambda: autocast(self.device, self.precision), on_batch=keep)
 
     def visualize(self, folder: Path, setting: int | str) -> list[Path]:
         """``--visualize``: the figures of the first N tested samples in ``folder`` (or the window); the paths."""
@@ -80,9 +94,12 @@ def make_test_folder(experiment_folder: Path) -> Path:
     return create_unique_dir(experiment_folder, f"{TEST_DIR_PREFIX}{timestamp()}")
 
 
-def write_test_results(folder: Path, rows: list[dict[str, float]], agg: dict[str, float]) -> None:
+def write_test_results(folder: Path, rows: list[dict[str, float]], agg: dict[str, float],
+                       samples: list[str] | None = None) -> None:
     write_csv(folder / TESTING_CSV, rows)
     write_csv(folder / TESTING_AGG_CSV, [agg])
+    if samples:
+        atomic_write_text(folder / TEST_SAMPLES, "\n\n".join(samples) + "\n")
 
 
 __all__ = ["Tester", "load_weights", "make_test_folder", "write_test_results"]

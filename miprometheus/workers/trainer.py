@@ -27,7 +27,7 @@ from miprometheus.workers.components import (
     build_problem,
     check_declared_statistics,
     check_first_batch,
-    model_inputs,
+    forward,
     to_device,
 )
 from miprometheus.workers.evaluation import evaluate, row_values
@@ -182,9 +182,11 @@ class Trainer:
         with autocast(self.device, self.precision):
             # Logits in float32 whatever the precision: they are what the model declares, and the
             # problem's loss and statistics are computed on them in full precision.
-            predictions = self.model(model_inputs(self.model, batch)).float()
+            predictions, extras = forward(self.model, batch)
             if not self._first_batch_checked:
-                check_first_batch(self.problem, self.model, batch, predictions)
+                check_first_batch(self.problem, self.model, batch, predictions, extras)
+            if extras:
+                batch = {**batch, **extras}
                 self._first_batch_checked = True
             loss = self.problem.loss(batch, predictions)
         loss_value = loss.item()

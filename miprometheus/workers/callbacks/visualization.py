@@ -22,7 +22,7 @@ def visualize_samples(problem: Any, model: Any, batches: Iterable[dict[str, Any]
     """Forward batches with recording on until ``count`` samples are drawn; write their figures into
     ``folder``, or show them in the interactive window when ``folder`` is None. The paths written."""
     from miprometheus import visualization as viz
-    from miprometheus.workers.components import model_inputs, to_device
+    from miprometheus.workers.components import model_inputs, split_output, to_device
 
     paths: list[Path] = []
     window_samples: list[dict[str, list[bytes]]] = []
@@ -31,7 +31,9 @@ def visualize_samples(problem: Any, model: Any, batches: Iterable[dict[str, Any]
         if drawn >= count:
             break
         batch = to_device(batch, device)
-        predictions = viz.recorded_forward(model, model_inputs(model, batch))
+        predictions, extras = split_output(model, viz.recorded_forward(model, model_inputs(model, batch)))
+        if extras:
+            batch = {**batch, **extras}
         # Every sample of this batch is drawn before the next forward replaces the model's internals.
         for index in range(min(int(predictions.shape[0]), count - drawn)):
             if folder is None:
