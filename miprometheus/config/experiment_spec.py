@@ -425,7 +425,8 @@ def finalize_model_params(spec: ExperimentSpec, default_values: dict[str, Any],
     try:
         params = spec.model_cls.Params(**values)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{spec.config.where(where if overrides else 'model')}invalid model parameters: {exc}") from None
+        place = spec.config.where(where if overrides else 'model')
+        raise ConfigError(f"{place}invalid model parameters: {exc}") from None
     if not overrides:
         spec.model_params = params
     return params

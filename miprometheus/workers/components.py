@@ -30,9 +30,11 @@ def build_model(spec: ExperimentSpec, problem: Any, overrides: dict[str, Any] | 
         raise ConfigError(f"model ({spec.model_cls.__name__}): {exc}") from None
     handshake(problem.name, problem.output_definitions, problem.prediction_definitions,
               model.name, model.input_definitions, model.output_definitions)
-    clashes = sorted(key for key in model.output_definitions if key != "predictions" and key in problem.output_definitions)
+    clashes = sorted(key for key in model.output_definitions
+                     if key != "predictions" and key in problem.output_definitions)
     if clashes:
-        raise HandshakeError(f"model {model.name} outputs {', '.join(map(repr, clashes))}, which problem {problem.name} "
+        names = ', '.join(map(repr, clashes))
+        raise HandshakeError(f"model {model.name} outputs {names}, which problem {problem.name} "
                              "already puts in its batches: a model's further outputs need names of their own")
     return model
 

@@ -85,7 +85,8 @@ def read_corpus_bytes(path: Path, language: str) -> tuple[bytes, str]:
                 if member not in names:
                     texts = [n for n in names if n.endswith(".txt") and not Path(n).name.startswith("_")]
                     if len(texts) != 1:
-                        raise DataError(f"{path}: the archive holds no {member} (it holds {', '.join(names) or 'nothing'})")
+                        held = ', '.join(names) or 'nothing'
+                        raise DataError(f"{path}: the archive holds no {member} (it holds {held})")
                     member = texts[0]
                 return archive.read(member), f"{path}:{member}"
         except zipfile.BadZipFile as exc:
@@ -137,7 +138,7 @@ def load_pairs(path: Path, language: str, normalized: bool) -> Pairs:
     return Pairs((clean(english), clean(other), line) for english, other, line in parse_pairs(raw, source))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def pairs_loader(language: str, normalized: bool) -> Callable[[Path], Pairs]:
     """The loader of ``<language>.txt`` pairs (one object per arguments: ``shared_asset`` keys on it)."""
     return functools.partial(load_pairs, language=language, normalized=normalized)

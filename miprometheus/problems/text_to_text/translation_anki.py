@@ -180,7 +180,8 @@ class TranslationAnki(Problem):
             raise self.config_error("validation_fraction + test_fraction must leave pairs for training, got "
                                     f"{params.validation_fraction} + {params.test_fraction}")
         if params.max_sequence_length is not None and params.max_sequence_length < 2:
-            raise self.config_error(f"max_sequence_length must be at least 2 (or null), got {params.max_sequence_length}")
+            raise self.config_error(
+                f"max_sequence_length must be at least 2 (or null), got {params.max_sequence_length}")
         if params.min_count < 1:
             raise self.config_error(f"min_count must be at least 1, got {params.min_count}")
         if params.eng_prefixes is not None and (not params.eng_prefixes or not all(params.eng_prefixes)):
@@ -198,7 +199,8 @@ class TranslationAnki(Problem):
             if not path.is_file():
                 raise DataError(f"{self.name}: the corpus file {path} does not exist")
             return path
-        archive, text = folder / anki_format.archive_name(params.language), folder / anki_format.text_name(params.language)
+        archive = folder / anki_format.archive_name(params.language)
+        text = folder / anki_format.text_name(params.language)
         if archive.is_file():
             return archive
         if text.is_file():
@@ -407,7 +409,8 @@ class TranslationAnki(Problem):
         if predictions is not None:
             row = self.output_tokens(batch, predictions)[index:index + 1]
             output = self.output_words(row)[0]
-        title = (f"source: {anki_format.detokenize(source[:-1])}\nreference: {anki_format.detokenize(reference.split())}"
+        title = (f"source: {anki_format.detokenize(source[:-1])}"
+                 f"\nreference: {anki_format.detokenize(reference.split())}"
                  + (f"\noutput: {anki_format.detokenize(output)}" if predictions is not None else ""))
         attention = batch.get("attention")
         if attention is None or predictions is None:

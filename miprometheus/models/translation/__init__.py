@@ -1,0 +1,1 @@
+"""Translation models: a recurrent encoder-decoder with attention and a Transformer, greedy and beam decoding."""
