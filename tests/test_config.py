@@ -393,6 +393,8 @@ def test_shipped_configs_validate(path):
             assert Path(folder) == Path("~/data/CLEVR_CoGenT_v1.0").expanduser()
         elif "clevr" in name:
             assert Path(folder) == Path("~/data/CLEVR_v1.0").expanduser()
+        elif "anki" in name:  # the generated synthetic corpus, or a downloaded Anki zip
+            assert Path(folder) == Path("~/data/anki-synthetic").expanduser()
         else:  # relative to configs/vision/default_mnist.yaml, not the cwd
             assert Path(folder) == (REPO / "configs/vision/../../../shared/data/mnist").resolve()
 

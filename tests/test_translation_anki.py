@@ -321,6 +321,33 @@ def test_the_synthetic_corpus_is_official_format_deterministic_and_holds_out_its
     assert any(fr.startswith("Elle n'est pas") for _, fr, _ in train + held)
     words = {w for t in train_text for w in t.split()}
     assert all(w in words for en, _, _ in held for w in anki_format.normalize(en).split())
+    french = {w for _, fr, _ in train for w in anki_format.normalize(fr).split()}
+    assert all(w in french for _, fr, _ in held for w in anki_format.normalize(fr).split())  # new pairs, no new word
+    assert synthetic_corpus.unseen_words([p[:2] for p in held], [p[:2] for p in train]) == set()
+
+
+def test_every_feminine_form_comes_with_more_than_one_subject():
+    # grammar v1's only feminine subject was "she": a held-out (she, angry) asked for a "fachee" never seen
+    seen, held = synthetic_corpus.all_sentences()
+    assert synthetic_corpus.unseen_words(held, seen) == set()
+    assert sum(s.feminine for s in synthetic_corpus.SUBJECTS) >= 3
+    assert ("My daughters are not very tired.", "Mes filles ne sont pas très fatiguées.") in seen + held
+    assert ("Mary's not eating the red apples.", "Marie ne mange pas les pommes rouges.") in seen + held
+
+
+def test_a_corpus_of_an_older_grammar_is_rewritten_a_real_one_never(tmp_path):
+    old = tmp_path / "syn-eng.zip"
+    with zipfile.ZipFile(old, "w") as archive:
+        archive.writestr("syn.txt", "She is angry.\tElle est fâchée.\tCC-BY 2.0 (France) Attribution: "
+                                    "MI-Prometheus synthetic corpus #1 (grammar v1)\n")
+    assert synthetic_corpus.written_by_older_grammar(old)
+    p = problem(tmp_path, language="syn", synthetic=True, split="all")
+    assert len(p) == 6000 and not synthetic_corpus.written_by_older_grammar(old)
+    real = write_zip(tmp_path, "Go.\tVa !\tCC-BY 2.0 (France) Attribution: tatoeba.org #2877272 (CM)\n")
+    before = real.read_bytes()
+    assert not synthetic_corpus.written_by_older_grammar(real)
+    assert len(problem(tmp_path, language="fra", synthetic=True, split="all")) == 1
+    assert real.read_bytes() == before
 
 
 def test_the_problem_writes_the_synthetic_corpus_when_missing(tmp_path):

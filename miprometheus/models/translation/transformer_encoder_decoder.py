@@ -64,6 +64,8 @@ class TransformerEncoderDecoder(Seq2SeqModel):
                                           num_decoder_layers=params.num_decoder_layers,
                                           dim_feedforward=params.dim_feedforward, dropout=params.dropout,
                                           batch_first=True)
+        # no nested-tensor fast path at evaluation: a prototype API that warns, for sentences of a dozen tokens
+        self.transformer.encoder.use_nested_tensor = False
         self.output = nn.Linear(d, params.output_vocabulary_size)
         # the longest source (with EOS) and the longest decoding, with room to spare
         self.register_buffer("positions", sinusoidal_positions(max(params.max_sequence_length, self.decoding_length)

@@ -59,6 +59,7 @@ from miprometheus.problems.assets import dataset_generator, read_assets_file, sh
 from miprometheus.problems.cache import _locked
 from miprometheus.problems.problem import Batch, Problem, ProblemParams
 from miprometheus.problems.text_to_text import anki_format
+from miprometheus.problems.text_to_text.synthetic_corpus import written_by_older_grammar as _older_synthetic
 from miprometheus.problems.vocabulary import Vocabulary
 from miprometheus.registry import register_problem
 from miprometheus.statistics import Counts, StatisticDefinition, mean_of
@@ -201,7 +202,7 @@ class TranslationAnki(Problem):
             return path
         archive = folder / anki_format.archive_name(params.language)
         text = folder / anki_format.text_name(params.language)
-        if archive.is_file():
+        if archive.is_file() and not (params.synthetic and _older_synthetic(archive)):
             return archive
         if text.is_file():
             return text
@@ -210,7 +211,7 @@ class TranslationAnki(Problem):
 
             base = params.language.removesuffix("_heldout")
             with _locked(folder / f"{base}-eng.zip"):  # one grid worker writes, the others wait and read
-                if not archive.is_file():
+                if not archive.is_file() or _older_synthetic(archive):  # an older grammar's corpus: rewritten
                     write_synthetic_corpus(folder, base)
             if archive.is_file():
                 return archive

@@ -15,15 +15,13 @@ from typing import TYPE_CHECKING, Any
 from miprometheus.files import atomic_write
 from miprometheus.layout import PLOTS_DIR
 from miprometheus.workers.grid.analysis.collect import Experiment, read_curves
-from miprometheus.workers.grid.analysis.tables import labels
+from miprometheus.workers.grid.analysis.tables import MAIN_STATISTICS, labels
 from miprometheus.workers.grid.manifest import DONE
 
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
-# The statistic shown beside the loss (second plot panel, console column), first one present wins.
-MAIN_STATISTICS = ("acc", "accuracy", "bleu", "f1", "top1", "precision", "recall")
 DPI = 100
 
 

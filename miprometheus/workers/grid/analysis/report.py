@@ -26,6 +26,7 @@ from miprometheus.workers.grid.analysis.tables import (
     format_value,
     labels,
     setting_ids,
+    statistic_name,
     summarize,
 )
 from miprometheus.workers.grid.manifest import FAILED, Manifest
@@ -135,7 +136,7 @@ def _print_console(grid_dir: Path, summary: list[dict[str, Any]], names: list[st
     from rich.console import Console
     from rich.table import Table
 
-    main = main_statistic(c.split("_", 1)[1] for c in statistics) or "acc"
+    main = main_statistic(statistic_name(c) for c in statistics) or "acc"
     # The standard test, and one column per other test setting (test[length_20]_acc, ...) that has the statistic.
     tests = [c[:-len(main)] for c in statistics if c.startswith("test") and c.endswith(f"_{main}")]
     tests = sorted(dict.fromkeys(tests), key=lambda prefix: prefix != "test_") or ["test_"]

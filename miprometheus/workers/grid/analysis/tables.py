@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -46,6 +47,22 @@ AGGREGATE_SUFFIXES = ("_min", "_max", "_std")
 VALIDATION_PREFIX, TEST_PREFIX = "val_", "test_"
 # Columns only a grid's manifest can fill.
 MANIFEST_COLUMNS = ("task", "repetition", "attempts", "test_status", "last_error")
+# The statistic shown beside the loss (second plot panel, console column), first one present wins. These and
+# the loss are results: kept in the summary even where every experiment has the same value (a ceiling reached).
+MAIN_STATISTICS = ("acc", "accuracy", "bleu", "f1", "top1", "precision", "recall")
+_COLUMN_PREFIX = re.compile(r"^(val_|test_|test\[[^\]]*\]_)")
+
+
+def statistic_name(column: str) -> str:
+    """The statistic a val_/test_ column holds: ``test[heldout_beam]_bleu`` -> ``bleu``."""
+    return _COLUMN_PREFIX.sub("", column, count=1)
+
+
+def is_result(column: str) -> bool:
+    """The loss, a main statistic or an accuracy of some kind (``sentence_accuracy``, ``acc_relational``)."""
+    name = statistic_name(column)
+    return (name == "loss" or name in MAIN_STATISTICS or name.endswith(("_accuracy", "_acc"))
+            or name.startswith(("acc_", "accuracy_")))
 
 
 @dataclass
@@ -348,7 +365,7 @@ def summarize(table: Table, experiments: list[Experiment]) -> Summary:
     summary = summary.reset_index(drop=True)[columns]
 
     shown = _telling_settings(records(summary[setting]), setting)
-    constant = [c for c in measured if finished[c].count() >= 2 and finished[c].nunique() == 1]
+    constant = [c for c in measured if finished[c].count() >= 2 and finished[c].nunique() == 1 and not is_result(c)]
     statistics = [c for c in measured if c not in constant]
     return Summary(summary, [*shown, "n", "failed", "experiments",
                              *[f"{c}_{kind}" for c in statistics for kind in ("mean", "std")]], statistics)
