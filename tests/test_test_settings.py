@@ -61,6 +61,7 @@ def test_without_settings_the_testing_section_is_the_one_test(tmp_path):
      "testing.settings.long.problem.max_sequence_lenght"),
     ("  settings:\n    long: {num_batchez: 2}\n", "testing.settings.long.num_batchez"),
     ("  settings:\n    long: {settings: {x: {}}}\n", "test settings do not nest"),
+    ("  settings:\n    long: 3\n", "must be a section (a mapping), or false to drop it"),
     ("  settings:\n    long: {problem: {min_sequence_length: 9, max_sequence_length: 5}}\n",
      "must not exceed max_sequence_length"),
 ])

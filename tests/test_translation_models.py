@@ -231,3 +231,21 @@ def test_train_and_test_on_the_synthetic_corpus_greedy_and_beam(tmp_path, model)
         assert "bleu" in statistics
     beam_config = (tests[0] / "beam" / "testing_configuration.yaml").read_text()
     assert "beam_width: 3" in beam_config
+
+
+def test_the_real_corpus_settings_drop_the_synthetic_tests():
+    # attention_encoder_decoder_anki.yaml starts from the synthetic corpus; default_anki_fra.yaml replaces its
+    # three tests (heldout_greedy: false, ...) by its own
+    from pathlib import Path
+
+    from miprometheus.config import load_config
+    from miprometheus.config.experiment_spec import validate
+
+    configs = Path(__file__).resolve().parents[1] / "configs" / "translation"
+    spec = validate(load_config([configs / "attention_encoder_decoder_anki.yaml", configs / "default_anki_fra.yaml"]))
+    assert set(spec.test_settings) == {"greedy", "beam"}
+    assert spec.test_settings["beam"].section.model_overrides == {"decoding": "beam", "beam_width": 5}
+    assert all(s.problem_params.language == "fra" and not s.problem_params.synthetic
+               for s in spec.test_settings.values())
+    assert "heldout_beam" not in spec.effective_tree()["testing"]["settings"]
+

@@ -283,10 +283,13 @@ def _validate_test_settings(spec: ExperimentSpec, testing: dict[str, Any], confi
             errors.append(f"{config.where(prefix)}test setting name {name!r} must be letters, digits, '_', '.' or '-' "
                           "(it names a folder)")
             continue
+        if values is False:  # dropped: a config removes a setting that a default config declares
+            continue
         if values is None:
             values = {}
         if not isinstance(values, dict):
-            errors.append(f"{config.where(prefix)}'{prefix}' must be a section (a mapping), got {values!r}")
+            errors.append(f"{config.where(prefix)}'{prefix}' must be a section (a mapping), or false to drop "
+                          f"it, got {values!r}")
             continue
         if "settings" in values:
             errors.append(f"{config.where(prefix + '.settings')}test settings do not nest ('{prefix}.settings')")

@@ -114,7 +114,8 @@ class TestingSection:
               "do not change the weights (a decoding policy), since the trained weights are loaded into the model")
     settings: dict[str, Any] | None = param(None, "named test settings (e.g. length_20, length_100): each one "
                                                   "changes this section with its own values; mip test runs "
-                                                  "every setting into its own folder")
+                                                  "every setting into its own folder; a setting set to false "
+                                                  "is dropped (one that a default config declares)")
 
 
 SECTIONS = {"training": TrainingSection, "validation": ValidationSection, "testing": TestingSection}
