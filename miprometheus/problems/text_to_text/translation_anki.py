@@ -94,7 +94,7 @@ def bleu_from_counts(counts: Any) -> float:
         return 0.0
     score = BLEU.compute_bleu([int(c) for c in counts[0:4]], [int(c) for c in counts[4:8]], int(counts[8]),
                               int(counts[9]), smooth_method="exp")
-    return float(score.score) / 100.0
+    return min(1.0, float(score.score) / 100.0)  # sacreBLEU's 100.00000000000004 of a perfect output is 1
 
 
 def bleu_signature() -> str:
