@@ -379,24 +379,18 @@ def test_shipped_configs_validate(path):
     assert spec.optimizer is not None and spec.optimizer.name in ("Adam", "AdamW", "SGD")
     tree = spec.effective_tree()
     assert tree["model"]["name"] == load_config([path]).tree["model"]["name"]
-    for split in spec.splits.values():
+    loaded = load_config([path])
+    for section, split in spec.splits.items():
         folder = getattr(split.problem_params, "data_folder", None)
         if folder is None:
             continue
         assert Path(folder).is_absolute()
-        name = Path(path).name
-        if "cifar" in name:  # the usual place of a downloaded dataset: the user's home, never the cwd
-            assert Path(folder) == Path("~/data/cifar10").expanduser()
-        elif "sort_of_clevr" in name or "shape_color_query" in name:  # the generated scenes' cache
-            assert Path(folder) == Path("~/data/sort-of-clevr").expanduser()
-        elif "cogent" in name:
-            assert Path(folder) == Path("~/data/CLEVR_CoGenT_v1.0").expanduser()
-        elif "clevr" in name:
-            assert Path(folder) == Path("~/data/CLEVR_v1.0").expanduser()
-        elif "anki" in name:  # the generated synthetic corpus, or a downloaded Anki zip
-            assert Path(folder) == Path("~/data/anki-synthetic").expanduser()
-        else:  # relative to configs/vision/default_mnist.yaml, not the cwd
-            assert Path(folder) == (REPO / "configs/vision/../../../shared/data/mnist").resolve()
+        # as the config wrote it: "~" is the user's home, a relative folder is relative to the file that wrote it
+        # (configs/vision/default_mnist.yaml's ../../../shared/data/mnist), never the cwd
+        written = loaded.get(f"{section}.problem.data_folder")
+        origin = loaded.origin(f"{section}.problem.data_folder")
+        assert written is not None and origin is not None, f"{section}: data_folder {folder} not from the config"
+        assert Path(folder) == (origin.base_dir / Path(written).expanduser()).resolve()
 
 
 def test_shipped_lstm_config_values(monkeypatch, tmp_path):
