@@ -15,7 +15,7 @@ from miprometheus.config import load_config
 from miprometheus.config.experiment_spec import validate
 from miprometheus.workers import callbacks as cb
 from miprometheus.workers import runs
-from miprometheus.workers.run_folder import Experiment, RunOptions
+from miprometheus.workers.run_folder import ExperimentFolder, RunOptions
 from miprometheus.workers.trainer import Trainer
 from tests.conftest import SHARED_MNIST
 
@@ -81,7 +81,7 @@ class Explodes(cb.Callback):
 def test_callbacks_close_their_files_when_training_raises(tmp_path, tiny_config):
     spec = validate(load_config([tiny_config]))
     trainer = Trainer(spec, seed=1, progress=False, extra_callbacks=[Explodes()])
-    experiment = Experiment(tmp_path, options(tmp_path))
+    experiment = ExperimentFolder(tmp_path, options(tmp_path))
     trainer.attach(experiment)
     with pytest.raises(RuntimeError, match="a callback failed"):
         trainer.fit()
@@ -117,7 +117,7 @@ def test_weights_never_validated_are_labelled_so(tmp_path, tiny_config, caplog):
     trainer = Trainer(spec, seed=1, progress=False, extra_callbacks=[StopBeforeValidating()])
     folder = tmp_path / "exp"
     folder.mkdir()
-    experiment = Experiment(folder, options(tmp_path))
+    experiment = ExperimentFolder(folder, options(tmp_path))
     experiment.save_config(spec.effective_tree())
     experiment.start_run_info(1, "cpu")
     trainer.attach(experiment)

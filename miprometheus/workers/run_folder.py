@@ -65,7 +65,7 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-class Experiment:
+class ExperimentFolder:
     """An experiment folder (DESIGN §6): its log, its run_info.json, its files."""
 
     def __init__(self, folder: Path, options: RunOptions, log_name: str = TRAINER_LOG) -> None:
@@ -84,7 +84,7 @@ class Experiment:
         self.logger.handlers = [file_handler, console]
 
     @classmethod
-    def create(cls, spec: ExperimentSpec, options: RunOptions, split: str = "training") -> Experiment:
+    def create(cls, spec: ExperimentSpec, options: RunOptions, split: str = "training") -> ExperimentFolder:
         problem = spec.splits[split].problem_cls.__name__
         model = spec.model_cls.__name__ if spec.model_cls else "NoModel"
         name = timestamp() + (f"_{options.savetag}" if options.savetag else "")

@@ -11,7 +11,7 @@ from miprometheus.config.experiment_spec import ExperimentSpec, validate
 from miprometheus.errors import BadInputError, ConfigError, Interrupted, RunFailed
 from miprometheus.layout import ASSETS, BEST, MODELS_DIR, RUN_INFO, TESTER_LOG, TESTING_CONFIG, TRAINING_CONFIG
 from miprometheus.workers.components import build_model, build_problem
-from miprometheus.workers.run_folder import Experiment, RunOptions, now
+from miprometheus.workers.run_folder import ExperimentFolder, RunOptions, now
 
 
 @dataclass
@@ -94,7 +94,7 @@ def train(config_paths: list[str], overrides: list[str], options: RunOptions, re
         trainer = Trainer(spec, seed, device, options.tensorboard, options.log_interval, options.progress,
                           visualize=options.visualize, resuming=True, assets=read_assets_file(folder / ASSETS))
         trainer.resume(folder / LAST_CHECKPOINT)
-        experiment = Experiment(folder, options)
+        experiment = ExperimentFolder(folder, options)
         if overrides:  # the saved config must stay the one that reproduces this experiment
             experiment.save_config(spec.effective_tree())
         experiment.load_run_info()
@@ -106,7 +106,7 @@ def train(config_paths: list[str], overrides: list[str], options: RunOptions, re
         seed = spec.training.seed if spec.training.seed != -1 else draw_seed()
         trainer = Trainer(spec, seed, device, options.tensorboard, options.log_interval, options.progress,
                           visualize=options.visualize)
-        experiment = Experiment.create(spec, options)
+        experiment = ExperimentFolder.create(spec, options)
         tree = spec.effective_tree()
         tree["training"]["seed"] = seed
         experiment.save_config(tree)
@@ -209,9 +209,9 @@ def test(target: Path | str, overrides: list[str], options: RunOptions, checkpoi
     payloads = [load_weights(tester.model, checkpoint, tester.device) for tester in testers.values()]
     payload = payloads[0]
     if experiment_folder is None:
-        experiment_folder = Experiment.create(spec, options, split="testing").folder
+        experiment_folder = ExperimentFolder.create(spec, options, split="testing").folder
     folder = make_test_folder(experiment_folder)
-    experiment = Experiment(folder, options, log_name=TESTER_LOG)
+    experiment = ExperimentFolder(folder, options, log_name=TESTER_LOG)
     tree = spec.effective_tree()
     tree.setdefault("testing", {})["checkpoint"] = str(checkpoint.resolve())
     tree["testing"]["checkpoint_selected_by"] = payload.get("selected_by")

@@ -33,7 +33,7 @@ from miprometheus.workers.components import (
 from miprometheus.workers.evaluation import evaluate, row_values
 from miprometheus.workers.loaders import ProblemLoader
 from miprometheus.workers.precision import autocast, check_precision, make_scaler
-from miprometheus.workers.run_folder import Experiment
+from miprometheus.workers.run_folder import ExperimentFolder
 
 LAST_CHECKPOINT = Path(MODELS_DIR) / LAST
 
@@ -49,7 +49,7 @@ class TrainState:
 
 
 class Trainer:
-    """Trains a model on a problem as a validated ExperimentSpec describes, in an Experiment folder."""
+    """Trains a model on a problem as a validated ExperimentSpec describes, in an ExperimentFolder."""
 
     def __init__(self, spec: ExperimentSpec, seed: int, device: str = "cpu",
                  tensorboard: int | None = None, log_interval: int | None = None,
@@ -58,7 +58,7 @@ class Trainer:
                  assets: dict[str, Any] | None = None) -> None:
         training = spec.training
         self.spec, self.seed = spec, seed
-        self.experiment: Experiment | None = None
+        self.experiment: ExperimentFolder | None = None
         self.folder = Path(".")
         self.logger = logging.getLogger("miprometheus.trainer")
         self.device = torch.device(device)
@@ -108,7 +108,7 @@ class Trainer:
         self.last_batch: dict[str, Any] | None = None  # what --visualize draws when there is no validation
         self.callbacks = self._make_callbacks(tensorboard, progress) + list(extra_callbacks or [])
 
-    def attach(self, experiment: Experiment) -> None:
+    def attach(self, experiment: ExperimentFolder) -> None:
         """Write into this experiment's folder and log (components are built before it exists, so
         that bad input fails without leaving a folder behind)."""
         self.experiment, self.folder, self.logger = experiment, experiment.folder, experiment.logger
