@@ -192,7 +192,7 @@ class MNIST(ImageProblem):
         split = "train" if params.use_train_data else "test"
         images_path, labels_path = self._locate(split)
 
-        # One copy per file in the process, whatever the number of splits reading it (DESIGN §11).
+        # One copy per file in the process, whatever the number of splits reading it (DESIGN §15).
         self.images = shared_asset(images_path, _load_images)
         self.targets = shared_asset(labels_path, read_idx_labels)
         if self.images.shape[0] != self.targets.shape[0]:
