@@ -1,4 +1,5 @@
-"""The maths shared by the memory-augmented networks: squashing, content and location addressing (models spec §5-8).
+"""The maths shared by the memory-augmented networks: squashing, content and location addressing
+(Graves, Wayne, Danihelka 2014, §3.3).
 
 Every function works on whole batches (no Python loop over samples). Shapes: memory ``[B, N, W]`` (addresses x
 content), weightings ``[B, N]``, keys ``[B, W]``, shift kernels ``[B, S]`` with ``S`` odd.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-#: added before a power and used as the floor of a normalisation, so sharpening never divides by zero (spec §5.4).
+#: added before a power and used as the floor of a normalisation, so sharpening never divides by zero.
 EPSILON = 1e-12
 
 
@@ -42,7 +43,7 @@ def shift_offsets(shift_size: int) -> list[int]:
     """The address offset of each kernel entry: entry ``k`` moves the focus by ``(S - 1) / 2 - k``.
 
     For ``S = 3`` the kernel ``(s0, s1, s2)`` gives ``w~(i) = s0 w(i-1) + s1 w(i) + s2 w(i+1)``: ``s0`` moves the
-    focus forward by one address, ``s1`` keeps it, ``s2`` moves it back (spec §5.2, shift convention).
+    focus forward by one address, ``s1`` keeps it, ``s2`` moves it back (the original MI-Prometheus's convention).
     """
     if shift_size < 1 or shift_size % 2 == 0:
         raise ValueError(f"the shift kernel needs an odd size, got {shift_size}")

@@ -1,4 +1,4 @@
-"""The controllers of the memory-augmented networks, chosen by name in a config (models spec §0.5).
+"""The controllers of the memory-augmented networks, chosen by name in a config (the original MI-Prometheus's).
 
 A controller maps the input ``u_t [B, I]`` and its state to the output ``h_t [B, H]``; every controller starts from
 a zero state. ``init_state(batch_size, device, dtype)`` gives that state, ``forward(u, state) -> (h, state)``.

@@ -1,5 +1,5 @@
 """Differentiable Neural Computer: a controller with R read heads and one write head on a memory with dynamic
-allocation and temporal links (models spec §6).
+allocation and temporal links.
 
 Graves et al., "Hybrid computing using a neural network with dynamic external memory", Nature 538, 2016
 (equations of its Methods section). One step of the cell:
@@ -16,10 +16,10 @@ Graves et al., "Hybrid computing using a neural network with dynamic external me
    read vectors ``r^i_t = M_t^T w^{r,i}_t``;
 7. output ``y_t = W_y [h_t; r^1_t; ...; r^R_t] + b_y``.
 
-Where the original departs from the paper (spec §6.4) this file follows the paper: the usage keeps its gradients
-(only ``w^w_{t-1}`` and the sort's permutation are constants, as in DeepMind's code), so the free gates learn; the
-read-mode softmax runs per head; the link diagonal is zeroed by multiplying with ``1 - I``; the initial state is
-all zeros (no 1e-6 fillers).
+Where the original MI-Prometheus departs from the paper's Methods this file follows the paper: the usage keeps its
+gradients (only ``w^w_{t-1}`` and the sort's permutation are constants, as in DeepMind's code), so the free gates
+learn; the read-mode softmax runs per head; the link diagonal is zeroed by multiplying with ``1 - I``; the initial
+state is all zeros (no 1e-6 fillers).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from miprometheus.registry import register_model
 #: the controllers a DNC may use (``controllers.CONTROLLERS`` without ThalNet's ffgru).
 DNC_CONTROLLERS = ("lstm", "gru", "rnn", "feedforward")
 #: usage is kept in [ALLOCATION_EPSILON, 1] inside the allocation, so no factor of the product of usages is 0
-#: (DeepMind's guard; spec §6.2, 3).
+#: (the guard of DeepMind's DNC code).
 ALLOCATION_EPSILON = 1e-6
 #: the order of the read modes of a head.
 READ_MODES = ("backward", "content", "forward")
@@ -248,7 +248,7 @@ class DNC(Model):
     weighting points (the least used slot, freed slots first) or where the content lookup points, mixed by the
     allocation gate and scaled by the write gate; the link matrix remembers the order of the writes; R read heads
     each mix a backward step along the links, a content lookup and a forward step (read modes, a softmax per head);
-    logits from ``[h_t; r_t]``. Written to the paper, not to the original's bugs (spec §6.4): the usage keeps its
+    logits from ``[h_t; r_t]``. Written to the paper, not to the original's bugs: the usage keeps its
     gradients, so the free gates learn. ``num_addresses: -1`` gives one slot per input step (N = T). The state
     starts at zero. ``--visualize`` draws the memory, the read and write weightings, usage, read modes and gates
     over time and the link matrix of the last step.

@@ -1,4 +1,8 @@
-"""DWM: Differentiable Working Memory, one head that reads and writes, with a bookmark and attention jumps (spec §7)."""
+"""DWM: Differentiable Working Memory, one head that reads and writes, with a bookmark and attention jumps.
+
+Jayram, Bouhadjar, McAvoy, Kornuta, Asseman, Rocki, Ozcan, "Learning to Remember, Forget and Ignore using Attention
+Control in Memory", arXiv:1809.11087, 2018, as MI-Prometheus built it.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from miprometheus.models.model import Model
 from miprometheus.params import param
 from miprometheus.registry import register_model
 
-#: the value every memory cell starts at (spec §7.1: M_0 = 0.01, not 0).
+#: the value every memory cell starts at (the original MI-Prometheus's M_0 = 0.01, not 0).
 MEMORY_INIT = 0.01
 #: the jump mixture's three targets, in the order of its logits.
 JUMPS = ("stay", "bookmark", "address 0")

@@ -1,4 +1,5 @@
-"""EncoderSolverLSTM: an LSTM encoder and an LSTM solver that share one state and one output layer (spec §8.4)."""
+"""EncoderSolverLSTM: an LSTM encoder and an LSTM solver that share one state and one output layer
+(a baseline of Jayram et al. 2018, arXiv:1809.10847)."""
 
 from __future__ import annotations
 

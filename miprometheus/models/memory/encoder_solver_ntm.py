@@ -1,9 +1,10 @@
-"""EncoderSolverNTM: one NTM cell encodes the store phase, a second one solves the recall phase (models spec §8.4).
+"""EncoderSolverNTM: one NTM cell encodes the store phase, a second one solves the recall phase.
 
 The baseline of Jayram et al., "Using Multi-task and Transfer Learning to Solve Working Memory Tasks"
 (arXiv:1809.10847, 2018), next to their MAES. Two full NTM cells (:class:`~miprometheus.models.memory.ntm.NTMCell`)
 with the same hyper-parameters share one memory: the encoder runs until the recall cue, then the solver takes over
-(spec §8.1) with the encoder's whole state, or with a fresh state over the encoder's memory.
+(the mode switch of :func:`~miprometheus.models.memory.maes.solve_mode`) with the encoder's whole state, or with a
+fresh state over the encoder's memory.
 """
 
 from __future__ import annotations

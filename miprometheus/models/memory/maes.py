@@ -1,4 +1,5 @@
-"""MAES: the Memory-Augmented Encoder-Solver; its encoder (MAE) only writes, its solver (MAS) only reads (spec §8).
+"""MAES: the Memory-Augmented Encoder-Solver; its encoder (MAE) only writes, its solver (MAS) only reads
+(Jayram, Kornuta, McAvoy, Ozcan 2018, arXiv:1809.10847).
 
 Also the mode switch that the encoder-solver models share (:func:`solve_mode`): which samples are encoding and which
 are solving at each step, decided per sample from the store and recall bits.
@@ -26,7 +27,7 @@ def solve_mode(sequences: torch.Tensor, store_bit: int, recall_bit: int, switch_
     Every sample starts in Encode mode (also when its first item has neither bit set). An item with the recall bit
     (and not the store bit) switches to Solve mode at that item. Without ``switch_back`` Solve mode lasts to the end
     (MAES, EncoderSolverNTM); with it an item with the store bit switches back to Encode (EncoderSolverLSTM). Each
-    sample decides for itself: the original followed batch element 0 only (spec §8.1). An item with both bits set is
+    sample decides for itself: the original followed batch element 0 only. An item with both bits set is
     a DataError, as the original stopped there.
     """
     store = sequences[..., store_bit] > 0.5
@@ -86,7 +87,7 @@ class MemoryAugmentedSolver(torch.nn.Module):
     ``h_t = ctrl(x_t)``; gates ``g = sigmoid`` (3, independent), ``s = softmax``, ``gamma = oneplus`` from ``W h_t``;
     ``w_t = g_0 normalize((circconv(w_{t-1}, s) + 1e-12) ** gamma) + g_1 w^enc + g_2 delta_0`` (shift and sharpen
     before the gates, the reverse of the NTM); ``r_t = w_t^T M^enc``; ``y_t = W_o [h_t; r_t]``. The gates are not
-    normalised, so ``w_t`` need not sum to 1: faithful to the paper's code (spec §8.6), kept on purpose.
+    normalised, so ``w_t`` need not sum to 1: faithful to the paper's code, kept on purpose.
     """
 
     def __init__(self, input_size: int, output_size: int, hidden_size: int, controller: str, non_linearity: str,
@@ -112,7 +113,7 @@ class MemoryAugmentedSolver(torch.nn.Module):
 @dataclass
 class MAESState:
     """The recurrent state of MAES for one batch, passed from step to step; nothing of it lives on the module
-    (the original kept the final encoder attention and delta_0 on the solver module: spec §8.6)."""
+    (the original kept the final encoder attention and delta_0 on the solver module)."""
 
     encoder: Any  # the encoder controller's state
     memory: torch.Tensor  # [B, N, C]: written by the encoder; frozen for a sample once it solves

@@ -1,6 +1,6 @@
-"""Neural Turing Machine: a controller with R read heads and one write head on an external memory (models spec §5).
+"""Neural Turing Machine: a controller with R read heads and one write head on an external memory.
 
-Graves, Wayne, Danihelka, "Neural Turing Machines", arXiv:1410.5401, 2014. One step of the cell (spec §5.2):
+Graves, Wayne, Danihelka, "Neural Turing Machines", arXiv:1410.5401, 2014 (§3). One step of the cell:
 
 1. controller ``h_t = Ctrl([x_t; r_{t-1}])``;
 2. the interface turns ``h_t`` into every head's parameters (key, strength, gate, shift, sharpening; erase and add
@@ -43,7 +43,7 @@ class NTMState(NamedTuple):
 
 
 class NTMInterface(torch.nn.Module):
-    """The heads' parameters from the controller output: one linear layer, sliced and squashed (spec §5.2, 2-4).
+    """The heads' parameters from the controller output: one linear layer, sliced and squashed (steps 2-4).
 
     Each read head gets a key (C values), a key strength, an interpolation gate, a shift kernel (S) and a
     sharpening exponent; the write head the same plus erase and add vectors (C each); without content addressing
@@ -260,7 +260,7 @@ class NTM(Model):
 
 def memory_frames(internals: dict[str, torch.Tensor], inputs: torch.Tensor, predictions: torch.Tensor, index: int,
                   title: str, extra_panels: tuple = ()) -> Any:
-    """The NTM figure (spec §5.2, visualisation mode 2) of sample ``index`` of recorded ``internals``.
+    """The NTM figure (the original's visualisation mode 2) of sample ``index`` of recorded ``internals``.
 
     Above: the memory ``M_t`` (content bits x addresses) at the current step. Below, over time: the inputs, the
     weighting of read head 0 and of the write head (addresses x time), then for each of these two heads its

@@ -1,4 +1,4 @@
-"""LSTM: a stacked LSTM baseline that maps a sequence to one output per input item (models spec §4)."""
+"""LSTM: a stacked LSTM baseline that maps a sequence to one output per input item (Hochreiter, Schmidhuber 1997)."""
 
 from __future__ import annotations
 

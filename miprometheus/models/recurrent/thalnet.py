@@ -1,4 +1,4 @@
-"""ThalNet: recurrent modules that communicate only through a routing centre (models spec §9).
+"""ThalNet: recurrent modules that communicate only through a routing centre (Hafner et al. 2017).
 
 Hafner, Irpan, Davidson, Heess, "Learning Hierarchical Information Flow with Recurrent Neural Modules", NIPS 2017
 (arXiv:1706.05744). ``K`` modules; the centre ``Phi_t = [phi^1_t; ...; phi^K_t]`` concatenates their features. At
@@ -12,7 +12,7 @@ step ``t`` every module, in parallel, reads a context from the previous centre a
 A module's features are its GRU state (size ``m``). As the modules read ``Phi_{t-1}``, the input ``x_t`` reaches the
 read-out at step ``t`` only with a single module; with several, one step later at the earliest (through the centre).
 
-Departures from the original (spec §9.4), as the paper: the logits come from a linear read-out, so they are not
+Departures from the original MI-Prometheus, as the paper: the logits come from a linear read-out, so they are not
 bounded to the GRU's (-1, 1); the initial centre is zero or learned, never redrawn at random at each call, so
 evaluation is deterministic.
 """

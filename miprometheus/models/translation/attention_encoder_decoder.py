@@ -1,4 +1,5 @@
-"""AttentionEncoderDecoder: a recurrent encoder-decoder with Bahdanau or Luong attention (models spec §16).
+"""AttentionEncoderDecoder: a recurrent encoder-decoder with Bahdanau or Luong attention
+(Bahdanau, Cho, Bengio 2015; Luong, Pham, Manning 2015).
 
 Encoder: embedding → dropout → a (bidirectional) GRU or LSTM over the packed source, so PAD never
 enters the states; its last states, both directions concatenated, pass a bridge (linear + tanh) to

@@ -1,4 +1,4 @@
-"""TransformerEncoderDecoder: a small ``torch.nn.Transformer`` translator, the modern baseline (models spec §16).
+"""TransformerEncoderDecoder: a small ``torch.nn.Transformer`` translator, the modern baseline (Vaswani et al. 2017).
 
 Token embeddings scaled by sqrt(d_model) plus sinusoidal positions (Vaswani et al. 2017), PAD
 masked as keys in the encoder, the decoder's self-attention and the cross-attention, a causal mask

@@ -1,4 +1,4 @@
-"""LeNet5: the modern LeNet-5 (ReLU, max pooling, full C3) for 32x32 images and 10 classes (models spec §1)."""
+"""LeNet5: the modern LeNet-5 (ReLU, max pooling, full C3) for 32x32 images and 10 classes (LeCun et al. 1998)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ IMAGENET1K_V1 weights that torchvision 0.2.2 shipped as ``resnet101-5d3b4d8f.pth
 ``resnet101-cd907fc2.pth``). Like torchvision's, the bottleneck strides in its 3x3 convolution ("v1.5").
 
 At 224 x 224 pixels the maps are 256 x 56 x 56 after layer1, 512 x 28 x 28 after layer2,
-1024 x 14 x 14 after layer3 (the CLEVR features of MI-Prometheus and MAC: models spec §10.3) and
+1024 x 14 x 14 after layer3 (the CLEVR features of Johnson et al. 2017 and MAC) and
 2048 x 7 x 7 after layer4. The network is built for inference: :func:`feature_extractor` returns it in eval
 mode with its parameters frozen; the caller runs it under ``torch.no_grad()``.
 

@@ -1,4 +1,4 @@
-"""SimpleConvNet: a LeNet-like classifier with two configurable convolutions (models spec §2)."""
+"""SimpleConvNet: a LeNet-like classifier with two configurable convolutions (the original MI-Prometheus's)."""
 
 from __future__ import annotations
 

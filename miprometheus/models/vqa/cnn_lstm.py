@@ -1,4 +1,4 @@
-"""CNN_LSTM: the CLEVR paper's CNN+LSTM baseline (models spec §11), and the image encoder and answer classifier that
+"""CNN_LSTM: the CLEVR paper's CNN+LSTM baseline (Johnson et al. 2017), and the image encoder and answer classifier that
 SAN and the Relational Network build on.
 
     v = flatten(CNN(image))            [B, F h w]   the image as one vector
@@ -57,8 +57,9 @@ class ImageEncoder(nn.Module):
 class AnswerClassifier(nn.Sequential):
     """The answer MLP shared by the VQA models: Linear -> ReLU -> Linear -> ReLU -> Dropout -> Linear (logits).
 
-    CNN+LSTM's and SAN's classifier and the RN's f_phi (models spec §11, §12.2, §13.2). The dropout is a module,
-    so it is off in eval mode (the original's always-on dropout, spec §0.4, is not reproduced).
+    CNN+LSTM's and SAN's classifier and the RN's f_phi (Johnson et al. 2017; Yang et al. 2016; Santoro et al. 2017).
+    The dropout is a module, so it is off in eval mode (the original MI-Prometheus's always-on dropout is not
+    reproduced).
     """
 
     def __init__(self, in_size: int, hidden_size: int, num_answers: int, dropout: float) -> None:

@@ -19,7 +19,7 @@ def conv_output_size(size: int, layers: int = 4) -> int:
 
 
 class ConvInputModel(nn.Module):
-    """The RN paper's "CLEVR from pixels" CNN (models spec §10.1): 4 x (conv 3x3 stride 2 pad 1, BatchNorm, ReLU).
+    """The RN paper's "CLEVR from pixels" CNN (Santoro et al. 2017): 4 x (conv 3x3 stride 2 pad 1, BatchNorm, ReLU).
 
     ``[B, C, H, W] -> [B, filters, h, w]`` with h, w = :func:`conv_output_size` (128 px -> 8 x 8; 64 px -> 4 x 4).
     16,488 parameters with 3 input channels and 24 filters.
@@ -48,7 +48,7 @@ class QuestionEncoder(nn.Module):
 
     ``forward(questions [B, T], lengths [B]) -> (outputs [B, T, D], final [B, D])``, D = ``hidden_size`` x
     directions. The sequences are packed, so ``final`` is the state after each question's last token, never
-    after its padding (the original read the output at index -1, after the padding: models spec §11 pitfall);
+    after its padding (the original read the output at index -1, after the padding);
     for a bidirectional LSTM it is [forward state at the last token; backward state at the first]. ``outputs``
     are zero at padded steps.
     """

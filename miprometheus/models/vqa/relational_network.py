@@ -1,14 +1,14 @@
-"""RelationalNetwork: the Relational Network of Santoro et al., NIPS 2017, from pixels (models spec §13).
+"""RelationalNetwork: the Relational Network of Santoro et al., NIPS 2017, from pixels ("CLEVR from pixels").
 
     objects o_i = [CNN cell i; x_i; y_i]             [B, n, k + 2], n = h w cells, row by row
     q = LSTM(question)                               [B, |q|]
     RN = f_phi( sum over all ordered pairs (i, j) of g_theta([o_i; o_j; q]) )     answer logits
 
-All n^2 ordered pairs count, (i, i) and both orders included (the spec's [o_c; o_a; q] with c = i, a = j).
+All n^2 ordered pairs count, (i, i) and both orders included (the original's [o_c; o_a; q] with c = i, a = j).
 g_theta is 4 x (Linear 256, ReLU), f_phi is Linear 256, ReLU, Linear 256, ReLU, Dropout 0.5, Linear (logits).
 The coordinates are ``linspace(-0.5, 0.5)``: x along the columns, y along the rows.
 
-The memory pitfall of spec §13.4: g_theta runs on B n^2 pair vectors. Building them ([B, n^2, 2(k+2) + |q|], by
+The memory pitfall: g_theta runs on B n^2 pair vectors. Building them ([B, n^2, 2(k+2) + |q|], by
 repeating each object n times) is never done. The first layer of g_theta is linear, so
 
     W1 [o_i; o_j; q] + b1 = (W1_first o_i) + (W1_second o_j) + (W1_q q + b1)

@@ -1,4 +1,4 @@
-"""SAN: the Stacked Attention Network of Yang et al., CVPR 2016 (models spec §12.1), with K hops that each refine
+"""SAN: the Stacked Attention Network of Yang, He, Gao, Deng, Smola, CVPR 2016 (§3), with K hops that each refine
 the query.
 
     v_I = CNN(image) as m = h w regions         [B, m, C]
@@ -9,7 +9,7 @@ the query.
         u^k = sum_i p^k_i v_i + u^{k-1}                            [B, C]
     answer logits = MLP(u^K)
 
-The original MI-Prometheus SAN (spec §12.2) repeated one layer object, so its hops shared their weights, and gave
+The original MI-Prometheus SAN repeated one layer object, so its hops shared their weights, and gave
 every hop the original v_Q, so the second hop repeated the first: a single attention layer. Here each hop is its own
 :class:`AttentionHop` and hop k attends with u^{k-1}. The paper's b_P is left out: it adds the same number to every
 region's score, which the softmax ignores (it would never get a gradient).

@@ -1,6 +1,6 @@
 """CLEVR v1.0 and CLEVR-CoGenT: questions about rendered 3D scenes, read from the official JSON and PNG files.
 
-Layout (the official archives unzipped; problem formats spec §5.1), ``data_folder`` holding::
+Layout (the official archives of Johnson et al. 2017, unzipped), ``data_folder`` holding::
 
     questions/CLEVR_<split>_questions.json       {"info": {...}, "questions": [{question, answer, ...}, ...]}
     images/<split>/CLEVR_<split>_NNNNNN.png      480 x 320, RGBA: converted to RGB
@@ -70,7 +70,7 @@ ANSWERS = ("yes", "no", *(str(n) for n in range(11)),
            "rubber", "metal", "cube", "sphere", "cylinder", "small", "large")
 
 #: question type -> the question families (``question_family_index``) of that type (the original's
-#: ``index_to_family`` table; problem formats spec §5.3)
+#: ``index_to_family`` table)
 TYPE_FAMILIES: dict[str, tuple[int, ...]] = {
     "equal_integer": (0, 3, 6),
     "less_than": (1, 4, 7),

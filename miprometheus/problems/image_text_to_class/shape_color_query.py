@@ -1,7 +1,7 @@
 """ShapeColorQuery: Sort-of-CLEVR's scenes and answers, the question naming the object by shape and colour.
 
-Problems spec §4.3. The scenes, the 7 question types and the 10 answers are Sort-of-CLEVR's, read from the
-same cache file for the same parameters (the questions are derived from the stored scenes when loading).
+An MI-Prometheus variant of Sort-of-CLEVR. The scenes, the 7 question types and the 10 answers are Sort-of-CLEVR's,
+read from the same cache file for the same parameters (the questions are derived from the stored scenes when loading).
 The question is 3 tokens, ``[shape, colour, type]``: "circle red nearest_color". For the type ``shape``
 the first token is ``object``, so the question does not give the answer away.
 

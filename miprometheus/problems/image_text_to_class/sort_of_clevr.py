@@ -1,6 +1,6 @@
 """Sort-of-CLEVR as MI-Prometheus generates it: 2-6 coloured squares and circles, 7 questions per object.
 
-Problems spec §4.2 (the MI-Prometheus variant of Santoro et al. 2017, models spec §10.2). A scene holds
+The MI-Prometheus variant of the Sort-of-CLEVR of Santoro et al. 2017 (supplementary material D). A scene holds
 ``n`` objects (uniform in ``[min_objects, max_objects]``), each of a distinct colour among 6 and a random
 shape (rectangle or circle), in distinct cells of a 4x4 grid with a jitter of ±2 px, drawn with Pillow on
 a (180, 180, 150) background. Every object is asked the 7 questions, object by object (``7 n`` questions

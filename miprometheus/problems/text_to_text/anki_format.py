@@ -1,4 +1,4 @@
-"""The official TranslationAnki distribution (problems spec §6): reading, the reference preprocessing, download.
+"""The official TranslationAnki distribution (manythings.org): reading, the reference preprocessing, download.
 
 ``http://www.manythings.org/anki/<lang>-eng.zip`` holds ``<lang>.txt``: UTF-8, one pair per line, tab-separated,
 ``English<TAB>other language`` (older files) or ``English<TAB>other<TAB>attribution`` (current ones). The file is

@@ -2,7 +2,7 @@
 
 The corpus (``anki_format``) is read from ``file``, by default ``<data_folder>/<language>-eng.zip`` or the
 extracted ``<data_folder>/<language>.txt``; a missing file is downloaded when ``download`` is set, or written by
-the synthetic grammar (``synthetic_corpus``) when ``synthetic`` is. Then, in this order (problems spec §6):
+the synthetic grammar (``synthetic_corpus``) when ``synthetic`` is. Then, in this order:
 
 1. the reference preprocessing of both sides (``normalize``), the first two columns kept;
 2. the filters: both sides shorter than ``max_sequence_length`` tokens, the English side starting with one of
@@ -55,12 +55,12 @@ import torch.nn.functional as F
 from miprometheus.data import DataDefinition
 from miprometheus.errors import ConfigError, DataError
 from miprometheus.params import param
-from miprometheus.problems.assets import dataset_generator, read_assets_file, shared_asset
+from miprometheus.problems.assets import assets_of_run, dataset_generator, shared_asset
 from miprometheus.problems.cache import _locked
 from miprometheus.problems.problem import Batch, Problem, ProblemParams
 from miprometheus.problems.text_to_text import anki_format
 from miprometheus.problems.text_to_text.synthetic_corpus import written_by_older_grammar as _older_synthetic
-from miprometheus.problems.vocabulary import Vocabulary
+from miprometheus.problems.vocabulary import Vocabulary, padded_rows
 from miprometheus.registry import register_problem
 from miprometheus.statistics import Counts, StatisticDefinition, mean_of
 
@@ -253,15 +253,8 @@ class TranslationAnki(Problem):
     def build_assets(self) -> dict[str, Any]:
         """The source and target vocabularies of this training split (or ``vocabulary_from``'s)."""
         if self.params.vocabulary_from:
-            location = Path(os.path.expanduser(self.params.vocabulary_from))
-            file = location / ASSETS_FILE if location.is_dir() else location
-            if not file.is_file():
-                raise DataError(f"{self.name}: vocabulary_from {location}: no {ASSETS_FILE} there (an experiment "
-                                "folder of a translation training run, or its assets.json)")
-            assets = read_assets_file(file)
-            if not assets or "input_vocabulary" not in assets or "output_vocabulary" not in assets:
-                raise DataError(f"{self.name}: {file} holds no input and output vocabularies")
-            return dict(assets)
+            return assets_of_run(self.params.vocabulary_from, ("input_vocabulary", "output_vocabulary"), self.name,
+                                 "translation", "input and output vocabularies")
         return {"input_vocabulary": Vocabulary.build(self.source_tokens, True, self.params.min_count).to_dict(),
                 "output_vocabulary": Vocabulary.build(self.target_tokens, True, self.params.min_count).to_dict()}
 
@@ -323,12 +316,14 @@ class TranslationAnki(Problem):
     def collate_fn(self, samples: list[Any]) -> Batch:
         if self.input_vocabulary is None:
             raise RuntimeError(f"{self.name}: use_assets() must be called before batches are made")
-        indices = torch.as_tensor(samples, dtype=torch.int64)
-        inputs_length, targets_length = self.inputs_length[indices], self.targets_length[indices]
+        # Made where the split's tensors are, whatever the default device (the CPU in a loader).
+        indices = torch.as_tensor(samples, dtype=torch.int64, device=self.inputs.device)
+        inputs, inputs_length = padded_rows(self.inputs, self.inputs_length, indices)
+        targets, targets_length = padded_rows(self.targets, self.targets_length, indices)
         return {
-            "inputs": self.inputs[indices, :int(inputs_length.max())],
+            "inputs": inputs,
             "inputs_length": inputs_length,
-            "targets": self.targets[indices, :int(targets_length.max())],
+            "targets": targets,
             "targets_length": targets_length,
             "inputs_text": [" ".join(self.source_tokens[i]) for i in indices.tolist()],
             "targets_text": [" ".join(self.target_tokens[i]) for i in indices.tolist()],

@@ -3,7 +3,7 @@
 Le, Jaitly, Hinton 2015 ("A simple way to initialize recurrent networks of rectified linear units") introduced
 pixel-by-pixel MNIST and its permuted variant; row-by-row MNIST is the usual shorter benchmark. The images come
 from the same IDX files as :class:`~miprometheus.problems.image_to_class.mnist.MNIST`, read by its functions and
-shared with it in memory (one ``uint8`` copy per file in the process). Problems spec §3.
+shared with it in memory (one ``uint8`` copy per file in the process).
 
 The permutation is drawn from ``permutation_seed`` alone (``assets.dataset_generator``), never from the run's
 seed or the global RNG: every split and every run of a config see the same order (the original drew it from the

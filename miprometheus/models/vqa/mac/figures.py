@@ -1,4 +1,4 @@
-"""What MAC and S-MAC draw with ``--visualize``: one frame per reasoning step (models spec §14.3).
+"""What MAC and S-MAC draw with ``--visualize``: one frame per reasoning step (as the original's).
 
 Each frame shows the read attention ``rv_i`` over the image (stretched over it, bilinear) or, for pre-extracted
 features, the attention grid alone; below it the control attention ``cv_i`` as a 1 x S strip over the question's

@@ -1,4 +1,4 @@
-"""MAC: the Memory, Attention and Composition network (models spec §14).
+"""MAC: the Memory, Attention and Composition network (Hudson, Manning 2018).
 
 Hudson and Manning, "Compositional Attention Networks for Machine Reasoning", ICLR 2018 (arXiv:1803.03067), as
 MI-Prometheus built it (the structure of the PyTorch port rosinality/mac-network-pytorch, with the projected
@@ -15,7 +15,7 @@ knowledge base ``K'``). A recurrent cell runs ``p`` reasoning steps; step i, fro
 
 ``c_0`` and ``m_0`` are learned (zero at the start). Variational dropout (training only): one mask for control and
 one for memory are drawn per forward pass and multiply ``c_0``, ``m_0`` and every ``c_i``, ``m_i``. The input
-and output units are in :mod:`.units`. Departure from the original (spec §14.5): the control attention is masked,
+and output units are in :mod:`.units`. Departure from the original MI-Prometheus: the control attention is masked,
 so padded word positions get exactly zero attention and extra padding does not change the answer.
 """
 

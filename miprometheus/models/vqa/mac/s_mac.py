@@ -1,4 +1,4 @@
-"""S-MAC: MAC with a simplified cell (models spec §15).
+"""S-MAC: MAC with a simplified cell (Marois et al. 2018).
 
 Marois, Jayram, Albouy, Kornuta, Bouhadjar, Ozcan, "On transfer learning using a MAC model variant", NeurIPS 2018
 ViGIL workshop (arXiv:1811.06529). The input unit, the output unit, the learned ``c_0``, ``m_0`` and the

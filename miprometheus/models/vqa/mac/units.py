@@ -1,4 +1,6 @@
-"""What MAC and S-MAC share (models spec §14.1, §15): parameters, input unit, output unit, dropout masks, inits.
+"""What MAC and S-MAC share: parameters, input unit, output unit, dropout masks, inits.
+
+Hudson, Manning 2018 (MAC) and Marois et al. 2018 (S-MAC).
 
 Input unit. The knowledge base ``K`` [B, HW, d] is the image through two 3x3 convolutions (ELU after each), from
 pre-extracted feature maps (``image_encoder: features``, the paper's ResNet-101 conv4 [1024, 14, 14]) or from

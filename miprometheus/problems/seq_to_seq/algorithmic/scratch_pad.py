@@ -17,7 +17,7 @@ from miprometheus.problems.seq_to_seq.algorithmic.algorithmic_problem import (
 from miprometheus.registry import register_problem
 from miprometheus.statistics import Measure, StatisticDefinition
 
-#: ``num_subsequences`` is an int8 tensor (specs §1.2).
+#: ``num_subsequences`` is an int8 tensor.
 MAX_SUBSEQUENCES = 127
 
 

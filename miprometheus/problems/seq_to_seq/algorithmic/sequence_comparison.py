@@ -1,7 +1,7 @@
 """SequenceComparison: store a sequence, then say item by item whether a second sequence matches it.
 
 Also home of :class:`SecondSequenceTask`, the layout the three comparison tasks share
-(specs/algorithmic_tasks.md §3): the canonical layout whose recall phase carries a second sequence
+(Jayram et al. 2018, arXiv:1809.10847): the canonical layout whose recall phase carries a second sequence
 ``x'``, and a one-bit answer.
 """
 

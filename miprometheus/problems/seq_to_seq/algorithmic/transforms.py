@@ -1,4 +1,4 @@
-"""The shared transforms of the manipulation tasks (specs/algorithmic_tasks.md §1.10): rotations in time and in bits.
+"""The shared transforms of the manipulation tasks (as the original MI-Prometheus defines them): time and bit rotations.
 
 Both take an amount that is *relative* (a fraction of the size) when it lies strictly between -1 and 1 and
 *absolute* (a number of positions) otherwise, and round it half to even, as numpy and torch do

@@ -22,7 +22,7 @@ from miprometheus.registry import register_problem
 class DistractionCarry(PairedSubsequenceTask):
     """Memory subsequences interleaved with distractors; at the end recall the last distractor, then the memory list.
 
-    Layout (specs/algorithmic_tasks.md §4.1; markers ``#`` memory, ``%`` secondary, ``&`` respond,
+    Layout (Jayram et al. 2018; markers ``#`` memory, ``%`` secondary, ``&`` respond,
     ``$`` recall on control bits 0-3): ``[# x_i % y_i]_i  & D(m_N)  $ D(n_1 + ... + n_N)``, where
     ``D(k)`` is k response steps (all-zero inputs, scored). Targets: ``y_N`` after ``&``, then
     ``x_1 .. x_N`` after ``$``. ``T = Σ(n_i+1) + Σ(m_i+1) + (m_N+1) + 1 + Σ n_i``. Example, ``x_1 = ab``,

@@ -10,7 +10,7 @@ from miprometheus.registry import register_problem
 class DistractionForget(PairedSubsequenceTask):
     """Memory subsequences interleaved with distractors that are answered at once and can then be forgotten.
 
-    Layout (specs/algorithmic_tasks.md §4.2; markers ``#`` memory, ``%`` secondary, ``&`` respond,
+    Layout (Jayram et al. 2018; markers ``#`` memory, ``%`` secondary, ``&`` respond,
     ``$`` recall on control bits 0-3): ``[# x_i % y_i & D(m_i)]_i  $ D(n_1 + ... + n_N)``, where ``D(k)``
     is k response steps (all-zero inputs, scored). Targets: ``y_i`` after each ``&``, then
     ``x_1 .. x_N`` after ``$``. ``N ~ U{num_subseq_min..num_subseq_max}``, ``n_i`` and ``m_i`` are drawn

@@ -20,7 +20,7 @@ from miprometheus.registry import register_problem
 class DistractionIgnore(PairedSubsequenceTask):
     """Memory subsequences interleaved with distractors that are never asked for; recall the memory list.
 
-    Layout (specs/algorithmic_tasks.md §4.3; markers ``#`` memory, ``%`` secondary, ``$`` recall on
+    Layout (Jayram et al. 2018; markers ``#`` memory, ``%`` secondary, ``$`` recall on
     control bits 0 1 3): ``[# x_i % y_i]_i  $ D(n_1 + ... + n_N)``, where ``D(k)`` is k response steps
     (all-zero inputs, scored). Targets: ``x_1 .. x_N`` after ``$``; the distractors are never output.
     ``T = Σ(n_i+1) + Σ(m_i+1) + 1 + Σ n_i``. Example, ``x_1 = ab``, ``y_1 = s``, ``x_2 = c``, ``y_2 = pqr``

@@ -12,7 +12,7 @@ from miprometheus.registry import register_problem
 class InterruptionNot(PairedSubsequenceTask):
     """Task switching: invert every bit of each interrupting subsequence at once; recall the memory list at the end.
 
-    Layout as DistractionForget (specs/algorithmic_tasks.md §4.5; markers ``#`` memory, ``%`` secondary,
+    Layout as DistractionForget (Jayram et al. 2018; markers ``#`` memory, ``%`` secondary,
     ``&`` respond, ``$`` recall on control bits 0-3): ``[# x_i % y_i & D(m_i)]_i  $ D(n_1 + ... + n_N)``.
     Targets: ``NOT y_i`` (``1 - y_i``) after each ``&``, then ``x_1 .. x_N`` after ``$``. Example,
     ``x_1 = ab``, ``y_1 = s``, ``x_2 = c``, ``y_2 = pqr``, ``~`` = NOT (``-`` = response step)::

@@ -12,7 +12,7 @@ from miprometheus.registry import register_problem
 class InterruptionReverseRecall(PairedSubsequenceTask):
     """Task switching: reverse each interrupting subsequence as soon as it ends; recall the memory list at the end.
 
-    Layout as DistractionForget (specs/algorithmic_tasks.md §4.6; markers ``#`` memory, ``%``
+    Layout as DistractionForget (Jayram et al. 2018; markers ``#`` memory, ``%``
     secondary, ``&`` respond, ``$`` recall on control bits 0-3), except that ``y_i`` is *shown* last
     item first: ``[# x_i % reverse(y_i) & D(m_i)]_i  $ D(n_1 + ... + n_N)``. Targets: ``y_i`` (the reverse
     of what was shown) after each ``&``, then ``x_1 .. x_N`` after ``$``. Example, ``x_1 = ab``,

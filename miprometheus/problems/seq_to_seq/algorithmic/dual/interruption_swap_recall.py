@@ -15,7 +15,7 @@ from miprometheus.registry import register_problem
 class InterruptionSwapRecall(PairedSubsequenceTask):
     """Task switching: undo a circular rotation of each interrupting subsequence at once; recall the memory list.
 
-    Layout as DistractionForget (specs/algorithmic_tasks.md §4.7; markers ``#`` memory, ``%``
+    Layout as DistractionForget (Jayram et al. 2018; markers ``#`` memory, ``%``
     secondary, ``&`` respond, ``$`` recall on control bits 0-3), except that ``y_i`` is *shown*
     rotated left in time by ``k_i``: ``z_i[t] = y_i[(t + k_i) mod m_i]``, with
     ``k_i = round_half_even(num_rotation · m_i) mod m_i`` if ``-1 <= num_rotation <= 1`` (so ``±1``

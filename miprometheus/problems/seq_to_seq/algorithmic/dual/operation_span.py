@@ -16,7 +16,7 @@ from miprometheus.registry import register_problem
 class OperationSpan(DualTaskProblem):
     """Complex span: each memory subsequence is followed by one operation item, answered at once bit-rotated.
 
-    Layout (specs/algorithmic_tasks.md §4.8; markers ``#`` memory, ``%`` operation, ``&`` respond,
+    Layout (Jayram et al. 2018; markers ``#`` memory, ``%`` operation, ``&`` respond,
     ``$`` recall on control bits 0-3): ``[# x_i % y_i & D(1)]_i  $ D(n_1 + ... + n_N)`` with every ``y_i``
     a single item. Targets: ``y_i`` with its bits rotated left by ``k`` (``out[j] = y_i[(j + k) mod D]``,
     ``k = round_half_even(num_rotation · D) mod D`` if ``-1 <= num_rotation <= 1``, else

@@ -19,7 +19,7 @@ from miprometheus.registry import register_problem
 class ReadingSpan(DualTaskProblem):
     """Complex span, as the reading-span test: of each subsequence only its last item is kept and recalled.
 
-    Two control bits (specs/algorithmic_tasks.md §4.4): bit 0 = store marker, bit 1 = recall marker.
+    Two control bits (the original's): bit 0 = store marker, bit 1 = recall marker.
     Layout: ``[store x_i]_i  recall D(N)``, where ``D(N)`` is N response steps (all-zero inputs, scored)
     whose targets are the last items ``x_1[n_1-1], ..., x_N[n_N-1]``; ``T = Σ(n_i+1) + 1 + N``. Example,
     ``x_1 = uv``, ``x_2 = abc`` (``S``/``R`` = store/recall marker, ``-`` = response step)::
