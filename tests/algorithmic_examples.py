@@ -1,4 +1,4 @@
-"""Shared helpers of the algorithmic task tests: parse a worked-example table of specs/algorithmic_tasks.md."""
+"""Shared helpers of the algorithmic task tests: parse a worked-example table."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tiny CLEVR v1.0 and CLEVR-CoGenT folders in the official layout (problem formats spec §5.4).
+"""Tiny CLEVR v1.0 and CLEVR-CoGenT folders in the official layout (Johnson et al. 2017).
 
 ``questions/CLEVR_<split>_questions.json`` ({"info", "questions"} with programs), ``images/<split>/CLEVR_<split>_
 NNNNNN.png`` (RGBA, 480 x 320 unless smaller is asked for) and ``scenes/CLEVR_train_scenes.json``. The questions

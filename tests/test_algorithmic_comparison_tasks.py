@@ -1,4 +1,4 @@
-"""Tests of the comparison tasks SequenceComparison, SequenceEquality, SequenceSymmetry (algorithmic spec §3)."""
+"""Tests of the comparison tasks SequenceComparison, SequenceEquality, SequenceSymmetry (Jayram et al. 2018)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ A, B, C = [1, 0, 1], [0, 1, 1], [1, 1, 0]
 ITEMS = torch.tensor([[A, B, C]], dtype=torch.float32)
 NO_CONTROL_LINE = torch.zeros(2)
 
-# Worked examples of the spec, verbatim: t | control bits | data bits || target bit | mask | role.
+# Worked examples of the original generators, verbatim: t | control bits | data bits || target bit | mask | role.
 COMPARISON_EXAMPLE = """
  0 |  1  0 |  0  0  0 ||  0 | 0 | store marker
  1 |  0  0 |  1  0  1 ||  0 | 0 | item x[0] = a

@@ -1,4 +1,4 @@
-"""Tests of the dual tasks against specs/algorithmic_tasks.md §4 (PROPOSED definitions) and §6."""
+"""Tests of the dual tasks against the original's last working generators (Jayram et al. 2018, arXiv:1809.11087)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ PAIRED_VALUES = {"memory": [items(a, b), items(c)], "secondary": [items(s), item
 OPERATION_SPAN_VALUES = {"memory": [items(a, b), items(c)], "secondary": [items(s), items(p)]}
 READING_SPAN_VALUES = {"memory": [items(u, v), items(a, b, c)]}
 
-# Worked examples of the spec, verbatim: t | control bits | data bits || target bits | mask | role.
+# Worked examples of the original generators, verbatim: t | control bits | data bits || target bits | mask | role.
 DISTRACTION_CARRY_EXAMPLE = """
  0 |  1  0  0  0 |  0  0  0 ||  0  0  0 | 0 | # (x_1 starts)
  1 |  0  0  0  0 |  1  0  1 ||  0  0  0 | 0 | x_1[0] = a

@@ -1,4 +1,4 @@
-"""Tests of the algorithmic sequence-to-sequence tasks against specs/algorithmic_tasks.md (§1, §2.1, §2.4, §6)."""
+"""Tests of the algorithmic sequence-to-sequence tasks against the original MI-Prometheus generators."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from tests.algorithmic_examples import parse_example
 A, B, C = [1, 0, 1], [0, 1, 1], [1, 1, 0]
 ITEMS = torch.tensor([[A, B, C]], dtype=torch.float32)
 
-# Worked examples of the spec, verbatim: t | control bits | data bits || target bits | mask | role.
+# Worked examples of the original generators, verbatim: t | control bits | data bits || target bits | mask | role.
 SERIAL_RECALL_EXAMPLE = """
  0 |  1  0 |  0  0  0 ||  0  0  0 | 0 | store marker
  1 |  0  0 |  1  0  1 ||  0  0  0 | 0 | item x[0] = a
@@ -76,7 +76,7 @@ def test_worked_example_is_reproduced_bit_exactly(cls, table):
 
 
 def test_worked_example_through_the_generator(monkeypatch):
-    """generate_batch with the spec's items and length fed in gives the worked example."""
+    """generate_batch with the worked example's items and length fed in gives the worked example."""
     problem = make(SerialRecall, min_sequence_length=3, max_sequence_length=3, bias=0.5)
     # Uniform draws below the bias become 1: feed 0 for a 1 bit and 0.9 for a 0 bit.
     scripted = torch.where(ITEMS == 1, 0.0, 0.9)

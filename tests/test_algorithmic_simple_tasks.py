@@ -1,7 +1,7 @@
-"""Tests of the simple algorithmic tasks against specs/algorithmic_tasks.md §1.10 and §2.2-§2.9.
+"""Tests of the simple algorithmic tasks against the original MI-Prometheus generators.
 
-Every worked example of the spec is fed to ``build_batch`` and compared bit-exactly; random draws are
-compared with a slow per-sample reference written from the spec's text.
+Every worked example (produced by running the original generators) is fed to ``build_batch`` and compared
+bit-exactly; random draws are compared with a slow per-sample reference written from the tasks' definitions.
 """
 
 from __future__ import annotations
@@ -29,13 +29,13 @@ from tests.algorithmic_examples import parse_example
 TASKS = [RepeatSerialRecall, RepeatReverseRecall, ScratchPad, SkipRecall, ManipulationTemporalRotation,
          ManipulationSpatialNot, ManipulationSpatialRotation]
 
-# The items of the worked examples (specs §0): x = a, b, c; extra items u, v.
+# The items of the worked examples: x = a, b, c; extra items u, v.
 A, B, C = [1, 0, 1], [0, 1, 1], [1, 1, 0]
 U, V = [1, 1, 1], [0, 0, 1]
 ITEMS = torch.tensor([[A, B, C]], dtype=torch.float32)
 NO_CONTROL_LINE = torch.zeros(2)
 
-# Worked examples of the spec, verbatim: t | control bits | data bits || target bits | mask | role.
+# Worked examples of the original generators, verbatim: t | control bits | data bits || target bits | mask | role.
 REPEAT_SERIAL_RECALL = """
  0 |  1  0 |  0  0  0 ||  0  0  0 | 0 | store marker
  1 |  0  0 |  1  0  1 ||  0  0  0 | 0 | item x[0] = a
@@ -252,7 +252,7 @@ def test_bit_shift_rotates_bits_towards_higher_indices():
 
 # --- random draws against a per-sample reference (§6) ---------------------------------------------------
 def reference_rows(problem, values: dict, b: int) -> list[tuple[list, list, list, int]]:
-    """Sample b of the batch as rows (control, data, target, mask), written step by step from the spec."""
+    """Sample b of the batch as rows (control, data, target, mask), written step by step from the definition."""
     c, d = problem.control_bits, problem.data_bits
     zero_data = [0.0] * d
     ctrl = values["ctrl_aux"].tolist() if "ctrl_aux" in values else [0.0] * c

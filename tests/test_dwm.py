@@ -1,4 +1,5 @@
-"""The DWM: shapes, memory size, each equation of spec §7.1 on hand-made tensors, the output lag, the plot, overfit."""
+"""The DWM (Jayram et al. 2018): shapes, memory size, each equation on hand-made tensors, the output lag, the
+plot, overfit."""
 
 from __future__ import annotations
 

@@ -67,7 +67,7 @@ def test_predictions_are_answer_logits_for_raw_pixels_and_feature_maps(cls, enco
     (SMAC, {}, 19_089_436),
 ])
 def test_parameter_count_at_the_paper_size_is_the_original_s_besides_the_word_embeddings(cls, extra, expected):
-    # d = 512, 300-d embeddings, 28 answers, CLEVR's [1024, 14, 14] features (models spec §14.1, §15). The
+    # d = 512, 300-d embeddings, 28 answers, CLEVR's [1024, 14, 14] features (Hudson, Manning 2018). The
     # original's frozen embeddings belonged to the problem; here they are learned, V x 300 more.
     vocabulary = 83
     model = cls(cls.Params(question_vocabulary_size=vocabulary, answer_vocabulary_size=28, num_channels=1024,

@@ -1,4 +1,4 @@
-"""Tests of the MNIST problem: IDX parsing, file layouts, downloads, the real test set (specs/problem_formats.md §1)."""
+"""Tests of the MNIST problem: IDX parsing, file layouts, downloads, the real test set (LeCun et al. 1998)."""
 
 from __future__ import annotations
 

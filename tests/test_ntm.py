@@ -95,7 +95,8 @@ def test_registered_with_docs_for_mip_list() -> None:
 
 # --- the equations, step by step -------------------------------------------------------------------------
 def reference_step(cell: NTMCell, x: torch.Tensor, state: tuple) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One NTM step written from the paper's equations with loops over samples, heads and addresses (spec §5.1-5.2).
+    """One NTM step written from the paper's equations with loops over samples, heads and addresses
+    (Graves et al. 2014, §3).
 
     Uses the cell's own controller and interface (tested separately) and recomputes everything else.
     """
@@ -122,7 +123,7 @@ def reference_step(cell: NTMCell, x: torch.Tensor, state: tuple) -> tuple[torch.
                                        for k, offset in enumerate(offsets)) for i in range(num_addresses)])
             powered = (shifted + 1e-12) ** p["gamma"][b, head, 0]                     # eq. 9
             new_weights[b, head] = powered / powered.sum()
-        # Reads use the memory before this step's write (spec §5.2, step 6).
+        # Reads use the memory before this step's write (step 6 of the cell).
         read = torch.stack([sum(new_weights[b, head, i] * memory[b, i] for i in range(num_addresses))
                             for head in range(heads - 1)])
         w = new_weights[b, -1]
@@ -167,7 +168,7 @@ def set_interface(cell: NTMCell, key: float = 0.0, strength: float = 0.0, gate: 
 
 def test_a_known_shift_moves_the_write_head_and_reads_come_before_the_write() -> None:
     cell = NTMCell(3, 2, controller="feedforward", hidden_size=4, num_read_heads=1, num_content_bits=2)
-    # Kernel (s0, s1, s2) with s0 ~ 1 moves the focus forward by one address (spec §5.2 shift convention);
+    # Kernel (s0, s1, s2) with s0 ~ 1 moves the focus forward by one address (the original's shift convention);
     # the read head keeps its place (s1 ~ 1); gate ~ 0 ignores the content; gamma ~ 31 keeps it sharp.
     set_interface(cell, add=(30.0, -30.0))  # add ~ (1, 0), erase ~ 1
     state = cell.init_state(1, 4)

@@ -1,4 +1,4 @@
-"""Tests of sequential and permuted MNIST (specs/problem_formats.md §3): layout, permutations, masked scoring."""
+"""Tests of sequential and permuted MNIST (Le, Jaitly, Hinton 2015): layout, permutations, masked scoring."""
 
 from __future__ import annotations
 

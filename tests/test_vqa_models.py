@@ -84,14 +84,14 @@ def test_extra_pad_columns_do_not_change_the_answer(cls):
 
 # --- parameters -----------------------------------------------------------------------------------------
 def test_parameter_counts_follow_from_the_layers():
-    conv = 16_488  # spec §10.1
+    conv = 16_488  # Santoro et al. 2017's CNN, 24 filters
     lstm = {64: 4 * 64 * (32 + 64) + 8 * 64, 128: 4 * 128 * (32 + 128) + 8 * 128}  # 1 layer, 32-d embeddings
     embedding = VOCABULARY * 32
     classifier = {n: n * 256 + 256 + 256 * 256 + 256 + 256 * ANSWERS + ANSWERS for n in (24 * 16 + 64, 24, 256)}
     assert n_params(build(CNN_LSTM)) == conv + embedding + lstm[64] + classifier[24 * 16 + 64] == 225_522
     hop = 24 * 128 + (24 * 128 + 128) + 128  # W_I, W_Q and b_A, w_P
     assert n_params(build(SAN)) == conv + embedding + lstm[64] + (64 * 24 + 24) + 2 * hop + classifier[24] == 131_338
-    # The original RN has 364,914 parameters with Sort-of-CLEVR's 13-bit question fed to g_theta (spec §13.2);
+    # The original RN has 364,914 parameters with Sort-of-CLEVR's 13-bit question fed to g_theta;
     # here g_theta's first layer reads a 128-unit LSTM state instead, and the LSTM and embeddings are added.
     rn = n_params(build(RelationalNetwork, size=128))
     assert rn == 364_914 + (128 - 13) * 256 + lstm[128] + embedding == 477_938
