@@ -24,6 +24,7 @@ import torch
 
 from miprometheus.errors import DataError
 from miprometheus.files import atomic_write_json
+from miprometheus.layout import ASSETS
 from miprometheus.seeding import derive_seed
 
 T = TypeVar("T")
@@ -147,5 +148,22 @@ def read_assets_file(path: Path) -> dict[str, Any] | None:
     return data["assets"]
 
 
-__all__ = ["Arrays", "apply_assets", "build_training_assets", "cached_count", "dataset_generator", "file_key",
-           "read_assets_file", "shared_asset", "write_assets_file"]
+def assets_of_run(location: str, keys: tuple[str, ...], reader: str, run_kind: str, what: str) -> dict[str, Any]:
+    """The assets another training run saved, for a problem's ``vocabulary_from`` (a transfer, a fine-tune).
+
+    ``location`` is that run's experiment folder or its ``assets.json``. A DataError that names ``reader`` (the
+    problem) when there is no such file (``run_kind``: which runs have one) or it lacks one of ``keys`` (``what``).
+    """
+    path = Path(os.path.expanduser(location))
+    file = path / ASSETS if path.is_dir() else path
+    if not file.is_file():
+        raise DataError(f"{reader}: vocabulary_from {location}: no {ASSETS} there (an experiment folder of a "
+                        f"{run_kind} training run, or its {ASSETS})")
+    assets = read_assets_file(file)
+    if not assets or any(key not in assets for key in keys):
+        raise DataError(f"{reader}: {file} holds no {what}")
+    return dict(assets)
+
+
+__all__ = ["Arrays", "apply_assets", "assets_of_run", "build_training_assets", "cached_count", "dataset_generator",
+           "file_key", "read_assets_file", "shared_asset", "write_assets_file"]

@@ -64,14 +64,15 @@ def random_crop(images: torch.Tensor, size: Sequence[int], padding: int, generat
         raise ValueError(f"random_crop: a {height}x{width} crop does not fit images of "
                          f"{padded.shape[-2]}x{padded.shape[-1]} (after padding {padding})")
     count = images.shape[0]
-    tops = torch.randint(0, max_top + 1, (count,), generator=generator).tolist()
-    lefts = torch.randint(0, max_left + 1, (count,), generator=generator).tolist()
+    # Drawn on the generator's device: a CPU generator cannot draw on another (a CUDA default device).
+    tops = torch.randint(0, max_top + 1, (count,), generator=generator, device=generator.device).tolist()
+    lefts = torch.randint(0, max_left + 1, (count,), generator=generator, device=generator.device).tolist()
     return torch.stack([padded[i, :, t:t + height, left:left + width] for i, (t, left) in enumerate(zip(tops, lefts))])
 
 
 def random_horizontal_flip(images: torch.Tensor, generator: torch.Generator, probability: float = 0.5) -> torch.Tensor:
     """Training augmentation: each image mirrored left-right with ``probability``, drawn from ``generator``."""
-    flip = torch.rand(images.shape[0], generator=generator) < probability
+    flip = (torch.rand(images.shape[0], generator=generator, device=generator.device) < probability).to(images.device)
     if not bool(flip.any()):
         return images
     out = images.clone()

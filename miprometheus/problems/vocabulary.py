@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from miprometheus.errors import DataError
 from miprometheus.files import atomic_write_json
 
@@ -138,4 +140,12 @@ class Vocabulary:
         return f"Vocabulary({len(self)} tokens: {self.tokens[:6]}{'...' if len(self) > 6 else ''})"
 
 
-__all__ = ["EOS", "PAD", "SOS", "UNK", "Vocabulary"]
+def padded_rows(tokens: torch.Tensor, lengths: torch.Tensor,
+                indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows ``indices`` of an encoded split (``tokens`` [N, W], PAD-padded, and their ``lengths`` [N]) as a batch:
+    ``(tokens [B, T], lengths [B])``, ``T`` the longest of these rows, so a batch is as wide as it needs to be."""
+    chosen = lengths[indices]
+    return tokens[indices, :int(chosen.max())], chosen
+
+
+__all__ = ["EOS", "PAD", "SOS", "UNK", "Vocabulary", "padded_rows"]

@@ -35,9 +35,7 @@ indices, vectorised: scenes are stored once, not once per question). Statistics,
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -46,12 +44,10 @@ import torch.nn.functional as F
 from miprometheus.data import DataDefinition
 from miprometheus.errors import ConfigError, DataError
 from miprometheus.params import param
-from miprometheus.problems.assets import read_assets_file
+from miprometheus.problems.assets import assets_of_run
 from miprometheus.problems.problem import Batch, Problem, ProblemParams
-from miprometheus.problems.vocabulary import Vocabulary
+from miprometheus.problems.vocabulary import Vocabulary, padded_rows
 from miprometheus.statistics import StatisticDefinition, mean_of
-
-ASSETS_FILE = "assets.json"
 
 
 @dataclasses.dataclass
@@ -126,21 +122,11 @@ class VQAProblem(Problem):
     def build_assets(self) -> dict[str, Any]:
         """The question vocabulary of this training split and the answer set (or ``vocabulary_from``'s)."""
         if self.params.vocabulary_from:
-            return self.read_assets_from(self.params.vocabulary_from)
+            return assets_of_run(self.params.vocabulary_from, ("question_vocabulary", "answers"), self.name, "VQA",
+                                 "question vocabulary and answer set")
         if self.answer_words is None:
             raise DataError(f"{self.name}: the training split must have answers")
         return {"question_vocabulary": Vocabulary.build(self.tokens).to_dict(), "answers": list(self.answer_names)}
-
-    def read_assets_from(self, location: str) -> dict[str, Any]:
-        path = Path(os.path.expanduser(location))
-        file = path / ASSETS_FILE if path.is_dir() else path
-        if not file.is_file():
-            raise DataError(f"{self.name}: vocabulary_from {location}: no {ASSETS_FILE} there (an experiment "
-                            "folder of a VQA training run, or its assets.json)")
-        assets = read_assets_file(file)
-        if not assets or "question_vocabulary" not in assets or "answers" not in assets:
-            raise DataError(f"{self.name}: {file} holds no question vocabulary and answer set")
-        return dict(assets)
 
     def use_assets(self, assets: Mapping[str, Any]) -> None:
         """Encode this split's questions and answers with the training split's vocabulary and answer set."""
@@ -229,12 +215,12 @@ class VQAProblem(Problem):
             raise RuntimeError(f"{self.name}: use_assets() must be called before batches are made")
         if self.answers is None:
             raise DataError(f"{self.name}: this split has no answers (it cannot be trained or tested on)")
-        indices = torch.as_tensor(samples, dtype=torch.int64)
-        lengths = self.questions_length[indices]
-        width = int(lengths.max())
+        # Made where the split's tensors are, whatever the default device (the CPU in a loader).
+        indices = torch.as_tensor(samples, dtype=torch.int64, device=self.questions.device)
+        questions, lengths = padded_rows(self.questions, self.questions_length, indices)
         return {
             "images": self.batch_images(indices),
-            "questions": self.questions[indices, :width],
+            "questions": questions,
             "questions_length": lengths,
             "answers": self.answers[indices],
             "question_types": self.question_types_tensor[indices],

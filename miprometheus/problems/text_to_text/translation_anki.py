@@ -65,7 +65,6 @@ from miprometheus.registry import register_problem
 from miprometheus.statistics import Counts, StatisticDefinition, mean_of
 
 SPLITS = ("training", "validation", "test", "all")
-ASSETS_FILE = "assets.json"
 _LANGUAGE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 

@@ -166,7 +166,7 @@ class SequentialMNISTBase(Problem):
     def collate_fn(self, samples: list[dict[str, Any]]) -> Batch:
         pixels = torch.stack([s["images"] for s in samples])  # uint8 [B, 1, 28, 28]
         batch_size = pixels.shape[0]
-        mask = torch.zeros(batch_size, self.steps, dtype=torch.uint8)
+        mask = torch.zeros(batch_size, self.steps, dtype=torch.uint8, device=pixels.device)
         mask[:, -1] = 1
         return {
             "sequences": self.to_sequences(pixels),
@@ -190,13 +190,14 @@ class SequentialMNISTBase(Problem):
     # --- loss and statistics --------------------------------------------------------------------
     def scored_logits(self, batch: Batch, predictions: torch.Tensor) -> torch.Tensor:
         """The logits [B, 10] of each sample's masked step, taken from the predictions [B, T, 10]."""
-        mask = batch["mask"].bool()
+        mask = batch["mask"]
         if predictions.dim() != 3 or predictions.shape[:2] != mask.shape:
             raise DataError(f"problem {self.name}: predictions must be [B, T, 10] with [B, T] = "
                             f"{list(mask.shape)}, got {list(predictions.shape)}")
-        if not bool((mask.sum(dim=1) == 1).all()):
-            raise DataError(f"problem {self.name}: the mask must mark exactly one step per sample")
-        return predictions[mask]  # row-major selection: one row per sample, in the batch's order
+        # collate_fn marks one step per sample; its index, found on the device, picks the row. A boolean index
+        # (predictions[mask]) or a check of the mask would read it back to the host at every step of training.
+        steps = mask.argmax(dim=1)
+        return predictions[torch.arange(mask.shape[0], device=mask.device), steps]
 
     def loss(self, batch: Batch, predictions: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of the masked (last) step's logits, averaged over the batch."""
