@@ -49,7 +49,8 @@ class Measure(NamedTuple):
 
     @property
     def value(self) -> float:
-        return self.total / self.count if self.count else math.nan
+        total, count = float(self.total), float(self.count)
+        return total / count if count else math.nan
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,16 @@ class Counts:
 
 
 def mean_of(total: Any, count: Any) -> Measure:
-    """A mean statistic of one batch from a total and its count (tensors or numbers)."""
-    return Measure(float(total), float(count))
+    """A mean statistic of one batch from a total and its count (tensors or numbers).
+
+    Tensors stay tensors, detached and on their device: reading them back is a host-device sync, which the
+    Trainer does once per block of episodes (``workers/step.py``), not once per statistic and step.
+    """
+    return Measure(_kept(total), _kept(count))
+
+
+def _kept(number: Any) -> Any:
+    return number.detach() if hasattr(number, "detach") else float(number)
 
 
 def batch_value(value: float | Measure | Counts) -> float:
@@ -102,7 +111,8 @@ class Aggregator:
                 raise KeyError(f"statistic '{name}' is not declared in the problem's statistic_definitions "
                                f"(declared: {', '.join(self.definitions)})")
             if definition.combine == "mean":
-                measure = value if isinstance(value, Measure) else Measure(float(value) * samples, float(samples))
+                measure = (Measure(float(value.total), float(value.count)) if isinstance(value, Measure)
+                           else Measure(float(value) * samples, float(samples)))
                 if not measure.count:
                     continue  # absent from this batch (an empty group)
                 total = self._combined.setdefault(name, [0.0, 0.0])
@@ -204,7 +214,7 @@ class CSVWriter:
         atomic_write_text(self.path, "".join(kept))
         self.columns = header
 
-    def write(self, row: dict[str, Any]) -> None:
+    def write(self, row: dict[str, Any], flush: bool = True) -> None:
         if self._handle is None:
             exists = self.path.exists() and self.path.stat().st_size > 0
             self._handle = open(self.path, "a", newline="")  # kept open for the run
@@ -214,7 +224,16 @@ class CSVWriter:
         if unknown:
             raise KeyError(f"{self.path.name}: {', '.join(unknown)} not among the declared columns")
         self._handle.write(",".join(_format(row.get(c, "")) for c in self.columns) + "\n")
-        self._handle.flush()
+        if flush:
+            self._handle.flush()
+
+    def write_rows(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Several rows, flushed once after the last: a kill leaves whole rows (a torn last line is dropped
+        when the file is kept by ``keep_until_episode``)."""
+        for row in rows:
+            self.write(row, flush=False)
+        if self._handle is not None:
+            self._handle.flush()
 
     def close(self) -> None:
         if self._handle is not None:

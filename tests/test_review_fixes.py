@@ -73,14 +73,14 @@ def test_check_refuses_what_train_refuses_before_any_folder(tmp_path, tiny_confi
 
 
 class Explodes(cb.Callback):
-    def on_episode_end(self, trainer, stats):
+    def on_episode_end(self, trainer):
         if trainer.state.episode == 3:
             raise RuntimeError("a callback failed")
 
 
 def test_callbacks_close_their_files_when_training_raises(tmp_path, tiny_config):
     spec = validate(load_config([tiny_config]))
-    trainer = Trainer(spec, seed=1, progress=False, extra_callbacks=[Explodes()])
+    trainer = Trainer(spec, seed=1, callbacks=[*cb.default_callbacks(spec, options(tmp_path)), Explodes()])
     experiment = ExperimentFolder(tmp_path, options(tmp_path))
     trainer.attach(experiment)
     with pytest.raises(RuntimeError, match="a callback failed"):
@@ -97,7 +97,7 @@ def test_generated_validation_and_test_splits_default_to_a_small_size(tmp_path, 
     tree = yaml.safe_load(tiny_config.read_text())
     del tree["validation"]["problem"]["size"], tree["testing"]["problem"]["size"]
     tiny_config.write_text(yaml.safe_dump(tree))
-    spec, report = runs.check([str(tiny_config)], [])
+    spec, report, _ = runs.check([str(tiny_config)], [])
     assert spec.splits["validation"].problem_params.size == 1000
     assert spec.splits["testing"].problem_params.size == 1000
     assert spec.splits["training"].problem_params.size == 320
@@ -106,7 +106,7 @@ def test_generated_validation_and_test_splits_default_to_a_small_size(tmp_path, 
 
 
 class StopBeforeValidating(cb.Callback):
-    def on_episode_end(self, trainer, stats):
+    def on_episode_end(self, trainer):
         if trainer.state.episode == 5:
             trainer._signal = "SIGINT"  # what the SIGINT handler does
 
@@ -114,7 +114,8 @@ class StopBeforeValidating(cb.Callback):
 def test_weights_never_validated_are_labelled_so(tmp_path, tiny_config, caplog):
     # before: labelled "end of training (no validation)" although the config validates every 20 episodes
     spec = validate(load_config([tiny_config]))
-    trainer = Trainer(spec, seed=1, progress=False, extra_callbacks=[StopBeforeValidating()])
+    trainer = Trainer(spec, seed=1, callbacks=[*cb.default_callbacks(spec, options(tmp_path)),
+                                             StopBeforeValidating()])
     folder = tmp_path / "exp"
     folder.mkdir()
     experiment = ExperimentFolder(folder, options(tmp_path))

@@ -250,6 +250,19 @@ def test_first_batch_is_checked_against_the_definitions(tmp_path, tiny_config, m
         train(tmp_path, tiny_config)
 
 
+def test_first_batch_is_checked_once_for_a_model_returning_a_plain_tensor(tmp_path, tiny_config, monkeypatch):
+    # before: the trainer set its "checked" flag only when the model returned further outputs, so an LSTM
+    # (a plain tensor) had its batch and output checked against the definitions at every one of its episodes
+    from miprometheus.workers import components
+
+    calls = []
+    original = components.check_values
+    monkeypatch.setattr(components, "check_values", lambda *args: calls.append(args[0]) or original(*args))
+    train(tmp_path, tiny_config, "training.terminal_conditions.episode_limit=5", "validation.interval=null")
+    # the batch and the output of the first training batch; validation passes are not checked
+    assert len(calls) == 2, calls
+
+
 def test_folders_are_never_shared_even_in_the_same_second(tmp_path):
     made: list[Path] = []
     lock = threading.Lock()

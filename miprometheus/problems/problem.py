@@ -146,6 +146,12 @@ class Problem(Dataset):
         """Update the curriculum after ``episode`` episodes; return True once it is finished."""
         raise NotImplementedError(f"{self.name} does not support curriculum learning")
 
+    @property
+    def curriculum_finished(self) -> bool:
+        """Whether the problem is at its full difficulty (always, for a problem without a curriculum, or
+        whose curriculum never started): ``loss_stop`` with ``must_finish`` waits for it."""
+        return True
+
 
 class GeneratedProblem(Problem):
     """A problem whose batches are generated on the fly, one whole batch at a time.

@@ -11,7 +11,8 @@ from typing import Any
 import torch
 
 from miprometheus.statistics import Aggregator, Measure, batch_value
-from miprometheus.workers.components import check_declared_statistics, check_first_batch, forward, to_device
+from miprometheus.workers.components import check_declared_statistics, to_device
+from miprometheus.workers.step import run_step
 
 #: seconds between progress lines of a long evaluation
 PROGRESS_EVERY_S = 10.0
@@ -52,16 +53,10 @@ def evaluate(problem: Any, model: Any, batches: Iterable[dict[str, Any]], device
         for i, batch in enumerate(batches):
             if num_batches is not None and i >= num_batches:
                 break
-            batch = to_device(batch, device)
             with autocast():
-                # float32 logits, as the model declares them, for the check, the loss and the statistics
-                predictions, extras = forward(model, batch)
-                if check_first and i == 0:
-                    check_first_batch(problem, model, batch, predictions, extras)
-                if extras:
-                    batch = {**batch, **extras}
-                loss = problem.loss(batch, predictions)
-            loss_measure, statistics = batch_row(problem, batch, predictions, loss.float())
+                step = run_step(problem, model, to_device(batch, device), check_first=check_first and i == 0)
+            batch, predictions = step.batch, step.predictions
+            loss_measure, statistics = batch_row(problem, batch, predictions, step.loss.float())
             if i == 0:
                 check_declared_statistics(problem, statistics)
             samples = int(predictions.shape[0])

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from miprometheus.config import load_config
 from miprometheus.config.experiment_spec import ExperimentSpec, validate
 from miprometheus.errors import BadInputError, ConfigError, Interrupted, RunFailed
 from miprometheus.layout import ASSETS, BEST, MODELS_DIR, RUN_INFO, TESTER_LOG, TESTING_CONFIG, TRAINING_CONFIG
-from miprometheus.workers.components import build_model, build_problem
 from miprometheus.workers.run_folder import ExperimentFolder, RunOptions, now
+from miprometheus.workers.stop_cause import StopCause
+
+if TYPE_CHECKING:
+    from miprometheus.workers.trainer import Trainer
 
 
 @dataclass
 class TrainResult:
     folder: Path
-    cause: str
+    cause: StopCause
     episodes: int
     validation: dict[str, float] | None
     test: dict[str, float] | None = None
@@ -54,7 +57,7 @@ def check_visualize(setting: int | str | None) -> None:
         raise BadInputError(f"--visualize takes a positive number of samples or 'window', not {setting!r}")
 
 
-def _log_model_summary(trainer: Any) -> None:
+def _log_model_summary(trainer: Trainer) -> None:
     rows = trainer.model.summary_rows()
     width = max(len(r[0]) for r in rows)
     trainer.logger.info("model %s:", trainer.model.name)
@@ -62,7 +65,7 @@ def _log_model_summary(trainer: Any) -> None:
         trainer.logger.info("  %-*s %-20s %12s parameters", width, name, kind, f"{count:,}")
 
 
-def _log_transfer(trainer: Any) -> None:
+def _log_transfer(trainer: Trainer) -> None:
     init, frozen = trainer.transfer.get("init_from"), trainer.transfer.get("frozen")
     if init is not None:
         trainer.logger.info("weights: %d tensors from %s%s", init["loaded"], init["checkpoint_file"],
@@ -76,75 +79,104 @@ def _log_transfer(trainer: Any) -> None:
         trainer.logger.info("precision: %s", precision_note(trainer.device, trainer.precision))
 
 
-def train(config_paths: list[str], overrides: list[str], options: RunOptions, resume: Path | None = None,
-          test_after: bool = False) -> TrainResult:
-    """Train (or resume) one experiment; raise RunFailed/Interrupted when it did not complete."""
+def _resumed_trainer(folder: Path, overrides: list[str], options: RunOptions,
+                     device: str) -> tuple[Trainer, ExperimentFolder]:
+    """A trainer at the last checkpoint of the experiment in ``folder``, and that folder, its resume recorded."""
     from miprometheus.problems.assets import read_assets_file
-    from miprometheus.seeding import draw_seed
+    from miprometheus.workers.callbacks import default_callbacks
     from miprometheus.workers.trainer import LAST_CHECKPOINT, Trainer
 
-    device = check_device(options.device, options.threads)
-    check_visualize(options.visualize)
-    if resume is not None:
-        folder = Path(resume)
-        if not (folder / TRAINING_CONFIG).is_file():
-            raise ConfigError(f"--resume {folder}: not an experiment folder (no {TRAINING_CONFIG})")
-        spec = validate(load_config([folder / TRAINING_CONFIG], overrides))
-        seed = spec.training.seed
-        trainer = Trainer(spec, seed, device, options.tensorboard, options.log_interval, options.progress,
-                          visualize=options.visualize, resuming=True, assets=read_assets_file(folder / ASSETS))
-        trainer.resume(folder / LAST_CHECKPOINT)
-        experiment = ExperimentFolder(folder, options)
-        if overrides:  # the saved config must stay the one that reproduces this experiment
-            experiment.save_config(spec.effective_tree())
-        experiment.load_run_info()
-        experiment.write_run_info(status="running", end_time=None, termination_cause=None, resumes=[
-            *experiment.run_info.get("resumes", []),
-            {"time": now(), "from_episode": trainer.state.episode, "command_line": options.command_line}])
-    else:
-        spec = validate(load_config(config_paths, overrides))
-        seed = spec.training.seed if spec.training.seed != -1 else draw_seed()
-        trainer = Trainer(spec, seed, device, options.tensorboard, options.log_interval, options.progress,
-                          visualize=options.visualize)
-        experiment = ExperimentFolder.create(spec, options)
-        tree = spec.effective_tree()
-        tree["training"]["seed"] = seed
-        experiment.save_config(tree)
-        experiment.start_run_info(seed, device)
-        # where the weights came from and what was frozen (a resume keeps the first run's record)
-        experiment.write_run_info(precision=trainer.precision, init_from=trainer.transfer.get("init_from"),
-                                  frozen=trainer.transfer.get("frozen"))
+    if not (folder / TRAINING_CONFIG).is_file():
+        raise ConfigError(f"--resume {folder}: not an experiment folder (no {TRAINING_CONFIG})")
+    spec = validate(load_config([folder / TRAINING_CONFIG], overrides))
+    trainer = Trainer(spec, spec.training.seed, device, default_callbacks(spec, options),
+                      log_interval=options.log_interval, resuming=True, assets=read_assets_file(folder / ASSETS))
+    trainer.resume(folder / LAST_CHECKPOINT)
+    experiment = ExperimentFolder(folder, options)
+    if overrides:  # the saved config must stay the one that reproduces this experiment
+        experiment.save_config(spec.effective_tree(trainer.model.params))
+    experiment.load_run_info()
+    experiment.write_run_info(status="running", end_time=None, termination_cause=None, resumes=[
+        *experiment.run_info.get("resumes", []),
+        {"time": now(), "from_episode": trainer.state.episode, "command_line": options.command_line}])
+    return trainer, experiment
+
+
+def _new_trainer(config_paths: list[str], overrides: list[str], options: RunOptions,
+                 device: str) -> tuple[Trainer, ExperimentFolder]:
+    """A trainer for a new experiment, and its folder, made once every component was built (bad input
+    leaves no folder behind), holding the effective config and the start of run_info.json."""
+    from miprometheus.seeding import draw_seed
+    from miprometheus.workers.callbacks import default_callbacks
+    from miprometheus.workers.trainer import Trainer
+
+    spec = validate(load_config(config_paths, overrides))
+    seed = spec.training.seed if spec.training.seed != -1 else draw_seed()
+    trainer = Trainer(spec, seed, device, default_callbacks(spec, options), log_interval=options.log_interval)
+    experiment = ExperimentFolder.create(spec, options)
+    tree = spec.effective_tree(trainer.model.params)
+    tree["training"]["seed"] = seed
+    experiment.save_config(tree)
+    experiment.start_run_info(seed, device)
+    # where the weights came from and what was frozen (a resume keeps the first run's record)
+    experiment.write_run_info(precision=trainer.precision, init_from=trainer.transfer.get("init_from"),
+                              frozen=trainer.transfer.get("frozen"))
+    return trainer, experiment
+
+
+def _fit(trainer: Trainer, experiment: ExperimentFolder) -> StopCause:
+    """Train in ``experiment``'s folder; run_info.json records the end, whatever it is."""
     trainer.attach(experiment)
     experiment.logger.info("experiment folder: %s", experiment.folder)
-    if resume is None:
+    if not trainer.resumed:
         _log_model_summary(trainer)
         _log_transfer(trainer)
     try:
         cause = trainer.fit()
     except BaseException as exc:
-        experiment.write_run_info(status="failed", end_time=now(), termination_cause="error",
+        experiment.write_run_info(status="failed", end_time=now(), termination_cause=str(StopCause.ERROR),
                                   error=f"{type(exc).__name__}: {exc}"[:2000], episodes=trainer.state.episode)
         experiment.close()
         raise
-    best = next((c for c in trainer.callbacks if type(c).__name__ == "CheckpointCallback"), None)
-    status = {"nan": "failed", "interrupted": "interrupted"}.get(cause, "completed")
+    record: dict[str, Any] = {}
+    for callback in trainer.callbacks:
+        record.update(callback.run_info())
     experiment.write_run_info(
-        status=status, end_time=now(), termination_cause=cause, termination_reason=trainer.stop_reason,
-        episodes=trainer.state.episode, epochs=trainer.state.epoch,
-        best_episode=getattr(best, "best_episode", None), best_selected_by=getattr(best, "selected_by", None),
-        best_validation_statistics=getattr(
-            best, "best_statistics", None), last_training_statistics=trainer.last_training_stats,
-        last_validation_statistics=trainer.last_validation_stats)
+        status=cause.status, end_time=now(), termination_cause=str(cause), termination_reason=trainer.stop_reason,
+        episodes=trainer.state.episode, epochs=trainer.state.epoch, **record,
+        last_training_statistics=trainer.last_training_stats, last_validation_statistics=trainer.last_validation_stats)
     experiment.logger.info("training finished (%s): %s", cause, trainer.stop_reason)
     experiment.close()
-    if cause == "nan":
+    return cause
+
+
+def _raise_unless_completed(trainer: Trainer, experiment: ExperimentFolder) -> None:
+    """A run that did not complete is an error of the command (exit 1), or an interruption that says how to go on."""
+    from miprometheus.workers.commands import resume_command, shell_line
+
+    if trainer.stop_cause is StopCause.NAN:
         raise RunFailed(f"training stopped: {trainer.stop_reason}. {experiment.folder} keeps the best checkpoint "
-                        "and the statistics written so far (run_info.json: termination_cause 'nan').")
-    if cause == "interrupted":
+                        f"and the statistics written so far ({RUN_INFO}: termination_cause 'nan').")
+    if trainer.stop_cause is StopCause.INTERRUPTED:
         raise Interrupted(f"training interrupted ({trainer.stop_reason}) at episode {trainer.state.episode}; "
-                          f"the last checkpoint is saved. Continue with: mip train --resume {experiment.folder}")
-    result = TrainResult(experiment.folder, cause, trainer.state.episode, getattr(best, "best_statistics", None))
-    if test_after and "testing" in spec.splits:
+                          f"the last checkpoint is saved. Continue with: "
+                          f"{shell_line(resume_command(experiment.folder))}")
+
+
+def train(config_paths: list[str], overrides: list[str], options: RunOptions, resume: Path | None = None,
+          test_after: bool = False) -> TrainResult:
+    """Train (or resume) one experiment; raise RunFailed/Interrupted when it did not complete."""
+    device = check_device(options.device, options.threads)
+    check_visualize(options.visualize)
+    if resume is not None:
+        trainer, experiment = _resumed_trainer(Path(resume), overrides, options, device)
+    else:
+        trainer, experiment = _new_trainer(config_paths, overrides, options, device)
+    cause = _fit(trainer, experiment)
+    _raise_unless_completed(trainer, experiment)
+    best = experiment.run_info.get("best_validation_statistics")
+    result = TrainResult(experiment.folder, cause, trainer.state.episode, best)
+    if test_after and "testing" in trainer.spec.splits:
         result.test_folder, result.test = test(experiment.folder, [], options)
     return result
 
@@ -191,11 +223,11 @@ def test(target: Path | str, overrides: list[str], options: RunOptions, checkpoi
         checkpoint = Path(checkpoint)
         experiment_folder = checkpoint.parent.parent if checkpoint.parent.name == MODELS_DIR else None
     spec = validate(load_config(config_files, overrides), required=("testing", "model"))
-    # The training run's vocabularies / answer sets, never ones built from the testing split (DESIGN §11).
+    # The training run's vocabularies / answer sets, never ones built from the testing split (DESIGN §15).
     assets_file = experiment_folder / ASSETS if experiment_folder is not None else None
     assets = read_assets_file(assets_file) if assets_file is not None else None
     assets_source = (f"no {assets_file}" if assets_file is not None else
-                     "the checkpoint is not in an experiment folder's models/ (whose assets.json holds them)")
+                     f"the checkpoint is not in an experiment folder's {MODELS_DIR}/ (whose {ASSETS} holds them)")
     seed = _testing_seed(experiment_folder, spec)
     # Every setting is built (and its weights loaded) before any folder is written: bad input writes nothing.
     chosen = list(spec.tests())
@@ -212,7 +244,8 @@ def test(target: Path | str, overrides: list[str], options: RunOptions, checkpoi
         experiment_folder = ExperimentFolder.create(spec, options, split="testing").folder
     folder = make_test_folder(experiment_folder)
     experiment = ExperimentFolder(folder, options, log_name=TESTER_LOG)
-    tree = spec.effective_tree()
+    # the model as trained: a test without model_overrides (its problem supplied the values it records)
+    tree = spec.effective_tree(next((t.model.params for t in testers.values() if not t.section.model_overrides), None))
     tree.setdefault("testing", {})["checkpoint"] = str(checkpoint.resolve())
     tree["testing"]["checkpoint_selected_by"] = payload.get("selected_by")
     atomic_write_text(folder / TESTING_CONFIG, dump_yaml(tree))
@@ -246,19 +279,12 @@ def test(target: Path | str, overrides: list[str], options: RunOptions, checkpoi
     return folder, results
 
 
-def _check_transfer(spec: ExperimentSpec, model: Any) -> None:
-    from miprometheus.models import transfer
+def check(config_paths: list[str], overrides: list[str]) -> tuple[ExperimentSpec, list[str], Any]:
+    """Validate a config and run the handshake of the model with every split's problem; train nothing.
 
-    if spec.init_from is not None:
-        transfer.load_into(model, spec.init_from, spec.config.where("model.init_from"))
-    if spec.freeze:
-        transfer.freeze(model, spec.freeze, spec.config.where("model.freeze"))
-
-
-def check(config_paths: list[str], overrides: list[str]) -> tuple[ExperimentSpec, list[str]]:
-    """Validate a config and run the handshake of the model with every split's problem; train nothing."""
-    from miprometheus.problems.assets import apply_assets, build_training_assets
-    from miprometheus.workers.loaders import ProblemLoader
+    Returns the spec, one report line per split, and the model's parameters as the first split built them
+    (training's when there is one: the values its problem supplies included), for the effective config."""
+    from miprometheus.workers.setup import set_up_split
 
     config = load_config(config_paths, overrides)
     required = ("model",) if "training" in config.tree or "testing" not in config.tree else ("testing", "model")
@@ -266,26 +292,24 @@ def check(config_paths: list[str], overrides: list[str]) -> tuple[ExperimentSpec
     if not spec.splits:
         raise ConfigError("the config has no training, validation or testing section")
     report = []
-    assets = None
+    assets = model_params = None
     splits = sorted(spec.splits.items(), key=lambda item: item[0] != "training")  # training first
     if spec.test_settings:  # the named test settings replace the testing section they change
         splits = [(n, s) for n, s in splits if n != "testing"] + [(s.name, s) for s in spec.test_settings.values()]
     for name, split in splits:
-        problem = build_problem(split)
+        # the training split also loads the weights to start from and finds the submodules to freeze
+        prepared = set_up_split(spec, split, "cpu", sampler_seed=0, assets=assets, own_assets=name == "training",
+                                assets_optional=True)
+        problem, model = prepared.problem, prepared.model
         if name == "training":
-            assets = build_training_assets(problem)
-        if assets is None and problem.uses_assets:
+            assets = prepared.assets
+        if prepared.lacks_assets:
             report.append(f"{name}: problem {problem.name} needs the assets of a training run; "
                           "mip test EXPERIMENT_DIR checks it with them")
             continue
-        apply_assets(problem, assets)
-        overrides = getattr(split.section, "model_overrides", None)
-        model = build_model(spec, problem, overrides, f"{split.name}.model_overrides")
-        if name == "training":  # the weights to start from fit and the submodules to freeze exist
-            _check_transfer(spec, model)
-        params = sum(p.numel() for p in model.parameters())
-        samples = ProblemLoader(problem, split.section.sampler, split.section.dataloader, 0,
-                                f"{name}.sampler: ").num_samples
-        report.append(f"{name}: model {model.name} ({params:,} parameters) fits problem {problem.name} "
-                      f"({samples:,} samples, batch {problem.batch_size})")
-    return spec, report
+        if model_params is None:
+            model_params = model.params
+        count = sum(p.numel() for p in model.parameters())
+        report.append(f"{name}: model {model.name} ({count:,} parameters) fits problem {problem.name} "
+                      f"({prepared.loader.num_samples:,} samples, batch {problem.batch_size})")
+    return spec, report, model_params

@@ -12,13 +12,11 @@ from miprometheus.config.experiment_spec import ExperimentSpec
 from miprometheus.errors import CheckpointError
 from miprometheus.files import atomic_write_text, create_unique_dir, timestamp
 from miprometheus.layout import TEST_DIR_PREFIX, TEST_SAMPLES, TESTING_AGG_CSV, TESTING_CSV
-from miprometheus.problems.assets import apply_assets
-from miprometheus.seeding import derive_seed, seed_everything
+from miprometheus.seeding import derive_seed
 from miprometheus.statistics import write_csv
-from miprometheus.workers.components import build_model, build_problem
 from miprometheus.workers.evaluation import evaluate
-from miprometheus.workers.loaders import ProblemLoader
-from miprometheus.workers.precision import autocast, check_precision
+from miprometheus.workers.precision import autocast
+from miprometheus.workers.setup import set_up_split
 
 
 def load_weights(model: Any, checkpoint: Path, device: torch.device) -> dict[str, Any]:
@@ -52,18 +50,12 @@ class Tester:
         self.seed = split.section.seed if split.section.seed is not None else seed
         # Each setting draws its own data: the same for every model tested on it, independent of the others.
         self.data_key = "testing" if setting is None else f"testing.{setting}"
-        seed_everything(self.seed)
-        self.problem = build_problem(split)
-        self.problem.seed(derive_seed(self.seed, self.data_key))
-        apply_assets(self.problem, assets, assets_source)
-        self.model = build_model(spec, self.problem, split.section.model_overrides,
-                                 f"{split.name}.model_overrides").to(self.device)
-        self.loader = ProblemLoader(self.problem, split.section.sampler, split.section.dataloader,
-                                    derive_seed(self.seed, "testing-sampler"), "testing.sampler: ", self.device)
-        # The precision the model was trained in (32 when the config has no training section).
-        training = spec.training
-        self.precision = check_precision(training.precision if training is not None else "32", self.device,
-                                         spec.config.where("training.precision"))
+        prepared = set_up_split(spec, split, self.device, global_seed=self.seed,
+                                data_seed=derive_seed(self.seed, self.data_key),
+                                sampler_seed=derive_seed(self.seed, "testing-sampler"),
+                                assets=assets, assets_source=assets_source)
+        self.problem, self.model, self.loader = prepared.problem, prepared.model, prepared.loader
+        self.precision = prepared.precision  # the precision the model was trained in
 
     def run(self, logger: Any = None) -> tuple[list[dict[str, float]], dict[str, float]]:
         """Test on the whole testing split (or ``num_batches``): per-batch rows and the exact aggregate.

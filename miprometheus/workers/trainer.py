@@ -8,6 +8,7 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,21 +20,16 @@ from miprometheus.config.experiment_spec import ExperimentSpec
 from miprometheus.errors import CheckpointError
 from miprometheus.layout import ASSETS, LAST, MODELS_DIR
 from miprometheus.models import transfer
-from miprometheus.problems.assets import apply_assets, build_training_assets, write_assets_file
-from miprometheus.seeding import capture_rng_states, derive_seed, restore_rng_states, seed_everything
-from miprometheus.workers import callbacks as cb
-from miprometheus.workers.components import (
-    build_model,
-    build_problem,
-    check_declared_statistics,
-    check_first_batch,
-    forward,
-    to_device,
-)
-from miprometheus.workers.evaluation import evaluate, row_values
-from miprometheus.workers.loaders import ProblemLoader
-from miprometheus.workers.precision import autocast, check_precision, make_scaler
+from miprometheus.problems.assets import write_assets_file
+from miprometheus.seeding import capture_rng_states, derive_seed, restore_rng_states
+from miprometheus.workers.callbacks.base import Callback
+from miprometheus.workers.components import check_declared_statistics, to_device
+from miprometheus.workers.evaluation import evaluate
+from miprometheus.workers.precision import autocast, make_scaler
 from miprometheus.workers.run_folder import ExperimentFolder
+from miprometheus.workers.setup import PreparedSplit, set_up_split
+from miprometheus.workers.step import device_row, read_rows, run_step
+from miprometheus.workers.stop_cause import StopCause
 
 LAST_CHECKPOINT = Path(MODELS_DIR) / LAST
 
@@ -49,64 +45,58 @@ class TrainState:
 
 
 class Trainer:
-    """Trains a model on a problem as a validated ExperimentSpec describes, in an ExperimentFolder."""
+    """Trains a model on a problem as a validated ExperimentSpec describes, in an experiment folder.
 
-    def __init__(self, spec: ExperimentSpec, seed: int, device: str = "cpu",
-                 tensorboard: int | None = None, log_interval: int | None = None,
-                 progress: bool | None = None, extra_callbacks: list[cb.Callback] | None = None,
-                 visualize: int | str | None = None, resuming: bool = False,
+    ``callbacks``: the features of the run (``callbacks.default_callbacks(spec, options)`` gives the usual
+    ones). ``log_interval``: episodes between read-backs of the training statistics (default: the config's).
+    ``resuming``: the weights will come from :meth:`resume` (``model.init_from`` is not loaded).
+    ``assets``: a resumed run's saved vocabularies (default: built from the training split).
+    """
+
+    def __init__(self, spec: ExperimentSpec, seed: int, device: str = "cpu", callbacks: list[Callback] | None = None,
+                 *, log_interval: int | None = None, resuming: bool = False,
                  assets: dict[str, Any] | None = None) -> None:
-        training = spec.training
         self.spec, self.seed = spec, seed
+        self.device = torch.device(device)
         self.experiment: ExperimentFolder | None = None
         self.folder = Path(".")
         self.logger = logging.getLogger("miprometheus.trainer")
-        self.device = torch.device(device)
-        self.log_interval = log_interval or training.log_interval
-        seed_everything(seed)
-        self.problem = build_problem(spec.splits["training"])
-        self.problem.seed(derive_seed(seed, "training"))
-        # Vocabularies and answer sets come from the training split only (a resumed run gets its saved ones).
-        self.assets = assets if assets is not None else build_training_assets(self.problem)
-        apply_assets(self.problem, self.assets)
-        self.precision = check_precision(training.precision, self.device, spec.config.where("training.precision"))
-        self.model = build_model(spec, self.problem)
-        # Transfer before training, not on resume: a resumed run loads its own weights (and the source
-        # checkpoint may be gone by then). Freezing applies to both, so the optimizer has the same parameters.
-        self.transfer: dict[str, Any] = {}
-        if spec.init_from is not None and not resuming:
-            self.transfer["init_from"] = transfer.load_into(self.model, spec.init_from,
-                                                            spec.config.where("model.init_from"))
-        if spec.freeze:
-            self.transfer["frozen"] = transfer.freeze(self.model, spec.freeze, spec.config.where("model.freeze"))
-        self.model.to(self.device)
-        self.loader = ProblemLoader(self.problem, training.sampler, training.dataloader,
-                                    derive_seed(seed, "training-sampler"), "training.sampler: ", self.device)
-        self.validation = None
+        training = set_up_split(spec, spec.splits["training"], self.device, global_seed=seed,
+                                data_seed=derive_seed(seed, "training"),
+                                sampler_seed=derive_seed(seed, "training-sampler"),
+                                assets=assets, own_assets=assets is None, resuming=resuming)
+        self.problem, self.model, self.loader = training.problem, training.model, training.loader
+        self.assets, self.precision, self.transfer = training.assets, training.precision, training.transfer
+        self.validation: PreparedSplit | None = None
         if "validation" in spec.splits:
-            split = spec.splits["validation"]
-            self.val_problem = build_problem(split)
-            apply_assets(self.val_problem, self.assets)
-            self.validation = ProblemLoader(self.val_problem, split.section.sampler, split.section.dataloader,
-                                            derive_seed(seed, "validation-sampler"), "validation.sampler: ",
-                                            self.device)
+            self.validation = set_up_split(spec, spec.splits["validation"], self.device, with_model=False,
+                                           sampler_seed=derive_seed(seed, "validation-sampler"), assets=self.assets)
         self.trainable = transfer.trainable_parameters(self.model)
         self.optimizer = spec.optimizer.cls(self.trainable, **spec.optimizer.kwargs)
         self.scaler = make_scaler(self.device, self.precision)
         self.scheduler = spec.scheduler.cls(self.optimizer, **spec.scheduler.kwargs) if spec.scheduler else None
+        self.callbacks = list(callbacks or [])
         self.state = TrainState()
         self.resumed = False
-        self.stop_cause: str | None = None
+        self.stop_cause: StopCause | None = None
         self.stop_reason = ""
         self.last_training_stats: dict[str, float] | None = None
         self.last_validation_stats: dict[str, float] | None = None
+        self.last_batch: dict[str, Any] | None = None  # what --visualize draws when there is no validation
+        self.read_every = self._read_every(log_interval or spec.training.log_interval)
+        self._pending: list[dict[str, Any]] = []  # statistics of the episodes not read back yet
         self._checkpoint_requested = False
         self._first_batch_checked = False
-        self._statistics_checked = False
         self._signal: str | None = None
-        self.visualize = visualize  # --visualize: samples per validation, or "window"
-        self.last_batch: dict[str, Any] | None = None  # what --visualize draws when there is no validation
-        self.callbacks = self._make_callbacks(tensorboard, progress) + list(extra_callbacks or [])
+
+    def _read_every(self, log_interval: int) -> int:
+        """Episodes between read-backs of the statistics. Every episode when a decision needs the training
+        loss at once (``loss_stop`` without validation, a plateau scheduler stepped per episode)."""
+        limits, scheduler = self.spec.training.terminal_conditions, self.spec.scheduler
+        per_episode = (limits.loss_stop is not None and self.validation is None) or (
+            scheduler is not None and scheduler.step_every == "episode"
+            and issubclass(scheduler.cls, torch.optim.lr_scheduler.ReduceLROnPlateau))
+        return 1 if per_episode else max(1, log_interval)
 
     def attach(self, experiment: ExperimentFolder) -> None:
         """Write into this experiment's folder and log (components are built before it exists, so
@@ -115,144 +105,118 @@ class Trainer:
         if self.assets is not None:
             write_assets_file(self.folder / ASSETS, self.problem.name, self.assets)
 
-    def _make_callbacks(self, tensorboard: int | None, progress: bool | None) -> list[cb.Callback]:
-        """The callbacks, in the order every hook calls them. The order matters:
-        the curriculum grows the problem at an epoch's end before validation runs; validation runs (and
-        emits ``on_validation_end`` to everyone) before the statistics rows and checkpoints of that
-        episode are written, so the best checkpoint holds the weights just validated; early stopping
-        reads the validation just done; the console and TensorBoard only report; visualization comes last
-        (it reseeds only the validation problem, so nothing it does changes training).
-        On ``on_train_end``, the final validation runs before the best checkpoint is settled and the files
-        are closed.
-        """
-        training = self.spec.training
-        callbacks: list[cb.Callback] = []
-        if self.spec.curriculum is not None:
-            callbacks.append(cb.CurriculumCallback())
-        if self.validation is not None:
-            callbacks.append(cb.ValidationCallback())
-        callbacks += [cb.StatisticsCSVCallback(), cb.CheckpointCallback()]
-        if training.early_stopping.patience:  # validate() made sure there is a validation section
-            callbacks.append(cb.EarlyStoppingCallback(training.early_stopping.patience,
-                                                      training.early_stopping.min_delta))
-        callbacks.append(cb.ConsoleCallback(self.log_interval, progress))
-        if tensorboard is not None:
-            callbacks.append(cb.TensorBoardCallback(tensorboard))
-        if self.visualize is not None:
-            callbacks.append(cb.VisualizationCallback(self.visualize))
-        return callbacks
-
     # --- the loop ------------------------------------------------------------------------------
-    def fit(self) -> str:
-        """Train until a terminal condition; return the termination cause."""
-        loaders = [self.loader] + ([self.validation] if self.validation is not None else [])
-        if self.experiment is not None and any(loader.settings.num_workers > 0 for loader in loaders):
-            self.experiment.wait_for_background()
-        transfer.set_train_mode(self.model, self.spec.freeze)
+    def fit(self) -> StopCause:
+        """Train until a terminal condition; return the cause. ``on_train_end`` runs for every callback,
+        also when training raises (after ``on_exception``); the error then propagates."""
+        self._wait_for_background()
+        transfer.set_train_mode(self.model, self.spec.model.freeze)
         self._emit("on_train_start")
         self._started = time.perf_counter()
         self._check_limits()  # a resumed run may already be at its limit
-        old_handlers = self._install_signal_handlers()
         try:
-            while self.stop_cause is None:
-                per_epoch = self.loader.batches_per_epoch
-                for batch in self.loader.epoch(self.state.epoch, self.state.batch_in_epoch):
-                    stats = self._train_step(batch)
-                    self._end_episode(stats, per_epoch)
-                    if self.stop_cause is not None:
-                        break
-        except BaseException:
-            # Files are closed and the progress bar stopped even when training raises; the error wins.
-            self.stop_cause = self.stop_cause or "error"
-            for callback in self.callbacks:
-                with contextlib.suppress(Exception):
-                    callback.on_train_end(self, "error")
+            with self._signals_caught():
+                while self.stop_cause is None:
+                    for batch in self.loader.epoch(self.state.epoch, self.state.batch_in_epoch):
+                        self.run_step(batch)
+                        self._end_episode()
+                        if self.stop_cause is not None:
+                            break
+                self.read_back()
+        except BaseException as error:
+            self._fail(error)
             raise
-        finally:
-            self._restore_signal_handlers(old_handlers)
         self._emit("on_train_end", self.stop_cause)
-        if self.stop_cause != "nan":
+        if self.stop_cause.weights_usable:
             self._save_last()
         return self.stop_cause
 
-    def _train_step(self, batch: dict[str, Any]) -> dict[str, float]:
+    def run_step(self, batch: dict[str, Any]) -> None:
+        """One optimisation step. Its loss and statistics stay on the device until :meth:`read_back`."""
         batch = to_device(batch, self.device)
         self.last_batch = batch
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device, self.precision):
-            # Logits in float32 whatever the precision: they are what the model declares, and the
-            # problem's loss and statistics are computed on them in full precision.
-            predictions, extras = forward(self.model, batch)
-            if not self._first_batch_checked:
-                check_first_batch(self.problem, self.model, batch, predictions, extras)
-            if extras:
-                batch = {**batch, **extras}
-                self._first_batch_checked = True
-            loss = self.problem.loss(batch, predictions)
-        loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            self.stop("nan", f"the training loss is {loss_value} at episode {self.state.episode + 1}")
-        else:
-            # float16: the scaler multiplies the loss so small gradients do not underflow, divides the
-            # gradients back before clipping, and skips the step (lowering the scale) when one is inf/NaN.
-            # Other precisions: a disabled scaler, i.e. plain backward() and optimizer.step().
-            self.scaler.scale(loss).backward()
-            if self.spec.training.gradient_clipping is not None:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_value_(self.trainable, self.spec.training.gradient_clipping)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self._step_scheduler("episode")
+            step = run_step(self.problem, self.model, batch, check_first=not self._first_batch_checked)
+        # float16: the scaler multiplies the loss so small gradients do not underflow, divides the gradients
+        # back before clipping, and skips the step (lowering the scale) when one is inf/NaN. Other precisions:
+        # a disabled scaler, i.e. plain backward() and optimizer.step(). A NaN loss is found when the block
+        # is read back; the weights it produced are never saved (see read_back).
+        self.scaler.scale(step.loss).backward()
+        if self.spec.training.gradient_clipping is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_value_(self.trainable, self.spec.training.gradient_clipping)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         with torch.no_grad():
-            statistics = self.problem.statistics(batch, predictions.detach())
-        if not self._statistics_checked:
+            statistics = self.problem.statistics(step.batch, step.predictions.detach())
+        if not self._first_batch_checked:
             check_declared_statistics(self.problem, statistics)
-            self._statistics_checked = True
-        stats = row_values(statistics)
-        return {"episode": self.state.episode + 1, "epoch": self.state.epoch, "loss": loss_value, **stats,
-                "time": round(self.state.elapsed + time.perf_counter() - self._started, 4)}
+            self._first_batch_checked = True
+        self._pending.append({"episode": self.state.episode + 1, "epoch": self.state.epoch,
+                              **device_row(step.loss, statistics),
+                              "time": round(self.state.elapsed + time.perf_counter() - self._started, 4)})
 
-    def _end_episode(self, stats: dict[str, float], per_epoch: int) -> None:
+    def _end_episode(self) -> None:
         state = self.state
         state.episode += 1
         state.batch_in_epoch += 1
-        if self.stop_cause == "nan":
+        if state.episode % self.read_every == 0:
+            self.read_back()
+        if self.stop_cause is StopCause.NAN:
             return
-        self.last_training_stats = stats
-        self._emit("on_episode_end", stats)
-        if state.batch_in_epoch >= per_epoch:
+        self._step_scheduler("episode")
+        self._emit("on_episode_end")
+        if state.batch_in_epoch >= self.loader.batches_per_epoch:
             state.epoch += 1
             state.batch_in_epoch = 0
             self._step_scheduler("epoch")
             self._emit("on_epoch_end")
-        self._check_terminal_conditions(stats)
+        self._check_terminal_conditions()
         if self._signal and self.stop_cause is None:
-            self.stop("interrupted", f"received {self._signal}")
+            self.stop(StopCause.INTERRUPTED, f"received {self._signal}")
         if self._checkpoint_requested and self.stop_cause is None:
             self._save_last()
 
-    def _check_terminal_conditions(self, stats: dict[str, float]) -> None:
+    def read_back(self) -> None:
+        """Read the pending episodes' statistics back to the host in one transfer and hand them to the
+        callbacks. A non-finite loss stops the run (cause ``nan``): its row and those after it are dropped."""
+        if not self._pending:
+            return
+        rows, self._pending = read_rows(self._pending), []
+        for i, row in enumerate(rows):
+            if not math.isfinite(row["loss"]):
+                # This cause overrides one asked for later in the block: the weights after it are broken.
+                self.stop_cause = StopCause.NAN
+                self.stop_reason = f"the training loss is {row['loss']} at episode {row['episode']}"
+                self.logger.info("stopping: %s", self.stop_reason)
+                rows = rows[:i]
+                break
+        if rows:
+            self.last_training_stats = rows[-1]
+            self._emit("on_training_statistics", rows)
+
+    def _check_terminal_conditions(self) -> None:
         limits = self.spec.training.terminal_conditions
-        if limits.loss_stop is not None and self._curriculum_done():
-            loss = (self.last_validation_stats or {}).get("loss") if self.validation else stats["loss"]
+        if limits.loss_stop is not None and self._curriculum_finished():
+            stats = self.last_validation_stats if self.validation is not None else self.last_training_stats
+            loss = (stats or {}).get("loss")
             if loss is not None and loss < limits.loss_stop:
-                self.stop("converged", f"loss {loss:.6g} < loss_stop {limits.loss_stop}")
+                self.stop(StopCause.CONVERGED, f"loss {loss:.6g} < loss_stop {limits.loss_stop}")
         self._check_limits()
 
     def _check_limits(self) -> None:
         limits = self.spec.training.terminal_conditions
         if limits.episode_limit is not None and self.state.episode >= limits.episode_limit:
-            self.stop("limit", f"episode limit {limits.episode_limit} reached")
+            self.stop(StopCause.LIMIT, f"episode limit {limits.episode_limit} reached")
         if limits.epoch_limit is not None and self.state.epoch >= limits.epoch_limit:
-            self.stop("limit", f"epoch limit {limits.epoch_limit} reached")
+            self.stop(StopCause.LIMIT, f"epoch limit {limits.epoch_limit} reached")
 
-    def _curriculum_done(self) -> bool:
-        for callback in self.callbacks:
-            if isinstance(callback, cb.CurriculumCallback) and self.spec.curriculum.must_finish:
-                return callback.done
-        return True
+    def _curriculum_finished(self) -> bool:
+        curriculum = self.spec.curriculum
+        return curriculum is None or not curriculum.settings.must_finish or self.problem.curriculum_finished
 
-    def stop(self, cause: str, reason: str) -> None:
+    def stop(self, cause: StopCause, reason: str) -> None:
         """Ask the loop to stop after this episode (the first cause wins)."""
         if self.stop_cause is None:
             self.stop_cause, self.stop_reason = cause, reason
@@ -260,7 +224,7 @@ class Trainer:
 
     def _step_scheduler(self, event: str, validation_loss: float | None = None) -> None:
         """The one place the learning-rate scheduler steps: at the event its ``step_every`` names."""
-        if self.scheduler is None or self.spec.scheduler_step_every != event:
+        if self.scheduler is None or self.spec.scheduler.step_every != event:
             return
         if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             self.scheduler.step(validation_loss if validation_loss is not None else self.last_training_stats["loss"])
@@ -268,21 +232,39 @@ class Trainer:
             self.scheduler.step()
 
     def request_checkpoint(self) -> None:
+        """Write ``model_last.pt`` at the end of this episode."""
         self._checkpoint_requested = True
 
     def _emit(self, hook: str, *args: Any) -> None:
         for callback in self.callbacks:
             getattr(callback, hook)(self, *args)
 
+    def _fail(self, error: BaseException) -> None:
+        """Training raised: keep the statistics measured so far, tell every callback, close everything."""
+        self.stop_cause = StopCause.ERROR  # whatever cause was asked for, the run failed
+        with contextlib.suppress(Exception):
+            rows, self._pending = read_rows(self._pending), []
+            for callback in self.callbacks:
+                with contextlib.suppress(Exception):
+                    callback.on_training_statistics(self, rows)
+        for hook, argument in (("on_exception", error), ("on_train_end", StopCause.ERROR)):
+            for callback in self.callbacks:
+                with contextlib.suppress(Exception):
+                    getattr(callback, hook)(self, argument)
+
     # --- validation ------------------------------------------------------------------------------
-    def validate(self) -> dict[str, float]:
-        """Validate on the same data every time (the validation problem is reseeded), return exact aggregates."""
-        section = self.spec.splits["validation"].section
-        self.val_problem.seed(derive_seed(self.seed, "validation"))
-        _, aggregate = evaluate(self.val_problem, self.model, self.validation.epoch(0), self.device,
-                                section.num_batches, self.validation.batches_per_epoch, "validation", self.logger,
+    def validate(self) -> dict[str, float] | None:
+        """Validate on the same data every time (the validation problem is reseeded), return exact aggregates
+        (None when the statistics read back first show a NaN loss: those weights are not validated)."""
+        self.read_back()
+        if self.stop_cause is StopCause.NAN:
+            return None
+        validation, section = self.validation, self.spec.splits["validation"].section
+        validation.problem.seed(derive_seed(self.seed, "validation"))
+        _, aggregate = evaluate(validation.problem, self.model, validation.loader.epoch(0), self.device,
+                                section.num_batches, validation.loader.batches_per_epoch, "validation", self.logger,
                                 autocast=lambda: autocast(self.device, self.precision))
-        transfer.set_train_mode(self.model, self.spec.freeze)  # evaluate() put the whole model back in train mode
+        transfer.set_train_mode(self.model, self.spec.model.freeze)  # evaluate() put the whole model in train mode
         stats = {"episode": self.state.episode, "epoch": self.state.epoch, **aggregate}
         self.last_validation_stats = stats
         self._step_scheduler("validation", stats["loss"])
@@ -292,6 +274,9 @@ class Trainer:
     # --- checkpoints and resume -------------------------------------------------------------------
     def _save_last(self) -> None:
         self._checkpoint_requested = False
+        self.read_back()  # the statistics files match the checkpoint; a NaN found now means: nothing to save
+        if self.stop_cause is StopCause.NAN:
+            return
         state = asdict(self.state)
         state["elapsed"] = self.state.elapsed + time.perf_counter() - self._started
         save_checkpoint(self.folder / LAST_CHECKPOINT, {
@@ -301,7 +286,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),  # float16 only: the loss scale and its growth tracker
             "rng": capture_rng_states(), "problem": self.problem.state_dict(), "trainer": state,
             "callbacks": {type(c).__name__: c.state_dict() for c in self.callbacks},
-            "stop_cause": self.stop_cause,
+            "stop_cause": None if self.stop_cause is None else str(self.stop_cause),
         })
         self._emit("on_checkpoint")
 
@@ -332,19 +317,26 @@ class Trainer:
         self.resumed = True
         self.logger.info("resuming at episode %d (epoch %d)", self.state.episode, self.state.epoch)
 
-    # --- signals ------------------------------------------------------------------------------------
-    def _install_signal_handlers(self) -> dict[int, Any]:
+    # --- process ------------------------------------------------------------------------------------
+    def _wait_for_background(self) -> None:
+        """Loader worker processes fork: the experiment's background work (git) must be done before."""
+        loaders = [self.loader] + ([self.validation.loader] if self.validation is not None else [])
+        if self.experiment is not None and any(loader.settings.num_workers > 0 for loader in loaders):
+            self.experiment.wait_for_background()
+
+    @contextlib.contextmanager
+    def _signals_caught(self) -> Iterator[None]:
+        """SIGINT and SIGTERM end the run after the current episode (cause ``interrupted``), checkpoint saved."""
         if threading.current_thread() is not threading.main_thread():
-            return {}
-        old = {}
+            yield
+            return
 
         def handler(signum: int, frame: Any) -> None:
             self._signal = signal.Signals(signum).name
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            old[sig] = signal.signal(sig, handler)
-        return old
-
-    def _restore_signal_handlers(self, old: dict[int, Any]) -> None:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
+        old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, previous in old.items():
+                signal.signal(sig, previous)

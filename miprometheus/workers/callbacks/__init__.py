@@ -1,5 +1,10 @@
-"""Trainer callbacks: each feature of training lives here, not in the loop."""
+"""Trainer callbacks: each feature of training lives here, not in the loop; ``default_callbacks`` builds the list."""
 
+from __future__ import annotations
+
+from typing import Any
+
+from miprometheus.config.experiment_spec import ExperimentSpec
 from miprometheus.workers.callbacks.base import Callback
 from miprometheus.workers.callbacks.checkpoints import CheckpointCallback
 from miprometheus.workers.callbacks.console import ConsoleCallback
@@ -10,6 +15,39 @@ from miprometheus.workers.callbacks.tensorboard import TensorBoardCallback
 from miprometheus.workers.callbacks.validation import ValidationCallback
 from miprometheus.workers.callbacks.visualization import VisualizationCallback
 
+
+def default_callbacks(spec: ExperimentSpec, options: Any) -> list[Callback]:
+    """The callbacks of a training run, in the order every hook calls them. ``options``: the run's
+    command-line settings (``RunOptions``: ``log_interval``, ``progress``, ``tensorboard``, ``visualize``).
+
+    The order matters: the curriculum grows the problem at an epoch's end before validation runs; validation
+    runs (and emits ``on_validation_end`` to everyone) before the checkpoints of that episode are written, so
+    the best checkpoint holds the weights just validated; early stopping reads the validation just done; the
+    console and TensorBoard only report; visualization comes last (it reseeds only the validation problem, so
+    nothing it does changes training). On ``on_train_end``, the final validation runs before the best
+    checkpoint is settled and the files are closed.
+    """
+    training = spec.training
+    validates = "validation" in spec.splits
+    log_interval = options.log_interval or training.log_interval
+    callbacks: list[Callback] = []
+    if spec.curriculum is not None:
+        callbacks.append(CurriculumCallback(spec.curriculum.params))
+    if validates:
+        section = spec.splits["validation"].section
+        callbacks.append(ValidationCallback(section.interval, section.every_epoch))
+    callbacks += [StatisticsCSVCallback(), CheckpointCallback(training.checkpoint_interval, validates)]
+    if training.early_stopping.patience:  # validate() made sure there is a validation section
+        callbacks.append(EarlyStoppingCallback(training.early_stopping.patience, training.early_stopping.min_delta))
+    callbacks.append(ConsoleCallback(log_interval, options.progress, training.terminal_conditions.episode_limit,
+                                     training.terminal_conditions.epoch_limit))
+    if options.tensorboard is not None:
+        callbacks.append(TensorBoardCallback(options.tensorboard, log_interval))
+    if options.visualize is not None:
+        callbacks.append(VisualizationCallback(options.visualize))
+    return callbacks
+
+
 __all__ = ["Callback", "CheckpointCallback", "ConsoleCallback", "CurriculumCallback", "EarlyStoppingCallback",
-           "StatisticsCSVCallback", "TensorBoardCallback", "ValidationCallback",
-           "VisualizationCallback"]
+           "StatisticsCSVCallback", "TensorBoardCallback", "ValidationCallback", "VisualizationCallback",
+           "default_callbacks"]

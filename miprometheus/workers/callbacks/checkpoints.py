@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from miprometheus.checkpoint import save_checkpoint
 from miprometheus.layout import BEST, MODELS_DIR
 from miprometheus.workers.callbacks.base import Callback
+from miprometheus.workers.stop_cause import StopCause
+
+if TYPE_CHECKING:
+    from miprometheus.workers.trainer import Trainer
 
 #: how the weights of model_best.pt were chosen ("selected_by" in the checkpoint and in run_info.json)
 BY_VALIDATION = "validation"
@@ -19,21 +23,22 @@ class CheckpointCallback(Callback):
     """Writes ``models/model_best.pt`` when the validation loss improves, and asks for ``model_last.pt``
     at every validation, at the end of every epoch and every ``checkpoint_interval`` episodes."""
 
-    def __init__(self) -> None:
+    def __init__(self, checkpoint_interval: int | None = None, validates: bool = True) -> None:
+        self.checkpoint_interval = checkpoint_interval
+        self.validates = validates  # whether the run has a validation section
         self.best_loss = math.inf
         self.best_episode: int | None = None
         self.best_statistics: dict[str, float] | None = None
         self.selected_by: str | None = None
 
-    def on_episode_end(self, trainer: Any, stats: dict[str, float]) -> None:
-        interval = trainer.spec.training.checkpoint_interval
-        if interval and trainer.state.episode % interval == 0:
+    def on_episode_end(self, trainer: Trainer) -> None:
+        if self.checkpoint_interval and trainer.state.episode % self.checkpoint_interval == 0:
             trainer.request_checkpoint()
 
-    def on_epoch_end(self, trainer: Any) -> None:
+    def on_epoch_end(self, trainer: Trainer) -> None:
         trainer.request_checkpoint()
 
-    def on_validation_end(self, trainer: Any, stats: dict[str, float]) -> None:
+    def on_validation_end(self, trainer: Trainer, stats: dict[str, float]) -> None:
         trainer.request_checkpoint()
         if stats["loss"] < self.best_loss:
             self.best_loss = stats["loss"]
@@ -41,7 +46,7 @@ class CheckpointCallback(Callback):
             self.best_statistics = dict(stats)
             self.save_best(trainer, stats, BY_VALIDATION)
 
-    def save_best(self, trainer: Any, stats: dict[str, float], source: str) -> None:
+    def save_best(self, trainer: Trainer, stats: dict[str, float], source: str) -> None:
         self.selected_by = source
         save_checkpoint(trainer.folder / MODELS_DIR / BEST, {
             "kind": "best", "model_name": trainer.model.name, "problem_name": trainer.problem.name,
@@ -50,17 +55,19 @@ class CheckpointCallback(Callback):
         })
         trainer.logger.debug("best model saved (episode %d, loss %.6g)", trainer.state.episode, stats["loss"])
 
-    def on_train_end(self, trainer: Any, cause: str) -> None:
+    def on_train_end(self, trainer: Trainer, cause: StopCause) -> None:
         # Without a validation, there is no "best": the last weights are the ones to test, labelled as such
         # (a resumed run that was interrupted before validating replaces them with its own last weights).
-        if self.selected_by == BY_VALIDATION or cause in ("nan", "error") or trainer.state.episode == 0:
+        if self.selected_by == BY_VALIDATION or not cause.weights_usable or trainer.state.episode == 0:
             return
         last = trainer.last_training_stats or {"loss": math.nan}
         self.best_episode = trainer.state.episode
-        if trainer.validation is None:
-            self.save_best(trainer, last, NO_VALIDATION)
-        else:  # interrupted before the first validation: say so, mip test warns about it
-            self.save_best(trainer, last, NEVER_VALIDATED)
+        # interrupted before the first validation: say so, mip test warns about it
+        self.save_best(trainer, last, NEVER_VALIDATED if self.validates else NO_VALIDATION)
+
+    def run_info(self) -> dict[str, Any]:
+        return {"best_episode": self.best_episode, "best_selected_by": self.selected_by,
+                "best_validation_statistics": self.best_statistics}
 
     def state_dict(self) -> dict[str, Any]:
         return {"best_loss": self.best_loss, "best_episode": self.best_episode,

@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from miprometheus.workers.callbacks.base import Callback
 
+if TYPE_CHECKING:
+    from miprometheus.workers.trainer import Trainer
+
 
 class CurriculumCallback(Callback):
-    def __init__(self) -> None:
-        self.done = False
+    """Starts the training problem's curriculum with ``params`` (its ``CurriculumParams``) and grows it at
+    every epoch's end; whether it is finished is the problem's ``curriculum_finished``."""
 
-    def on_train_start(self, trainer: Any) -> None:
+    def __init__(self, params: Any) -> None:
+        self.params = params
+
+    def on_train_start(self, trainer: Trainer) -> None:
         if not trainer.resumed:  # a resumed problem restored its curriculum state with its own state
-            trainer.problem.curriculum_start(trainer.spec.curriculum_params)
-            self.done = trainer.problem.curriculum_update(0, trainer.loader.batches_per_epoch)
+            trainer.problem.curriculum_start(self.params)
+            trainer.problem.curriculum_update(0, trainer.loader.batches_per_epoch)
 
-    def on_epoch_end(self, trainer: Any) -> None:
-        done = trainer.problem.curriculum_update(trainer.state.episode - 1, trainer.loader.batches_per_epoch)
-        if done and not self.done:
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        was_finished = trainer.problem.curriculum_finished
+        trainer.problem.curriculum_update(trainer.state.episode - 1, trainer.loader.batches_per_epoch)
+        if trainer.problem.curriculum_finished and not was_finished:
             trainer.logger.info("curriculum learning finished at episode %d", trainer.state.episode)
-        self.done = done
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"done": self.done}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.done = state["done"]

@@ -3,26 +3,32 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from miprometheus.workers.callbacks.base import Callback
+from miprometheus.workers.stop_cause import StopCause
+
+if TYPE_CHECKING:
+    from miprometheus.workers.trainer import Trainer
 
 
 class EarlyStoppingCallback(Callback):
+    """Stops training when the validation loss has not improved by ``min_delta`` for ``patience`` validations."""
+
     def __init__(self, patience: int, min_delta: float) -> None:
         self.patience = patience
         self.min_delta = min_delta
         self.best = math.inf
         self.bad_validations = 0
 
-    def on_validation_end(self, trainer: Any, stats: dict[str, float]) -> None:
+    def on_validation_end(self, trainer: Trainer, stats: dict[str, float]) -> None:
         if stats["loss"] < self.best - self.min_delta:
             self.best = stats["loss"]
             self.bad_validations = 0
             return
         self.bad_validations += 1
         if self.bad_validations >= self.patience:
-            trainer.stop("early_stop", f"validation loss did not improve for {self.patience} validations")
+            trainer.stop(StopCause.EARLY_STOP, f"validation loss did not improve for {self.patience} validations")
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "bad_validations": self.bad_validations}

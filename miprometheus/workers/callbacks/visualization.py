@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from miprometheus.seeding import derive_seed
 from miprometheus.workers.callbacks.base import Callback
+
+if TYPE_CHECKING:
+    from miprometheus.workers.stop_cause import StopCause
+    from miprometheus.workers.trainer import Trainer
 
 
 def sample_count(setting: int | str) -> int:
@@ -59,16 +63,17 @@ class VisualizationCallback(Callback):
     def __init__(self, setting: int | str = 1) -> None:
         self.setting = setting
 
-    def on_validation_end(self, trainer: Any, stats: dict[str, float]) -> None:
+    def on_validation_end(self, trainer: Trainer, stats: dict[str, float]) -> None:
         # The validation problem is reseeded as validate() does: its first batch is the one just scored.
-        trainer.val_problem.seed(derive_seed(trainer.seed, "validation"))
-        self._visualize(trainer, trainer.val_problem, trainer.validation.epoch(0))
+        validation = trainer.validation
+        validation.problem.seed(derive_seed(trainer.seed, "validation"))
+        self._visualize(trainer, validation.problem, validation.loader.epoch(0))
 
-    def on_train_end(self, trainer: Any, cause: str) -> None:
-        if trainer.validation is None and cause not in ("nan", "interrupted") and trainer.last_batch is not None:
+    def on_train_end(self, trainer: Trainer, cause: StopCause) -> None:
+        if trainer.validation is None and cause.validates_at_end and trainer.last_batch is not None:
             self._visualize(trainer, trainer.problem, [trainer.last_batch])
 
-    def _visualize(self, trainer: Any, problem: Any, batches: Iterable[dict[str, Any]]) -> None:
+    def _visualize(self, trainer: Trainer, problem: Any, batches: Iterable[dict[str, Any]]) -> None:
         from miprometheus.layout import VISUALIZATIONS_DIR
 
         episode = trainer.state.episode

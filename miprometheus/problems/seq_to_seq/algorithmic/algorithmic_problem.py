@@ -300,7 +300,12 @@ class AlgorithmicSeqToSeqProblem(GeneratedProblem):
         configured_max = self.params.max_sequence_length
         grown = self._curriculum_initial + (episode + 1) // episodes_per_epoch
         self.max_sequence_length = min(configured_max, grown)
-        return self.max_sequence_length >= configured_max
+        return self.curriculum_finished
+
+    @property
+    def curriculum_finished(self) -> bool:
+        """Whether the bound reached ``max_sequence_length`` (restored with the problem's state on a resume)."""
+        return self.max_sequence_length >= self.params.max_sequence_length
 
     # --- resume ---------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -1,4 +1,7 @@
-"""The conventions the dual tasks share (specs/algorithmic_tasks.md §4.0.1): markers, draws, layout, statistics.
+"""The conventions the dual tasks share: markers, draws, layout, statistics.
+
+The tasks are those of Jayram, Bouhadjar, McAvoy, Kornuta, Asseman, Rocki, Ozcan 2018 (arXiv:1809.11087), laid out
+as the original MI-Prometheus's last working generators (September 2018) laid them out.
 
 A dual task interleaves ``N`` *memory* subsequences ``x_1 .. x_N``, all recalled at the end, with a
 second stream of *secondary* subsequences ``y_i`` that are ignored, carried, or answered at once
@@ -16,7 +19,7 @@ are shared by the batch, the bits are drawn per sample. ``sequences_length`` hol
 
 A task's ``build_batch`` writes its layout as a list of blocks — :class:`Marker`, :class:`Show` (items
 on the data bits), :class:`Respond` (scored steps and their targets) — which :meth:`DualTaskProblem.lay_out`
-turns into the batch, so a task file reads like the layout of the spec.
+turns into the batch, so a task file reads like its layout.
 """
 
 from __future__ import annotations
@@ -274,7 +277,7 @@ class PairedSubsequenceTask(DualTaskProblem):
     """Base of the dual tasks with secondary subsequences of drawn lengths: pairs ``(x_i, y_i)``, ``i = 1..N``.
 
     ``m_i ~ U{min_secondary_length .. max_secondary_length}``, which default to the range of the memory
-    lengths (the spec's definition). Curriculum learning grows both bounds by one item per epoch, each
+    lengths (the original's definition). Curriculum learning grows both bounds by one item per epoch, each
     from ``initial_max_sequence_length`` (kept inside its range) up to its configured maximum.
     """
 
@@ -337,7 +340,12 @@ class PairedSubsequenceTask(DualTaskProblem):
         memory_done = super().curriculum_update(episode, episodes_per_epoch)
         grown = self._secondary_initial + (episode + 1) // episodes_per_epoch
         self.max_secondary_length = min(self.configured_max_secondary_length, grown)
-        return memory_done and self.max_secondary_length >= self.configured_max_secondary_length
+        return memory_done and self.curriculum_finished
+
+    @property
+    def curriculum_finished(self) -> bool:
+        """Whether both bounds reached their maxima."""
+        return super().curriculum_finished and self.max_secondary_length >= self.configured_max_secondary_length
 
     def state_dict(self) -> dict[str, Any]:
         """The algorithmic state plus the secondary bound and its curriculum start."""
