@@ -26,7 +26,8 @@ def visualize_samples(problem: Any, model: Any, batches: Iterable[dict[str, Any]
     """Forward batches with recording on until ``count`` samples are drawn; write their figures into
     ``folder``, or show them in the interactive window when ``folder`` is None. The paths written."""
     from miprometheus import visualization as viz
-    from miprometheus.workers.components import model_inputs, split_output, to_device
+    from miprometheus.workers.components import to_device
+    from miprometheus.workers.step import run_step
 
     paths: list[Path] = []
     window_samples: list[dict[str, list[bytes]]] = []
@@ -34,10 +35,8 @@ def visualize_samples(problem: Any, model: Any, batches: Iterable[dict[str, Any]
     for batch in batches:
         if drawn >= count:
             break
-        batch = to_device(batch, device)
-        predictions, extras = split_output(model, viz.recorded_forward(model, model_inputs(model, batch)))
-        if extras:
-            batch = {**batch, **extras}
+        step = run_step(problem, model, to_device(batch, device), with_loss=False, call=viz.recorded_forward)
+        batch, predictions = step.batch, step.predictions
         # Every sample of this batch is drawn before the next forward replaces the model's internals.
         for index in range(min(int(predictions.shape[0]), count - drawn)):
             if folder is None:
