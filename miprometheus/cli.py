@@ -12,51 +12,8 @@ from typing import Any
 
 from miprometheus import __version__
 from miprometheus.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
-
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--expdir", default="experiments", type=Path,
-                        help="parent folder of experiment folders (default: ./experiments)")
-    parser.add_argument("--savetag", default="", help="suffix of the experiment folder name")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
-    parser.add_argument("--gpu", action="store_true", help="same as --device cuda")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    parser.add_argument("--log-interval", type=int, default=None,
-                        help="episodes between console log lines (default: training.log_interval)")
-    parser.add_argument("--tensorboard", type=int, choices=[0, 1, 2], default=None,
-                        help="0: scalars, 1: + weight histograms, 2: + gradient histograms")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads of torch (default: torch's choice, one per core)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
-    parser.add_argument("--visualize", type=_visualize_setting, default=None, metavar="N|window",
-                        help="figures of the problem and of the model's internals (PNG, GIF over time) for N "
-                             "samples (bare --visualize: 1): train writes them at every validation into "
-                             "visualizations/episode_<n>/, test into test_<ts>/visualizations/; 'window' opens "
-                             "an interactive window instead (needs a display)")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-
-
-def _visualize_setting(text: str) -> int | str:
-    if text == "window":
-        return text
-    try:
-        count = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of samples or 'window', not {text!r}") from None
-    if count < 1:
-        raise argparse.ArgumentTypeError(f"the number of samples must be at least 1, not {count}")
-    return count
-
-
-def _bare_visualize(argv: list[str]) -> list[str]:
-    """A bare ``--visualize`` means one sample: argparse would otherwise take the next word (a config) as its value."""
-    out = list(argv)
-    for i, item in enumerate(out):
-        following = out[i + 1] if i + 1 < len(out) else None
-        if item == "--visualize" and (following is None or not (following == "window"
-                                                                 or following.lstrip("-").isdigit())):
-            out[i] = "--visualize=1"
-    return out
+from miprometheus.layout import EXPDIR
+from miprometheus.workers.commands import add_run_arguments, add_train_arguments, bare_visualize
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,11 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model on a problem", description=(
         "Train a model as CONFIG files describe (later files win), changed by key=value overrides "
         "(applied last); both may stand before, between or after the flags."))
-    p.add_argument("items", nargs="*", metavar="CONFIG|key=value")
-    p.add_argument("--resume", type=Path, metavar="EXPERIMENT_DIR",
-                   help="continue a stopped or killed run exactly where its last checkpoint left it")
-    p.add_argument("--test", action="store_true", help="test the best model on the testing section afterwards")
-    _common(p)
+    add_train_arguments(p)
 
     p = sub.add_parser("test", help="test a trained model", description=(
         "Test EXPERIMENT_DIR (its saved config and best model) or CONFIG with --model CHECKPOINT; "
@@ -85,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, metavar="CHECKPOINT", help="weights to test")
     p.add_argument("--setting", action="append", metavar="NAME", dest="settings",
                    help="test only this named test setting of testing.settings (repeatable; default: all)")
-    _common(p)
+    add_run_arguments(p)
 
     p = sub.add_parser("check", help="validate a config and the model/problem handshake; train nothing")
     p.add_argument("items", nargs="+", metavar="CONFIG|key=value")
@@ -177,7 +130,7 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
 
 
 def _grid_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--expdir", default="experiments", type=Path, help="parent folder of the grid folder")
+    parser.add_argument("--expdir", default=EXPDIR, type=Path, help="parent folder of the grid folder")
     parser.add_argument("--savetag", default="", help="suffix of the grid folder name")
     parser.add_argument("--no-progress", action="store_true", help="no live table, even on a terminal")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -410,7 +363,7 @@ COMMANDS = {"train": cmd_train, "test": cmd_test, "check": cmd_check, "list": cm
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parse_args(parser, _bare_visualize(sys.argv[1:] if argv is None else argv))
+    args = parse_args(parser, bare_visualize(sys.argv[1:] if argv is None else argv))
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT

@@ -1,10 +1,15 @@
 """The names of the files in experiment and grid folders: the interface between experiments, tests and grids.
 
 An experiment folder (DESIGN §6) is read back by ``mip test``, ``--resume``, the grid runner and the
-grid analysis; every one of them takes the names from here.
+grid analysis; every one of them takes the names from here (``tests/test_layout.py`` finds a name
+spelled elsewhere). So do ``mip extract-features`` and the problems reading the feature files it
+writes into a dataset's folder.
 """
 
 from __future__ import annotations
+
+#: the default parent folder of experiment and grid folders (``--expdir``)
+EXPDIR = "experiments"
 
 # --- an experiment folder: <expdir>/<Problem>/<Model>/<timestamp>[_<savetag>]/ ---------------------
 TRAINING_CONFIG = "training_configuration.yaml"  # the effective config: re-running it reproduces the run
@@ -27,12 +32,36 @@ TESTING_AGG_CSV = "testing_set_agg_statistics.csv"  # the exact aggregate of the
 TEST_SAMPLES = "samples.txt"
 
 # --- a grid folder: <expdir>/grid_<timestamp>[_<savetag>]/ ---------------------------------------------
+GRID_DIR_PREFIX = "grid_"
 GRID_CONFIG = "grid_configuration.yaml"
 MANIFEST = "manifest.json"
 GRID_CONFIGS_DIR = "configs"  # configs/<id>.yaml
 GRID_LOGS_DIR = "logs"  # logs/<id>.train.log, logs/<id>.test.log
 GRID_EXPERIMENTS_DIR = "experiments"  # experiments/<id>/<Problem>/<Model>/<timestamp>/
+#: experiments/<id>/_abandoned/: attempts killed before their first checkpoint, set aside (not experiments)
+GRID_ABANDONED_DIR = "_abandoned"
+GRID_SLURM_DIR = "slurm"  # submitit's own files, with the slurm executor
 ANALYSIS_CSV = "grid_analysis.csv"
 SUMMARY_CSV = "grid_summary.csv"
 PLOTS_DIR = "plots"
 REPORT_HTML = "report.html"
+
+# --- a dataset's data folder, written by `mip extract-features` and read by the problems ---------------
+#: <data_folder>/features/<extractor>/<split>.npy: pre-extracted image features (CLEVR)
+FEATURES_DIR = "features"
+
+
+# --- the paths of one grid experiment's files, relative to the grid folder --------------------------------
+def grid_config_file(experiment_id: str) -> str:
+    """``configs/<id>.yaml``: the experiment's config, as the grid wrote it."""
+    return f"{GRID_CONFIGS_DIR}/{experiment_id}.yaml"
+
+
+def grid_log_file(experiment_id: str, phase: str) -> str:
+    """``logs/<id>.<phase>.log``: what the experiment's ``mip train`` (phase ``train``) or ``mip test`` printed."""
+    return f"{GRID_LOGS_DIR}/{experiment_id}.{phase}.log"
+
+
+def grid_output_dir(experiment_id: str) -> str:
+    """``experiments/<id>``: the ``--expdir`` of the experiment's training, holding its experiment folder."""
+    return f"{GRID_EXPERIMENTS_DIR}/{experiment_id}"

@@ -247,11 +247,12 @@ def test_window_without_a_display_is_bad_input_and_creates_nothing(tmp_path, tin
 
 
 def test_visualize_arguments():
-    from miprometheus.cli import _bare_visualize, build_parser
+    from miprometheus.cli import build_parser
+    from miprometheus.workers.commands import bare_visualize
 
-    assert _bare_visualize(["train", "--visualize", "a.yaml", "x=1"]) == ["train", "--visualize=1", "a.yaml", "x=1"]
-    assert _bare_visualize(["test", "DIR", "--visualize"]) == ["test", "DIR", "--visualize=1"]
-    assert _bare_visualize(["test", "DIR", "--visualize", "3"]) == ["test", "DIR", "--visualize", "3"]
+    assert bare_visualize(["train", "--visualize", "a.yaml", "x=1"]) == ["train", "--visualize=1", "a.yaml", "x=1"]
+    assert bare_visualize(["test", "DIR", "--visualize"]) == ["test", "DIR", "--visualize=1"]
+    assert bare_visualize(["test", "DIR", "--visualize", "3"]) == ["test", "DIR", "--visualize", "3"]
     parser = build_parser()
     assert parser.parse_args(["test", "DIR", "--visualize", "window"]).visualize == "window"
     assert parser.parse_args(["train", "a.yaml"]).visualize is None

@@ -22,8 +22,9 @@ import torch
 from miprometheus.checkpoint import load_checkpoint
 from miprometheus.config.sections import InitFrom
 from miprometheus.errors import CheckpointError, ConfigError
+from miprometheus.layout import BEST, LAST, MODELS_DIR
 
-CHECKPOINT_FILES = {"best": "model_best.pt", "last": "model_last.pt"}
+CHECKPOINT_FILES = {"best": BEST, "last": LAST}
 _LISTED = 8  # keys shown per kind of problem in an error message
 
 
@@ -31,9 +32,9 @@ def checkpoint_path(init: InitFrom, where: str = "") -> Path:
     """The checkpoint file that ``init`` names: the file itself, or the chosen checkpoint of an experiment folder."""
     path = Path(init.path)
     if path.is_dir():
-        file = path / "models" / CHECKPOINT_FILES[init.checkpoint]
+        file = path / MODELS_DIR / CHECKPOINT_FILES[init.checkpoint]
         if not file.is_file():
-            raise CheckpointError(f"{where}model.init_from: {path} has no models/{CHECKPOINT_FILES[init.checkpoint]} "
+            raise CheckpointError(f"{where}model.init_from: {path} has no {file.relative_to(path)} "
                                   "(is it an experiment folder whose training wrote a checkpoint?)")
         return file
     if not path.exists():

@@ -38,6 +38,7 @@ from miprometheus.config import load_config
 from miprometheus.config.loader import LoadedConfig
 from miprometheus.config.schema import Errors, build
 from miprometheus.errors import ConfigError, DataError
+from miprometheus.layout import FEATURES_DIR
 from miprometheus.params import param
 
 logger = logging.getLogger("miprometheus.extract_features")
@@ -135,7 +136,7 @@ def feature_name(extractor: ExtractorSection) -> str:
 def output_folder(config: ExtractionConfig) -> Path:
     if config.output.folder:
         return Path(config.output.folder).expanduser()
-    return Path(config.dataset.data_folder).expanduser() / "features" / (
+    return Path(config.dataset.data_folder).expanduser() / FEATURES_DIR / (
         config.output.name or feature_name(config.extractor))
 
 

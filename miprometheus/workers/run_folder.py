@@ -19,14 +19,14 @@ from miprometheus import __version__
 from miprometheus.config.experiment_spec import ExperimentSpec
 from miprometheus.config.yaml_loader import dump_yaml
 from miprometheus.files import atomic_write_json, atomic_write_text, create_unique_dir, timestamp
-from miprometheus.layout import RUN_INFO, TRAINER_LOG, TRAINING_CONFIG
+from miprometheus.layout import EXPDIR, RUN_INFO, TRAINER_LOG, TRAINING_CONFIG
 
 
 @dataclass
 class RunOptions:
     """Settings of a run that come from the command line, not from the config."""
 
-    expdir: Path = Path("experiments")
+    expdir: Path = Path(EXPDIR)
     savetag: str = ""
     device: str = "cpu"
     tensorboard: int | None = None

@@ -55,6 +55,7 @@ import torch
 
 from miprometheus.data import DataDefinition
 from miprometheus.errors import DataError
+from miprometheus.layout import FEATURES_DIR
 from miprometheus.params import param
 from miprometheus.problems.cache import cached_dataset
 from miprometheus.problems.image_text_to_class.clevr_features import FeatureFile, read_features
@@ -315,7 +316,7 @@ class CLEVR(VQAProblem):
     def features_path(self) -> Path:
         if self.params.features_file:
             return Path(os.path.expanduser(self.params.features_file))
-        return self.root / "features" / self.params.feature_extractor / f"{self.split}.npy"
+        return self.root / FEATURES_DIR / self.params.feature_extractor / f"{self.split}.npy"
 
     def _open_features(self) -> None:
         """The split's feature file: its sidecar must describe this split, and hold every question's image."""

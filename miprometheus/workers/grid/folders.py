@@ -11,10 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from miprometheus.layout import RUN_INFO, TEST_DIR_PREFIX, TESTING_AGG_CSV, TRAINING_CONFIG
-
-#: where the grid runner sets aside an attempt killed before its first checkpoint (not an experiment any more)
-ABANDONED_DIR = "_abandoned"
+from miprometheus.layout import GRID_ABANDONED_DIR, RUN_INFO, TEST_DIR_PREFIX, TESTING_AGG_CSV, TRAINING_CONFIG
 
 
 def newest_experiment(output: Path) -> Path | None:
@@ -67,7 +64,7 @@ def experiment_folders(root: Path) -> list[Path]:
     candidates = sorted({p.parent for name in (TRAINING_CONFIG, RUN_INFO) for p in root.rglob(name)})
     found: list[Path] = []
     for folder in candidates:  # sorted: a folder comes right before the folders inside it
-        if ABANDONED_DIR in folder.relative_to(root).parts:
+        if GRID_ABANDONED_DIR in folder.relative_to(root).parts:
             continue
         if found and found[-1] in folder.parents:
             continue

@@ -24,9 +24,20 @@ import yaml
 from miprometheus.config.yaml_loader import dump_yaml
 from miprometheus.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ConfigError, MipError
 from miprometheus.files import atomic_write_text, create_unique_dir, timestamp
-from miprometheus.layout import GRID_CONFIG, TRAINING_CSV
+from miprometheus.layout import (
+    GRID_ABANDONED_DIR,
+    GRID_CONFIG,
+    GRID_DIR_PREFIX,
+    LAST,
+    MODELS_DIR,
+    TRAINING_CSV,
+    grid_config_file,
+    grid_log_file,
+    grid_output_dir,
+)
+from miprometheus.workers.commands import RESUME_FLAG, resume_command, shell_line
 from miprometheus.workers.grid.executors import Executor, Job, JobResult, make_executor
-from miprometheus.workers.grid.folders import ABANDONED_DIR, newest_experiment, newest_test
+from miprometheus.workers.grid.folders import newest_experiment, newest_test
 from miprometheus.workers.grid.manifest import DONE, FAILED, PENDING, RUNNING, ExperimentRecord, Manifest, now
 from miprometheus.workers.grid.spec import GridSettings, GridSpec, load_grid, set_dotted
 
@@ -41,7 +52,7 @@ class GridInterrupted(MipError):
 
 def create_grid(spec: GridSpec, expdir: Path, savetag: str = "") -> Manifest:
     """Make the grid folder: its effective grid file, one config per experiment, and the manifest."""
-    folder = create_unique_dir(Path(expdir), f"grid_{timestamp()}" + (f"_{savetag}" if savetag else ""))
+    folder = create_unique_dir(Path(expdir), f"{GRID_DIR_PREFIX}{timestamp()}" + (f"_{savetag}" if savetag else ""))
     effective = dict(spec.raw)
     effective["grid_tasks"] = [{"default_configs": t.default_configs, "overwrite": t.overwrite, "name": t.name}
                                for t in spec.tasks]
@@ -49,7 +60,7 @@ def create_grid(spec: GridSpec, expdir: Path, savetag: str = "") -> Manifest:
     atomic_write_text(folder / GRID_CONFIG, dump_yaml(effective))
     records = []
     for experiment in spec.experiments:
-        config = f"configs/{experiment.id}.yaml"
+        config = grid_config_file(experiment.id)
         atomic_write_text(folder / config, dump_yaml(experiment.config))
         extra = ({"after": experiment.after, "after_folder_keys": experiment.after_folder_keys}
                  if experiment.after else {})
@@ -129,21 +140,21 @@ class GridRunner:
     def make_job(self, record: ExperimentRecord) -> Job:
         attempt = self.phase.attempts(record) + 1
         if self.phase.name == "test":
-            log = f"logs/{record.id}.test.log"
+            log = grid_log_file(record.id, self.phase.name)
             return Job(record.id, ["test", record.folder, "--no-progress"], self.folder, log,
                        inputs=[record.folder], outputs=[record.folder], threads=self.threads(),
                        gpus=self.settings.gpus_per_experiment)
-        output = f"experiments/{record.id}"
-        log = f"logs/{record.id}.train.log"
+        output = grid_output_dir(record.id)
+        log = grid_log_file(record.id, self.phase.name)
         existing = newest_experiment(self.folder / output)
-        if existing is not None and (existing / "models" / "model_last.pt").is_file():
+        if existing is not None and (existing / MODELS_DIR / LAST).is_file():
             # a killed attempt continues from its last checkpoint instead of starting over
-            args = ["train", "--resume", str(existing.relative_to(self.folder)), "--no-progress"]
+            args = resume_command(existing.relative_to(self.folder), ["--no-progress"])
             inputs = [output]
         else:
             if existing is not None:  # killed before its first checkpoint: set aside, start over
                 parts = existing.relative_to(self.folder / output).parts
-                aside = self.folder / output / ABANDONED_DIR / "_".join(parts)
+                aside = self.folder / output / GRID_ABANDONED_DIR / "_".join(parts)
                 aside.parent.mkdir(parents=True, exist_ok=True)
                 existing.rename(aside)
             args = ["train", record.config, "--expdir", output, "--no-progress"]
@@ -193,7 +204,7 @@ class GridRunner:
                 self.manifest.update(record.id, folder=self._folder_of(record))
 
     def _folder_of(self, record: ExperimentRecord) -> str | None:
-        found = newest_experiment(self.folder / f"experiments/{record.id}")
+        found = newest_experiment(self.folder / grid_output_dir(record.id))
         return str(found.relative_to(self.folder)) if found else None
 
     def run(self) -> Manifest:
@@ -248,7 +259,7 @@ class GridRunner:
             self._restore_signal_handlers(old)
         if self._stop is not None:
             raise GridInterrupted(f"grid interrupted ({self._stop}); running experiments were checkpointed. "
-                                  f"Continue with: mip grid {self.phase.name} --resume {self.folder}")
+                                  f"Continue with: {shell_line(['grid', self.phase.name, RESUME_FLAG, self.folder])}")
         return self.manifest
 
     def _take_ready(self, queue: deque[str], running: int) -> list[tuple[ExperimentRecord, Job]]:
@@ -378,7 +389,7 @@ def _short(value: str | None) -> str:
 
 def latest_statistics(grid: Path, record: ExperimentRecord) -> dict[str, str]:
     """The last row of an experiment's training statistics (read from the end of the file)."""
-    folder = newest_experiment(grid / f"experiments/{record.id}")
+    folder = newest_experiment(grid / grid_output_dir(record.id))
     if folder is None:
         return {}
     path = folder / TRAINING_CSV

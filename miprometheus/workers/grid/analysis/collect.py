@@ -22,6 +22,7 @@ from miprometheus.layout import (
     TRAINING_CONFIG,
     TRAINING_CSV,
     VALIDATION_CSV,
+    grid_config_file,
 )
 from miprometheus.statistics import read_csv
 from miprometheus.workers.grid.folders import experiment_folders, finished_tests
@@ -44,8 +45,11 @@ class TestResult:
 
 
 @dataclass
-class Experiment:
-    """Everything read about one experiment, before it becomes a row of the table."""
+class CollectedExperiment:
+    """One experiment read back for the analysis: everything known about it, before it becomes a row of the table.
+
+    Not the manifest's :class:`ExperimentRecord` (what the grid runner keeps of a run), which it holds as ``record``.
+    """
 
     id: str
     folder: Path | None  # the experiment folder, when it exists
@@ -61,7 +65,7 @@ class Collection:
     """The experiments of a grid folder (in the manifest's order) or of a plain experiments folder."""
 
     root: Path
-    experiments: list[Experiment]
+    experiments: list[CollectedExperiment]
     manifest: Manifest | None  # None for a plain experiments folder
 
 
@@ -172,7 +176,7 @@ def _tests(folder: Path, trained: dict[str, Any]) -> list[TestResult]:
 
 
 def read_experiment(folder: Path | None, identifier: str, relative: str | None, fallback_config: Path | None = None,
-                    record: ExperimentRecord | None = None) -> Experiment:
+                    record: ExperimentRecord | None = None) -> CollectedExperiment:
     """One experiment: its effective config (else ``fallback_config``, the grid's), run record and tests."""
     exists = folder is not None and folder.is_dir()
     tree = read_yaml(folder / TRAINING_CONFIG) if exists else None
@@ -184,7 +188,7 @@ def read_experiment(folder: Path | None, identifier: str, relative: str | None, 
         flat = flatten(tree) if isinstance(tree, dict) else {}
     run_info = read_json(folder / RUN_INFO) if exists else {}
     tests = _tests(folder, trained) if exists else []
-    return Experiment(identifier, folder if exists else None, relative, dict(flat), run_info, tests, record)
+    return CollectedExperiment(identifier, folder if exists else None, relative, dict(flat), run_info, tests, record)
 
 
 def collect(path: Path) -> Collection:
@@ -195,7 +199,7 @@ def collect(path: Path) -> Collection:
         experiments = []
         for record in manifest.records:
             folder = root / record.folder if record.folder else None
-            config = root / (record.config or f"configs/{record.id}.yaml")
+            config = root / (record.config or grid_config_file(record.id))
             experiment = read_experiment(folder, record.id, record.folder, config, record)
             for key, value in (record.sweep or {}).items():
                 experiment.flat.setdefault(key, value)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from miprometheus.files import atomic_write
 from miprometheus.layout import PLOTS_DIR
-from miprometheus.workers.grid.analysis.collect import Experiment, read_curves
+from miprometheus.workers.grid.analysis.collect import CollectedExperiment, read_curves
 from miprometheus.workers.grid.analysis.tables import MAIN_STATISTICS, labels
 from miprometheus.workers.grid.manifest import DONE
 
@@ -136,7 +136,7 @@ def problem_figure(problem: str, settings: list[tuple[str, list[pd.DataFrame]]])
     return figure
 
 
-def write_plots(folder: Path, experiments: list[Experiment], rows: list[dict[str, Any]], ids: list[int],
+def write_plots(folder: Path, experiments: list[CollectedExperiment], rows: list[dict[str, Any]], ids: list[int],
                 settings: list[dict[str, Any]], params: list[str]) -> list[Path]:
     """``plots/<Problem>.png`` in ``folder`` for each problem of a grid; the files written.
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from miprometheus.files import atomic_write_text
 from miprometheus.layout import ANALYSIS_CSV, GRID_CONFIG, REPORT_HTML, SUMMARY_CSV
-from miprometheus.workers.grid.analysis.collect import Experiment, collect, is_number, read_yaml
+from miprometheus.workers.grid.analysis.collect import CollectedExperiment, collect, is_number, read_yaml
 from miprometheus.workers.grid.analysis.plots import main_statistic, write_plots
 from miprometheus.workers.grid.analysis.tables import (
     csv_text,
@@ -68,7 +68,7 @@ def _html_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _failures(experiments: list[Experiment]) -> list[dict[str, Any]]:
+def _failures(experiments: list[CollectedExperiment]) -> list[dict[str, Any]]:
     """Each failed training or test: which experiment, where its log is, its last error line."""
     failures = []
     for record in (e.record for e in experiments if e.record is not None):

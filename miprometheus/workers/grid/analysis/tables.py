@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from miprometheus.workers.grid.analysis.collect import (
     SETTING_KEY,
+    CollectedExperiment,
     Collection,
-    Experiment,
     canonical,
     collect,
     read_curves,
@@ -97,7 +97,7 @@ def _series(values: list[Any]) -> pd.Series:
 # ------------------------------------------------------------------------------------------ the columns
 
 
-def differing_keys(experiments: list[Experiment]) -> list[str]:
+def differing_keys(experiments: list[CollectedExperiment]) -> list[str]:
     """The config keys whose values differ between experiments, in config order.
 
     A key is compared only between the experiments that have it: a key missing from some because
@@ -138,7 +138,7 @@ def _parse_time(text: Any) -> datetime | None:
     return None
 
 
-def _wall_time(experiment: Experiment) -> float | None:
+def _wall_time(experiment: CollectedExperiment) -> float | None:
     info, record = experiment.run_info, experiment.record
     start, end = _parse_time(info.get("start_time")), _parse_time(info.get("end_time"))
     if start is not None and end is not None:
@@ -182,7 +182,7 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def _test_prefixes(experiments: list[Experiment]) -> dict[str, str]:
+def _test_prefixes(experiments: list[CollectedExperiment]) -> dict[str, str]:
     """Each test setting's column prefix: ``test_`` for the standard test, ``test[<what changed>]_`` for others."""
     settings = {canonical(t.setting): t.setting for e in experiments for t in e.tests}
     short = short_names(sorted({key for setting in settings.values() for key in setting}))
@@ -196,7 +196,8 @@ def _test_prefixes(experiments: list[Experiment]) -> dict[str, str]:
     return prefixes
 
 
-def _row(experiment: Experiment, params: list[str], prefixes: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+def _row(experiment: CollectedExperiment, params: list[str],
+         prefixes: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
     """An experiment's row, and its statistic columns in the order found."""
     record, info, flat = experiment.record, experiment.run_info, experiment.flat
     row: dict[str, Any] = {"id": experiment.id}
@@ -286,7 +287,7 @@ def setting_columns(params: list[str]) -> list[str]:
     return ["task", "model", "problem", *params]
 
 
-def setting_ids(table: Table, experiments: list[Experiment]) -> list[int]:
+def setting_ids(table: Table, experiments: list[CollectedExperiment]) -> list[int]:
     """Each row's setting (0, 1, ... in the manifest's order): the rows that are repetitions of one another.
 
     A row whose config lacks some parameters (an experiment that has not run yet has only the grid's
@@ -334,7 +335,7 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
              for k, v in row.items()} for row in frame.astype(object).to_dict("records")]
 
 
-def summarize(table: Table, experiments: list[Experiment]) -> Summary:
+def summarize(table: Table, experiments: list[CollectedExperiment]) -> Summary:
     """Mean and sample std of each statistic over each setting's finished repetitions, with n and failures."""
     import numpy as np
     import pandas as pd

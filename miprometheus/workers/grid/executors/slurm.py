@@ -8,8 +8,6 @@ On preemption or timeout, submitit signals the job; the callable stops ``mip`` (
 
 from __future__ import annotations
 
-import argparse
-import functools
 import math
 import os
 import shutil
@@ -22,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from miprometheus.errors import BadInputError
+from miprometheus.layout import GRID_SLURM_DIR, LAST, MODELS_DIR
+from miprometheus.workers.commands import resume_command, resumed_folder
 from miprometheus.workers.grid.executors.base import Executor, Job, JobResult, last_error_line
 from miprometheus.workers.grid.folders import newest_experiment
 
@@ -30,8 +30,6 @@ TERMINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "
                    "DEADLINE", "PREEMPTED", "REVOKED", "SPECIAL_EXIT",
                    # submitit's LocalExecutor
                    "FINISHED", "INTERRUPTED"}
-#: ``mip train`` flags (with a value) that choose where a new experiment goes: meaningless for --resume
-_PLACEMENT_FLAGS = {"--expdir", "--savetag"}
 #: seconds a stopped ``mip`` has to write its last checkpoint before the job is requeued without it
 STOP_GRACE_S = 60.0
 #: exit code of ``mip`` stopped by SIGTERM/SIGINT after writing models/model_last.pt
@@ -56,16 +54,6 @@ def _import_submitit() -> Any:
     return submitit
 
 
-@functools.cache
-def _valued_flags() -> frozenset[str]:
-    """The ``mip train`` flags followed by a value, read from the CLI's own parser (a copy would drift from it)."""
-    from miprometheus.cli import build_parser  # a job is a `mip` command line: the CLI defines its grammar
-
-    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    return frozenset(flag for action in commands.choices["train"]._actions if action.nargs != 0
-                     for flag in action.option_strings)
-
-
 def resume_args(job: Job) -> list[str] | None:
     """``mip`` arguments that continue ``job``'s training from its last checkpoint, or None if it has none.
 
@@ -73,29 +61,18 @@ def resume_args(job: Job) -> list[str] | None:
     """
     if not job.args or job.args[0] != "train" or not job.outputs:
         return None
-    if "--resume" in job.args:  # already a resumed run: resume the same folder again
-        folder: Path | None = Path(job.workdir) / job.args[job.args.index("--resume") + 1]
+    resumed = resumed_folder(job.args)
+    if resumed is not None:  # already a resumed run: resume the same folder again
+        folder: Path | None = Path(job.workdir) / resumed
     else:
         folder = newest_experiment(Path(job.workdir) / job.outputs[0])
-    if folder is None or not (folder / "models" / "model_last.pt").is_file():
+    if folder is None or not (folder / MODELS_DIR / LAST).is_file():
         return None
-    kept: list[str] = []
-    rest = iter(job.args[1:])
-    for arg in rest:
-        if arg in _valued_flags():
-            value = next(rest, None)
-            if arg not in _PLACEMENT_FLAGS and arg != "--resume" and value is not None:
-                kept += [arg, value]
-        elif arg.startswith("-"):
-            if "=" in arg and arg.split("=", 1)[0] in _PLACEMENT_FLAGS | {"--resume"}:
-                continue
-            kept.append(arg)
-        # positional arguments (configs, key=value overrides) are dropped: the folder holds the config
     try:
         relative = str(folder.resolve().relative_to(Path(job.workdir).resolve()))
     except ValueError:
         relative = str(folder.resolve())
-    return ["train", "--resume", relative, *kept]
+    return resume_command(relative, job.args[1:])
 
 
 class MipCommand(_Checkpointable):
@@ -122,7 +99,7 @@ class MipCommand(_Checkpointable):
     def __call__(self) -> int:
         """Run the command in the grid folder, its output appended to the job's log; return its exit code."""
         job = self.job
-        if os.environ.get("SLURM_RESTART_COUNT", "0") not in ("", "0") and "--resume" not in job.args:
+        if os.environ.get("SLURM_RESTART_COUNT", "0") not in ("", "0") and resumed_folder(job.args) is None:
             # SLURM requeued the job by itself (preemption without submitit's signal): continue, don't restart
             resumed = resume_args(job)
             if resumed is not None:
@@ -238,7 +215,7 @@ class SlurmExecutor(Executor):
 
     def _executor(self, job: Job) -> Any:
         """The submitit executor of ``job``'s grid folder, its parameters set for ``job``'s resources."""
-        folder = Path(job.workdir).resolve() / "slurm"
+        folder = Path(job.workdir).resolve() / GRID_SLURM_DIR
         executor = self._executors.get(folder)
         if executor is None:
             executor = self._submitit.AutoExecutor(folder=folder, cluster=self.cluster)
