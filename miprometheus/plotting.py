@@ -168,7 +168,7 @@ def feature_maps_figure(image: Any, layers: Sequence[tuple[str, Any]], title: st
     figure = new_figure(columns * 1.05, rows * 1.15 + 0.4)
     grid = figure.add_gridspec(rows, columns)
     ax = figure.add_subplot(grid[0, : min(2, columns)])
-    _show_image(ax, image)
+    show_image(ax, image)
     ax.set_title("input", fontsize=8)
     row = 1
     for (name, values), layer_rows in zip(maps, rows_per_layer):
@@ -196,7 +196,7 @@ def classification_figure(image: Any, target: str, probabilities: Any | None, cl
         image_ax.set_axis_off()
         image_ax.text(0.5, 0.5, "(image features)", ha="center", va="center", fontsize=9)
     else:
-        _show_image(image_ax, to_numpy(image))
+        show_image(image_ax, to_numpy(image))
     image_ax.set_title(f"target: {target}", fontsize=10)
     if probabilities is None:
         bars_ax.set_axis_off()
@@ -231,7 +231,7 @@ def _wrap(text: str, width: int) -> str:
     return "\n".join(textwrap.wrap(text, width)) or text
 
 
-def _show_image(ax: Any, image: np.ndarray) -> None:
+def show_image(ax: Any, image: np.ndarray) -> None:
     """Draw an image [C, H, W] or [H, W] (grey-scale or RGB, values in [0, 1] or [0, 255])."""
     if image.ndim == 3 and image.shape[0] == 1:
         image = image[0]

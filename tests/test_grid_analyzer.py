@@ -387,12 +387,12 @@ def test_training_curve_fallback_and_alignment(tmp_path: Path) -> None:
 
 def test_the_console_table_shows_the_grid_report_statistics(tmp_path, capsys):
     """grid_settings.report_statistics adds columns (mean ± std) beside the main statistic, for each test setting."""
-    from miprometheus.workers.grid.analysis.report import _print_console
+    from miprometheus.workers.grid.analysis.report import print_console
 
     row = {"n": 3, "failed": 0, "val_loss_mean": 0.5, "val_loss_std": 0.1, "val_acc_mean": 0.8, "val_acc_std": 0.01,
            "test_acc_mean": 0.75, "test_acc_std": 0.02, "test_acc_relational_mean": 0.625,
            "test_acc_relational_std": 0.03}
     statistics = ["val_loss", "val_acc", "test_acc", "test_acc_relational"]
-    _print_console(tmp_path, [row], ["rn"], statistics, [], ["acc_relational", "acc_missing"])
+    print_console(tmp_path, [row], ["rn"], statistics, [], ["acc_relational", "acc_missing"])
     out = capsys.readouterr().out
     assert "test acc_relational" in out and "0.625" in out and "acc_missing" not in out

@@ -68,7 +68,7 @@ def _file_origins(lines: Lines, path: Path) -> dict[str, Origin]:
     return {".".join(key_path): Origin(str(path), line, path.parent) for key_path, line in lines.items()}
 
 
-def _merge(base: dict[str, Any], base_origins: dict[str, Origin], update: dict[str, Any],
+def deep_merge(base: dict[str, Any], base_origins: dict[str, Origin], update: dict[str, Any],
            update_origins: dict[str, Origin], prefix: str = "") -> None:
     """Deep-merge ``update`` into ``base`` in place: dicts merge, anything else replaces."""
     for key, value in update.items():
@@ -76,7 +76,7 @@ def _merge(base: dict[str, Any], base_origins: dict[str, Origin], update: dict[s
         if isinstance(value, dict) and isinstance(base.get(key), dict):
             if dotted in update_origins:
                 base_origins[dotted] = update_origins[dotted]
-            _merge(base[key], base_origins, value, update_origins, dotted + ".")
+            deep_merge(base[key], base_origins, value, update_origins, dotted + ".")
             continue
         for old in [k for k in base_origins if k == dotted or k.startswith(dotted + ".")]:
             del base_origins[old]
@@ -111,9 +111,9 @@ def _load_file(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], dic
     files: list[str] = []
     for default in defaults:
         sub, sub_origins, sub_files = _load_file(path.parent / Path(default).expanduser(), (*chain, path))
-        _merge(merged, merged_origins, sub, sub_origins)
+        deep_merge(merged, merged_origins, sub, sub_origins)
         files += sub_files
-    _merge(merged, merged_origins, data, origins)
+    deep_merge(merged, merged_origins, data, origins)
     return merged, merged_origins, [*files, str(path)]
 
 
@@ -150,7 +150,7 @@ def apply_overrides(config: LoadedConfig, overrides: list[str]) -> None:
         update_origins = {key: origin}
         if isinstance(value, dict):
             update_origins.update({f"{key}.{k}": origin for k in dotted_keys(value)})
-        _merge(node, config.origins, update, update_origins, ".".join(parts[:-1]) + "." if len(parts) > 1 else "")
+        deep_merge(node, config.origins, update, update_origins, ".".join(parts[:-1]) + "." if len(parts) > 1 else "")
 
 
 def dotted_keys(tree: dict[str, Any], prefix: str = "") -> list[str]:
@@ -186,7 +186,7 @@ def load_config(paths: list[str | Path], overrides: list[str] | None = None, res
     config = LoadedConfig({}, {}, [])
     for p in paths:
         tree, origins, files = _load_file(Path(p).expanduser(), ())
-        _merge(config.tree, config.origins, tree, origins)
+        deep_merge(config.tree, config.origins, tree, origins)
         config.files += files
     apply_overrides(config, overrides or [])
     if resolve:

@@ -50,7 +50,7 @@ def cache_path(folder: Path | str, name: str, params: dict[str, Any], format_ver
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
     """An exclusive lock on ``<path>.lock`` (the lock file stays: removing it would race with a waiter)."""
     lock_path = path.with_name(path.name + ".lock")
     try:
@@ -116,7 +116,7 @@ def cached_dataset(folder: Path | str, name: str, params: dict[str, Any], format
         except ValueError:
             pass  # corrupt: rebuilt below, under the lock (another process may be rebuilding it already)
     seen = _identity(path)  # what this process saw (or found corrupt, or wants regenerated)
-    with _locked(path):
+    with file_lock(path):
         current = _identity(path)
         if current is not None and (current != seen or not regenerate):
             # A file another process wrote while this one waited is read, even with regenerate; an
@@ -135,4 +135,4 @@ def cached_dataset(folder: Path | str, name: str, params: dict[str, Any], format
         return data
 
 
-__all__ = ["cache_key", "cache_path", "cached_dataset", "canonical_json"]
+__all__ = ["cache_key", "cache_path", "cached_dataset", "canonical_json", "file_lock"]

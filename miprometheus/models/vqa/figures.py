@@ -18,7 +18,7 @@ import torch
 from matplotlib.figure import Figure
 
 from miprometheus.models.vision.figures import prediction_title
-from miprometheus.plotting import _show_image, new_figure, to_numpy
+from miprometheus.plotting import new_figure, show_image, to_numpy
 
 #: colour map of attention overlays and grids.
 ATTENTION_CMAP = "inferno"
@@ -60,7 +60,7 @@ def draw_attention(ax: Any, image: Any | None, attention: Any, vmax: float | Non
         return artist
     image = to_numpy(image)
     height, width = _canvas(image, attention.shape)
-    _show_image(ax, image)
+    show_image(ax, image)
     return ax.imshow(attention, cmap=ATTENTION_CMAP, vmin=0.0, vmax=vmax, alpha=0.6, interpolation="bilinear",
                      extent=(-0.5, width - 0.5, height - 0.5, -0.5))
 
@@ -96,7 +96,7 @@ def draw_pairs(ax: Any, image: Any | None, grid: tuple[int, int], pairs: Sequenc
     image = None if image is None else to_numpy(image)
     height, width = _canvas(image, grid)
     if image is not None:
-        _show_image(ax, image)
+        show_image(ax, image)
     else:
         ax.set_xlim(-0.5, width - 0.5)
         ax.set_ylim(height - 0.5, -0.5)

@@ -115,7 +115,7 @@ def read_idx_labels(path: Path) -> torch.Tensor:
     return labels
 
 
-def _load_images(path: Path) -> torch.Tensor:
+def load_images(path: Path) -> torch.Tensor:
     """An IDX image file as ``uint8`` [N, 1, rows, cols] (the shape every split shares)."""
     return read_idx_images(path).unsqueeze(1)
 
@@ -193,7 +193,7 @@ class MNIST(ImageProblem):
         images_path, labels_path = self._locate(split)
 
         # One copy per file in the process, whatever the number of splits reading it (DESIGN §15).
-        self.images = shared_asset(images_path, _load_images)
+        self.images = shared_asset(images_path, load_images)
         self.targets = shared_asset(labels_path, read_idx_labels)
         if self.images.shape[0] != self.targets.shape[0]:
             raise DataError(f"MNIST files disagree: {images_path} holds {self.images.shape[0]} images but "

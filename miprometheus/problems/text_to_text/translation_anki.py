@@ -56,7 +56,7 @@ from miprometheus.data import DataDefinition
 from miprometheus.errors import ConfigError, DataError
 from miprometheus.params import param
 from miprometheus.problems.assets import assets_of_run, dataset_generator, shared_asset
-from miprometheus.problems.cache import _locked
+from miprometheus.problems.cache import file_lock
 from miprometheus.problems.problem import Batch, Problem, ProblemParams
 from miprometheus.problems.text_to_text import anki_format
 from miprometheus.problems.text_to_text.synthetic_corpus import written_by_older_grammar as _older_synthetic
@@ -209,7 +209,7 @@ class TranslationAnki(Problem):
             from miprometheus.problems.text_to_text.synthetic_corpus import write_synthetic_corpus
 
             base = params.language.removesuffix("_heldout")
-            with _locked(folder / f"{base}-eng.zip"):  # one grid worker writes, the others wait and read
+            with file_lock(folder / f"{base}-eng.zip"):  # one grid worker writes, the others wait and read
                 if not archive.is_file() or _older_synthetic(archive):  # an older grammar's corpus: rewritten
                     write_synthetic_corpus(folder, base)
             if archive.is_file():

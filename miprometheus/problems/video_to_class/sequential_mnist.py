@@ -25,7 +25,7 @@ from miprometheus.data import DataDefinition
 from miprometheus.errors import ConfigError, DataError
 from miprometheus.params import param
 from miprometheus.problems.assets import dataset_generator, shared_asset
-from miprometheus.problems.image_to_class.mnist import LABEL_NAMES, MNIST, _load_images, read_idx_labels
+from miprometheus.problems.image_to_class.mnist import LABEL_NAMES, MNIST, load_images, read_idx_labels
 from miprometheus.problems.image_transforms import to_float
 from miprometheus.problems.problem import Batch, Problem, ProblemParams
 from miprometheus.registry import register_problem
@@ -94,7 +94,7 @@ class SequentialMNISTBase(Problem):
         # MNIST's own search and download, and its loaders: the same cache entries, so one copy per file is
         # shared with MNIST problems of the same process.
         images_path, labels_path = MNIST._locate(self, split)
-        self.images = shared_asset(images_path, _load_images)
+        self.images = shared_asset(images_path, load_images)
         self.targets = shared_asset(labels_path, read_idx_labels)
         if self.images.shape[0] != self.targets.shape[0]:
             raise DataError(f"MNIST files disagree: {images_path} holds {self.images.shape[0]} images but "

@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from miprometheus.config.loader import LoadedConfig, Origin, _merge, dotted_keys, load_config, resolve_interpolations
+from miprometheus.config.loader import (
+    LoadedConfig,
+    Origin,
+    deep_merge,
+    dotted_keys,
+    load_config,
+    resolve_interpolations,
+)
 from miprometheus.config.schema import Errors, build, unknown_key
 from miprometheus.errors import ConfigError, MipError
 from miprometheus.params import param
@@ -117,9 +124,9 @@ def _overwrite(base: LoadedConfig, values: dict[str, Any], source: str) -> None:
     for key, value in values.items():
         piece: dict[str, Any] = {}
         set_dotted(piece, key, value)
-        _merge(nested, {}, piece, {})
+        deep_merge(nested, {}, piece, {})
     origins = {k: Origin(source) for k in dotted_keys(nested)}
-    _merge(base.tree, base.origins, nested, origins)
+    deep_merge(base.tree, base.origins, nested, origins)
 
 
 def load_grid(path: Path | str, overrides: list[str] | None = None, validate_tasks: bool = True) -> GridSpec:

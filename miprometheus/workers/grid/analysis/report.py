@@ -131,7 +131,7 @@ def _report(grid_dir: Path, manifest: Manifest, summary: list[dict[str, Any]], s
     return "\n".join(parts)
 
 
-def _print_console(grid_dir: Path, summary: list[dict[str, Any]], names: list[str], statistics: list[str],
+def print_console(grid_dir: Path, summary: list[dict[str, Any]], names: list[str], statistics: list[str],
                    plots: list[Path], extra: list[str] | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -180,7 +180,7 @@ def analyze(grid_dir: Path, console: bool = True) -> AnalysisResult:
     atomic_write_text(report, _report(grid_dir, manifest, shown, summary.columns, table.rows, table.columns,
                                       failures, plots))
     if console:
-        _print_console(grid_dir, settings, names, summary.statistics, plots, _report_statistics(grid_dir))
+        print_console(grid_dir, settings, names, summary.statistics, plots, _report_statistics(grid_dir))
     return AnalysisResult(grid_dir, analysis_csv, summary_csv, report, plots, table.rows, shown, table.params,
                           failures)
 
