@@ -214,9 +214,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     from miprometheus.workers import runs
 
     configs, overrides = _split_items(args.items)
-    spec, report = runs.check(configs, overrides)
+    spec, report, model_params = runs.check(configs, overrides)
     if not args.quiet:
-        print(dump_yaml(spec.effective_tree()))
+        print(dump_yaml(spec.effective_tree(model_params)))
     for line in report:
         print(f"OK  {line}")
     return EXIT_OK

@@ -468,5 +468,5 @@ def test_a_transfer_run_uses_the_given_vocabulary_file(word_experiment):
 def test_mip_check_builds_the_vocabulary_from_the_training_split(word_experiment):
     from miprometheus.workers import runs
 
-    _, report = runs.check([str(word_experiment / "words.yaml")], [])
+    _, report, _ = runs.check([str(word_experiment / "words.yaml")], [])
     assert len(report) == 3 and all("fits problem TinyWords" in line for line in report)

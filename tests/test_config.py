@@ -375,7 +375,7 @@ def test_override_of_a_whole_section_replaces_the_origins_below_it(tmp_path):
 @pytest.mark.parametrize("path", SHIPPED)
 def test_shipped_configs_validate(path):
     spec = validate(load_config([path]))
-    assert spec.model_cls is not None and "training" in spec.splits
+    assert spec.model is not None and "training" in spec.splits
     assert spec.optimizer is not None and spec.optimizer.name in ("Adam", "AdamW", "SGD")
     tree = spec.effective_tree()
     assert tree["model"]["name"] == load_config([path]).tree["model"]["name"]
@@ -402,11 +402,11 @@ def test_shipped_lstm_config_values(monkeypatch, tmp_path):
     assert training.problem_params.size == 32000 and training.problem_params.batch_size == 64
     assert spec.training.terminal_conditions.episode_limit == 20000
     assert spec.training.gradient_clipping == 10.0 and isinstance(spec.training.gradient_clipping, float)
-    assert spec.curriculum.must_finish is True
-    assert spec.curriculum_params.initial_max_sequence_length == 3
-    assert spec.model_values["hidden_size"] == 32
+    assert spec.curriculum.settings.must_finish is True
+    assert spec.curriculum.params.initial_max_sequence_length == 3
+    assert spec.model.values["hidden_size"] == 32
     assert spec.optimizer.kwargs == {"lr": 0.005}
-    assert spec.scheduler.name == "ReduceLROnPlateau" and spec.scheduler_step_every == "validation"
+    assert spec.scheduler.name == "ReduceLROnPlateau" and spec.scheduler.step_every == "validation"
 
 
 def test_unknown_key_names_file_line_full_key_and_the_nearest_valid_key(tmp_path):
@@ -498,7 +498,7 @@ def test_optimizer_and_scheduler_kwargs_are_typed(tmp_path):
                                          "training.scheduler={name: StepLR, step_size: 2, step_every: episode}"]))
     assert spec.optimizer.kwargs == {"lr": 1.0, "momentum": 0.9} and isinstance(spec.optimizer.kwargs["lr"], float)
     assert spec.scheduler.name == "StepLR" and spec.scheduler.kwargs == {"step_size": 2}
-    assert spec.scheduler_step_every == "episode"
+    assert spec.scheduler.step_every == "episode"
 
 
 def test_all_errors_are_reported_together(tmp_path):
@@ -585,11 +585,11 @@ def test_required_sections_can_be_chosen(tmp_path):
 def test_finalize_model_params_fills_from_the_problem_and_the_config_wins(tmp_path):
     path = write(tmp_path, "exp.yaml", EXPERIMENT)
     spec = validate(load_config([path]))
-    assert "input_item_size" not in spec.model_values
+    assert "input_item_size" not in spec.model.values
     params = finalize_model_params(spec, {"input_item_size": 10, "output_item_size": 8, "unused": 1})
     assert (params.input_item_size, params.output_item_size, params.hidden_size) == (10, 8, 16)
-    assert params.dropout == 0.0 and spec.model_params is params
-    assert spec.effective_tree()["model"] == {"name": "LSTM", "input_item_size": 10, "output_item_size": 8,
+    assert params.dropout == 0.0
+    assert spec.effective_tree(params)["model"] == {"name": "LSTM", "input_item_size": 10, "output_item_size": 8,
                                               "hidden_size": 16, "num_layers": 1, "dropout": 0.0}
 
     spec = validate(load_config([path], ["model.output_item_size=3"]))
@@ -614,8 +614,8 @@ def test_finalize_model_params_checks_the_problem_values_type(tmp_path):
 
 
 # --- the effective configuration --------------------------------------------------------------------
-def _round_trip(spec, tmp_path: Path) -> None:
-    tree = spec.effective_tree()
+def _round_trip(spec, tmp_path: Path, model_params=None) -> None:
+    tree = spec.effective_tree(model_params)
     saved = tmp_path / "saved" / "effective.yaml"
     saved.parent.mkdir(exist_ok=True)
     saved.write_text(yaml.safe_dump(tree, sort_keys=False), encoding="utf-8")
@@ -639,8 +639,8 @@ validation:
   interval: 5
 """)
     spec = validate(load_config([path], ["training.optimizer.betas=[0.8, 0.9]"]))
-    finalize_model_params(spec, {"input_item_size": 10, "output_item_size": 8})
-    again = _round_trip(spec, tmp_path)
+    params = finalize_model_params(spec, {"input_item_size": 10, "output_item_size": 8})
+    again = _round_trip(spec, tmp_path, params)
     tree = again.effective_tree()
     assert tree["training"]["scheduler"] == {"name": "StepLR", "step_every": "episode", "step_size": 3, "gamma": 0.5}
     assert tree["training"]["curriculum_learning"] == {"must_finish": True, "initial_max_sequence_length": 2}

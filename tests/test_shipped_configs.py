@@ -70,7 +70,7 @@ def test_mip_check_accepts_every_shipped_config(path: Path, capsys, request, tmp
         pytest.skip("shared MNIST data not present")
     overrides = overrides_for(path, request, tmp_path_factory)
     assert main(["check", str(path), *overrides, "--quiet"]) == 0, capsys.readouterr().err
-    spec, report = runs.check([str(path)], overrides)
+    spec, report, _ = runs.check([str(path)], overrides)
     assert set(spec.splits) == {"training", "validation", "testing"}  # every shipped config has all three
     expected = [n for n in spec.splits if n != "testing" or not spec.test_settings]
     expected += [f"testing.{name}" for name in spec.test_settings]  # named test settings replace the section

@@ -383,7 +383,7 @@ def test_the_default_configs_pass_check_with_a_model(tmp_path, tiny_vqa_model, d
     config.write_text(f"default_configs: [{CONFIGS / 'vqa' / default}]\nmodel:\n  name: {tiny_vqa_model}\n")
     overrides = [f"training.problem.data_folder={tmp_path / 'data'}", "training.problem.num_scenes=3",
                  "validation.problem.num_scenes=2", "testing.problem.num_scenes=2"]
-    spec, report = runs.check([str(config)], overrides)
+    spec, report, _ = runs.check([str(config)], overrides)
     assert [line.split(":")[0] for line in report] == ["training", "validation", "testing"]
     splits = {name: split.problem_params for name, split in spec.splits.items()}
     assert [p.split for p in splits.values()] == ["train", "validation", "test"]

@@ -124,8 +124,8 @@ def test_init_from_a_checkpoint_file_or_a_folder_relative_to_the_config(tmp_path
                                                                             "checkpoint": "last"}
     config = write(tmp_path / "configs" / "fine_tune.yaml", {"name": "LSTM", "hidden_size": 16, "init_from": init})
     spec = validate(load_config([config]))
-    assert spec.init_from.path == str((tmp_path / "runs" / "source").resolve() /
-                                      ("models/model_last.pt" if form == "file" else ""))  # absolute, as saved
+    assert spec.model.init_from.path == str((tmp_path / "runs" / "source").resolve() /
+                                            ("models/model_last.pt" if form == "file" else ""))  # absolute, as saved
     model = Trainer(spec, seed=5).model.state_dict()
     last = weights(source, "model_last.pt")
     assert model.keys() == last.keys() and all(torch.equal(model[k], last[k]) for k in last)

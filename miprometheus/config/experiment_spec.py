@@ -6,18 +6,25 @@ import dataclasses
 import inspect
 import re
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Literal
 
 from miprometheus import registry
 from miprometheus.config.loader import LoadedConfig
-from miprometheus.config.schema import _NOT, Errors, as_dict, build, coerce, type_name, unknown_key
+from miprometheus.config.schema import NOT_COERCIBLE, Errors, as_dict, build, coerce, type_name, unknown_key
 from miprometheus.config.sections import SECTIONS, TOP_LEVEL, Curriculum, InitFrom
 from miprometheus.errors import ConfigError, MipError
 from miprometheus.params import is_required
 
 
-@dataclass
+def _read_only(mapping: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+    """A read-only view of a copy: a spec's mappings cannot be changed through the spec."""
+    return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True)
 class Split:
     """One validated data split (training, validation or testing)."""
 
@@ -27,34 +34,65 @@ class Split:
     problem_params: Any
 
 
-@dataclass
+@dataclass(frozen=True)
 class NamedCall:
-    """A class chosen by name (optimizer, scheduler) and its validated keyword arguments."""
+    """A class chosen by name (optimizer) and its validated keyword arguments."""
 
     name: str
     cls: type
-    kwargs: dict[str, Any]
+    kwargs: Mapping[str, Any]
 
 
-@dataclass
+@dataclass(frozen=True)
+class SchedulerSpec:
+    """``training.scheduler``: a learning-rate scheduler, its keyword arguments and when it steps."""
+
+    name: str
+    cls: type
+    kwargs: Mapping[str, Any]
+    step_every: Literal["epoch", "episode", "validation"] = "epoch"
+
+
+@dataclass(frozen=True)
+class CurriculumSpec:
+    """``training.curriculum_learning``: the trainer's settings and the problem's ``CurriculumParams``."""
+
+    settings: Curriculum
+    params: Any
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """``model``: the class, the values the config sets, and where its weights start from.
+
+    ``values`` holds the config's values only: those the problem supplies are added by
+    :func:`finalize_model_params` once the problem is built.
+    """
+
+    name: str
+    cls: type
+    values: Mapping[str, Any]
+    init_from: InitFrom | None = None  # model.init_from: weights to start from (not applied on resume)
+    freeze: tuple[str, ...] = ()  # model.freeze: submodules left untrained
+
+
+@dataclass(frozen=True)
 class ExperimentSpec:
-    """A configuration that passed validation: every component class and its typed parameters."""
+    """A configuration that passed validation: every component class and its typed parameters.
+
+    Complete when :func:`validate` builds it and never changed afterwards; what is known only once
+    the components are built (the model's finalized parameters) is returned, not stored back.
+    """
 
     config: LoadedConfig
-    splits: dict[str, Split]
-    model_cls: type | None = None
-    model_values: dict[str, Any] = field(default_factory=dict)
+    splits: Mapping[str, Split]
+    model: ModelSpec | None = None
     optimizer: NamedCall | None = None
-    scheduler: NamedCall | None = None
-    scheduler_step_every: str = "epoch"
-    curriculum: Curriculum | None = None
-    curriculum_params: Any = None
-    model_params: Any = None  # filled by finalize_model_params
-    init_from: InitFrom | None = None  # model.init_from: weights to start from (not applied on resume)
-    freeze: list[str] = field(default_factory=list)  # model.freeze: submodules left untrained
+    scheduler: SchedulerSpec | None = None
+    curriculum: CurriculumSpec | None = None
     #: testing.settings: the named test settings, each a whole testing split (the testing section changed by the
     #: setting's values), in the config's order. Empty: the testing section is the one test.
-    test_settings: dict[str, Split] = field(default_factory=dict)
+    test_settings: Mapping[str, Split] = field(default_factory=_read_only)
 
     @property
     def training(self) -> Any:
@@ -74,8 +112,12 @@ class ExperimentSpec:
         section["problem"] = {"name": split.problem_cls.__name__, **as_dict(split.problem_params)}
         return section
 
-    def effective_tree(self) -> dict[str, Any]:
-        """The effective configuration: re-running it reproduces the experiment."""
+    def effective_tree(self, model_params: Any = None) -> dict[str, Any]:
+        """The effective configuration: re-running it reproduces the experiment.
+
+        ``model_params``: the finalized parameters of the model built (:func:`finalize_model_params`), so
+        that the values the problem supplied are recorded; None: the config's model values alone.
+        """
         tree: dict[str, Any] = {}
         if self.config.tree.get("description"):
             tree["description"] = self.config.tree["description"]
@@ -86,18 +128,19 @@ class ExperimentSpec:
             if name == "training":
                 section["optimizer"] = {"name": self.optimizer.name, **self.optimizer.kwargs}
                 if self.scheduler:
-                    section["scheduler"] = {"name": self.scheduler.name, "step_every": self.scheduler_step_every,
+                    section["scheduler"] = {"name": self.scheduler.name, "step_every": self.scheduler.step_every,
                                             **self.scheduler.kwargs}
                 if self.curriculum is not None:
-                    section["curriculum_learning"] = {**as_dict(self.curriculum), **as_dict(self.curriculum_params)}
+                    section["curriculum_learning"] = {**as_dict(self.curriculum.settings),
+                                                      **as_dict(self.curriculum.params)}
             tree[name] = section
-        if self.model_cls is not None:
-            values = as_dict(self.model_params) if self.model_params is not None else dict(self.model_values)
-            tree["model"] = {"name": self.config.tree["model"]["name"], **values}
-            if self.init_from is not None:
-                tree["model"]["init_from"] = as_dict(self.init_from)
-            if self.freeze:
-                tree["model"]["freeze"] = list(self.freeze)
+        if self.model is not None:
+            values = as_dict(model_params) if model_params is not None else dict(self.model.values)
+            tree["model"] = {"name": self.model.name, **values}
+            if self.model.init_from is not None:
+                tree["model"]["init_from"] = as_dict(self.model.init_from)
+            if self.model.freeze:
+                tree["model"]["freeze"] = list(self.model.freeze)
         return tree
 
 
@@ -140,7 +183,7 @@ def _signature_kwargs(cls: type, data: dict[str, Any], prefix: str, config: Load
             kwargs[key] = value
         elif isinstance(default, (int, float)) and not isinstance(default, bool):
             result = coerce(value, float if isinstance(default, float) else int | float)
-            if result is _NOT or isinstance(value, bool):
+            if result is NOT_COERCIBLE or isinstance(value, bool):
                 errors.append(f"{config.where(full)}'{full}' must be a number, got {value!r}")
             else:
                 kwargs[key] = result
@@ -164,7 +207,8 @@ def _named(kind: str, getter: Any, data: Any, prefix: str, config: LoadedConfig,
     except MipError as exc:
         errors.append(f"{config.where(prefix + '.name')}{exc}")
         return None
-    return NamedCall(data["name"], cls, _signature_kwargs(cls, data, prefix, config, errors, skip, reserved))
+    return NamedCall(data["name"], cls, _read_only(_signature_kwargs(cls, data, prefix, config, errors, skip,
+                                                                     reserved)))
 
 
 def from_problem_fields(model_cls: type) -> set[str]:
@@ -183,7 +227,9 @@ def validate(config: LoadedConfig, required: tuple[str, ...] = ("training", "mod
     for key in required:
         if key not in tree:
             errors.append(f"missing section '{key}' (in {', '.join(config.files) or 'the config'})")
-    spec = ExperimentSpec(config, {})
+    splits: dict[str, Split] = {}
+    test_settings: dict[str, Split] = {}
+    optimizer = scheduler = curriculum = None
     for name, section_cls in SECTIONS.items():
         if name not in tree:
             continue
@@ -197,34 +243,41 @@ def validate(config: LoadedConfig, required: tuple[str, ...] = ("training", "mod
         if dataclasses.is_dataclass(params):
             _evaluation_size(name, section, problem_cls, params)
             _check_training_only(name, section.problem, config, errors)
-            spec.splits[name] = Split(name, section, problem_cls, params)
+            splits[name] = Split(name, section, problem_cls, params)
         if name == "training":
-            _validate_training(spec, section, problem_cls, config, errors)
+            optimizer, scheduler, curriculum = _validate_training(section, problem_cls, config, errors)
         if name == "testing" and section.settings is not None:
-            _validate_test_settings(spec, tree["testing"], config, errors)
+            test_settings = _validate_test_settings(tree["testing"], config, errors)
         if getattr(section, "num_batches", None) is not None and section.num_batches < 1:
             errors.append(f"{config.where(name + '.num_batches')}'{name}.num_batches' must be at least 1 "
                           f"(null: the whole set), got {section.num_batches}")
-    if "model" in tree:
-        model_cls = _component("models", tree["model"], "model", config, errors)
-        if model_cls is not None:
-            spec.model_cls = model_cls
-            _validate_transfer(spec, tree["model"], config, errors)
-            values = build(model_cls.Params, tree["model"], "model", config, errors, ignore=("name", *TRANSFER_KEYS),
-                           allow_missing=from_problem_fields(model_cls))
-            if dataclasses.is_dataclass(values):
-                spec.model_values = as_dict(values)
-            else:  # required values left for the problem: record the defaults of the others
-                spec.model_values = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
-                                     for f in dataclasses.fields(model_cls.Params) if not is_required(f)}
-                spec.model_values.update(values or {})
-            spec.model_values = {k: v for k, v in spec.model_values.items()
-                                 if k in tree["model"] or k not in from_problem_fields(model_cls)}
+    model = _validate_model(tree["model"], config, errors) if "model" in tree else None
+    spec = ExperimentSpec(config, _read_only(splits), model, optimizer, scheduler, curriculum,
+                          _read_only(test_settings))
     if "training" in spec.splits:
         _validate_training_needs(spec, config, errors)
     if errors:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))
     return spec
+
+
+def _validate_model(data: Any, config: LoadedConfig, errors: Errors) -> ModelSpec | None:
+    """``model``: its class, the values the config sets (those the problem supplies may be left out),
+    ``init_from`` and ``freeze``."""
+    model_cls = _component("models", data, "model", config, errors)
+    if model_cls is None:
+        return None
+    init_from, freeze = _validate_transfer(data, config, errors)
+    from_problem = from_problem_fields(model_cls)
+    values = build(model_cls.Params, data, "model", config, errors, ignore=("name", *TRANSFER_KEYS),
+                   allow_missing=from_problem)
+    if dataclasses.is_dataclass(values):
+        values = as_dict(values)
+    else:  # required values left for the problem: record the defaults of the others
+        values = {**{f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                     for f in dataclasses.fields(model_cls.Params) if not is_required(f)}, **(values or {})}
+    values = {k: v for k, v in values.items() if k in data or k not in from_problem}
+    return ModelSpec(data["name"], model_cls, _read_only(values), init_from, freeze)
 
 
 #: problem keys meant for the training split only (augmentation): refused in validation and testing, where
@@ -258,9 +311,9 @@ def _validate_training_needs(spec: ExperimentSpec, config: LoadedConfig, errors:
                       "or epoch_limit: training needs a limit")
     if training.early_stopping.patience and "validation" not in config.tree:
         errors.append(f"{config.where('training.early_stopping')}early stopping needs a 'validation' section")
-    if spec.curriculum_params is not None and dataclasses.is_dataclass(spec.curriculum_params):
+    if spec.curriculum is not None and dataclasses.is_dataclass(spec.curriculum.params):
         split = spec.splits["training"]
-        why = split.problem_cls.check_curriculum(split.problem_params, spec.curriculum_params)
+        why = split.problem_cls.check_curriculum(split.problem_params, spec.curriculum.params)
         if why:
             errors.append(f"{config.where('training.curriculum_learning')}{why}")
 
@@ -268,14 +321,14 @@ def _validate_training_needs(spec: ExperimentSpec, config: LoadedConfig, errors:
 SETTING_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
-def _validate_test_settings(spec: ExperimentSpec, testing: dict[str, Any], config: LoadedConfig,
-                            errors: Errors) -> None:
+def _validate_test_settings(testing: dict[str, Any], config: LoadedConfig, errors: Errors) -> dict[str, Split]:
     """``testing.settings``: each named setting is the testing section deep-merged with the setting's values."""
     settings = testing["settings"]
+    found: dict[str, Split] = {}
     if not isinstance(settings, dict) or not settings:
         errors.append(f"{config.where('testing.settings')}'testing.settings' must map setting names to sections "
                       f"(e.g. length_20: {{problem: {{max_sequence_length: 20}}}}), got {settings!r}")
-        return
+        return found
     base = {key: value for key, value in testing.items() if key != "settings"}
     for name, values in settings.items():
         prefix = f"testing.settings.{name}"
@@ -304,7 +357,8 @@ def _validate_test_settings(spec: ExperimentSpec, testing: dict[str, Any], confi
         params = build(problem_cls.Params, section.problem, f"{prefix}.problem", config, errors, ignore=("name",))
         if dataclasses.is_dataclass(params):
             _evaluation_size("testing", section, problem_cls, params)
-            spec.test_settings[name] = Split(f"testing.{name}", section, problem_cls, params)
+            found[name] = Split(f"testing.{name}", section, problem_cls, params)
+    return found
 
 
 def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -321,12 +375,14 @@ def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 TRANSFER_KEYS = ("init_from", "freeze")  # reserved in the model section: they configure the trainer, not the model
 
 
-def _validate_transfer(spec: ExperimentSpec, data: dict[str, Any], config: LoadedConfig, errors: Errors) -> None:
+def _validate_transfer(data: dict[str, Any], config: LoadedConfig,
+                       errors: Errors) -> tuple[InitFrom | None, tuple[str, ...]]:
     """``model.init_from`` (a path, or {path, checkpoint, prefix, strict}) and ``model.freeze`` (submodule names).
 
     Whether the names exist and the weights fit is known only once the model is built: the trainer
     checks that before the experiment folder is created.
     """
+    init_from, names = None, ()
     init = data.get("init_from")
     if init is not None:
         if isinstance(init, str):
@@ -343,7 +399,7 @@ def _validate_transfer(spec: ExperimentSpec, data: dict[str, Any], config: Loade
             else:
                 built = build(InitFrom, init, "model.init_from", config, errors)
                 if isinstance(built, InitFrom):
-                    spec.init_from = built
+                    init_from = built
     freeze = data.get("freeze")
     if freeze is not None:
         if isinstance(freeze, str):
@@ -352,29 +408,33 @@ def _validate_transfer(spec: ExperimentSpec, data: dict[str, Any], config: Loade
             errors.append(f"{config.where('model.freeze')}'model.freeze' must be a list of submodule names, "
                           f"got {freeze!r}")
         else:
-            spec.freeze = list(dict.fromkeys(freeze))
+            names = tuple(dict.fromkeys(freeze))
+    return init_from, names
 
 
-def _validate_training(spec: ExperimentSpec, section: Any, problem_cls: type, config: LoadedConfig,
-                       errors: Errors) -> None:
+def _validate_training(section: Any, problem_cls: type, config: LoadedConfig, errors: Errors
+                       ) -> tuple[NamedCall | None, SchedulerSpec | None, CurriculumSpec | None]:
+    """The optimizer, the scheduler and the curriculum of the training section."""
     from miprometheus.registry import get_optimizer, get_scheduler
 
-    spec.optimizer = _named("optimizer", get_optimizer, section.optimizer, "training.optimizer", config, errors,
-                            skip=("params",))
+    scheduler = curriculum = None
+    optimizer = _named("optimizer", get_optimizer, section.optimizer, "training.optimizer", config, errors,
+                       skip=("params",))
     if section.scheduler is not None:
-        spec.scheduler = _named("scheduler", get_scheduler, section.scheduler, "training.scheduler", config, errors,
-                                skip=("optimizer",), reserved=("step_every",))
+        named = _named("scheduler", get_scheduler, section.scheduler, "training.scheduler", config, errors,
+                       skip=("optimizer",), reserved=("step_every",))
         every = section.scheduler.get("step_every", "epoch")
         if every not in ("epoch", "episode", "validation"):
             errors.append(f"{config.where('training.scheduler.step_every')}'training.scheduler.step_every' must be "
                           f"one of 'epoch', 'episode', 'validation', got {every!r}")
-        spec.scheduler_step_every = every
+        elif named is not None:
+            scheduler = SchedulerSpec(named.name, named.cls, named.kwargs, every)
     if section.curriculum_learning is not None:
         curriculum_cls = getattr(problem_cls, "CurriculumParams", None)
         if curriculum_cls is None:
             errors.append(f"{config.where('training.curriculum_learning')}problem {problem_cls.__name__} "
                           "does not support curriculum learning (remove 'training.curriculum_learning')")
-            return
+            return optimizer, scheduler, curriculum
         data = dict(section.curriculum_learning)
         trainer_keys = {f.name for f in dataclasses.fields(Curriculum)}
         problem_keys = {f.name for f in dataclasses.fields(curriculum_cls)}
@@ -383,29 +443,33 @@ def _validate_training(spec: ExperimentSpec, section: Any, problem_cls: type, co
                 errors.append(unknown_key(config, f"training.curriculum_learning.{key}",
                                           sorted(trainer_keys | problem_keys)))
                 del data[key]
-        spec.curriculum = build(Curriculum, {k: v for k, v in data.items() if k in trainer_keys},
-                                "training.curriculum_learning", config, errors)
-        spec.curriculum_params = build(curriculum_cls, {k: v for k, v in data.items() if k in problem_keys},
-                                       "training.curriculum_learning", config, errors)
+        settings = build(Curriculum, {k: v for k, v in data.items() if k in trainer_keys},
+                         "training.curriculum_learning", config, errors)
+        params = build(curriculum_cls, {k: v for k, v in data.items() if k in problem_keys},
+                       "training.curriculum_learning", config, errors)
+        if isinstance(settings, Curriculum) and dataclasses.is_dataclass(params):
+            curriculum = CurriculumSpec(settings, params)
+    return optimizer, scheduler, curriculum
 
 
 def finalize_model_params(spec: ExperimentSpec, default_values: dict[str, Any],
                           overrides: dict[str, Any] | None = None, where: str = "model") -> Any:
     """The model's parameters: config values, then the problem's values for what the config left out.
 
-    ``overrides`` (a test's ``model_overrides``, located at ``where``) change some of them for that test only:
-    ``spec.model_params`` keeps the trained model's.
+    ``overrides`` (a test's ``model_overrides``, located at ``where``) change some of them for that test only.
+    The spec is not changed: pass the result to :meth:`ExperimentSpec.effective_tree` to record it.
     """
-    assert spec.model_cls is not None
-    values = {**spec.model_values, **(overrides or {})}
+    assert spec.model is not None
+    model_cls = spec.model.cls
+    values = {**spec.model.values, **(overrides or {})}
     if overrides:
-        hints = typing.get_type_hints(spec.model_cls.Params)
+        hints = typing.get_type_hints(model_cls.Params)
         unknown = sorted(key for key in overrides if key not in hints)
         if unknown:
             raise ConfigError(f"{spec.config.where(where)}'{where}' names {', '.join(map(repr, unknown))}, which "
-                              f"model {spec.model_cls.__name__} does not have (it has {', '.join(hints)})")
+                              f"model {model_cls.__name__} does not have (it has {', '.join(hints)})")
     missing = []
-    for f in dataclasses.fields(spec.model_cls.Params):
+    for f in dataclasses.fields(model_cls.Params):
         if f.name in values or not f.metadata.get("from_problem"):
             continue
         if f.name in default_values:
@@ -414,25 +478,23 @@ def finalize_model_params(spec: ExperimentSpec, default_values: dict[str, Any],
             missing.append(f.name)
     if missing:
         problem = spec.splits["training"].problem_cls.__name__ if "training" in spec.splits else "the problem"
-        raise ConfigError(f"{spec.config.where('model')}model {spec.model_cls.__name__} needs "
+        raise ConfigError(f"{spec.config.where('model')}model {model_cls.__name__} needs "
                           f"{', '.join(repr(m) for m in missing)}, which {problem} does not provide "
                           f"(it provides {', '.join(sorted(default_values)) or 'nothing'}): "
                           f"set model.{missing[0]} in the config, or choose a model made for this problem")
-    hints = typing.get_type_hints(spec.model_cls.Params)
+    hints = typing.get_type_hints(model_cls.Params)
     for key in list(values):
         result = coerce(values[key], hints[key])
-        if result is _NOT:
+        if result is NOT_COERCIBLE:
             raise ConfigError(f"{spec.config.where('model.' + key)}'model.{key}' must be {type_name(hints[key])}, "
                               f"got {values[key]!r}")
         values[key] = result
     try:
-        params = spec.model_cls.Params(**values)
+        return model_cls.Params(**values)
     except (TypeError, ValueError) as exc:
         place = spec.config.where(where if overrides else 'model')
         raise ConfigError(f"{place}invalid model parameters: {exc}") from None
-    if not overrides:
-        spec.model_params = params
-    return params
 
 
-__all__ = ["ExperimentSpec", "Split", "finalize_model_params", "validate"]
+__all__ = ["CurriculumSpec", "ExperimentSpec", "ModelSpec", "NamedCall", "SchedulerSpec", "Split",
+           "finalize_model_params", "validate"]

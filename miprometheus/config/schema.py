@@ -38,42 +38,43 @@ def type_name(tp: Any) -> str:
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
 
 
-_NOT = object()
+#: what :func:`coerce` returns for a value that is not of the type
+NOT_COERCIBLE = object()
 
 
 def coerce(value: Any, tp: Any) -> Any:
-    """Return ``value`` as type ``tp`` (ints become floats where floats are expected), or ``_NOT``."""
+    """Return ``value`` as type ``tp`` (ints become floats where floats are expected), or ``NOT_COERCIBLE``."""
     origin = typing.get_origin(tp)
     if tp is Any:
         return value
     if tp is type(None):
-        return None if value is None else _NOT
+        return None if value is None else NOT_COERCIBLE
     if origin in (Union, types.UnionType):
         for arg in typing.get_args(tp):
             result = coerce(value, arg)
-            if result is not _NOT:
+            if result is not NOT_COERCIBLE:
                 return result
-        return _NOT
+        return NOT_COERCIBLE
     if origin is Literal:
-        return value if value in typing.get_args(tp) else _NOT
+        return value if value in typing.get_args(tp) else NOT_COERCIBLE
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            return _NOT
+            return NOT_COERCIBLE
         args = typing.get_args(tp)
         items = [coerce(v, args[0]) if args else v for v in value]
-        return _NOT if any(i is _NOT for i in items) else list(items)
+        return NOT_COERCIBLE if any(i is NOT_COERCIBLE for i in items) else list(items)
     if origin is dict:
-        return value if isinstance(value, dict) else _NOT
+        return value if isinstance(value, dict) else NOT_COERCIBLE
     if tp is bool:
-        return value if isinstance(value, bool) else _NOT
+        return value if isinstance(value, bool) else NOT_COERCIBLE
     if tp is int:
-        return value if isinstance(value, int) and not isinstance(value, bool) else _NOT
+        return value if isinstance(value, int) and not isinstance(value, bool) else NOT_COERCIBLE
     if tp is float:
-        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else _NOT
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else NOT_COERCIBLE
     if tp is str:
-        return value if isinstance(value, str) else _NOT
+        return value if isinstance(value, str) else NOT_COERCIBLE
     if isinstance(tp, type):
-        return value if isinstance(value, tp) else _NOT
+        return value if isinstance(value, tp) else NOT_COERCIBLE
     return value
 
 
@@ -119,13 +120,13 @@ def build(cls: type, data: Any, prefix: str, config: LoadedConfig, errors: Error
         tp = hints[key]
         if dataclasses.is_dataclass(tp) or (isinstance(value, dict) and _dataclass_in(tp)):
             sub = _dataclass_in(tp)
-            if value is None and coerce(None, tp) is not _NOT:
+            if value is None and coerce(None, tp) is not NOT_COERCIBLE:
                 values[key] = None  # an optional section switched off
             else:  # an empty section (``key:`` with nothing below) takes every default
                 values[key] = build(sub, value, full, config, errors)
             continue
         result = coerce(value, tp)
-        if result is _NOT:
+        if result is NOT_COERCIBLE:
             errors.append(f"{config.where(full)}'{full}' must be {type_name(tp)}, got {value!r}")
             continue
         if (fields[key].metadata.get("path") and isinstance(result, str) and "," not in result

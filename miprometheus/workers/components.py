@@ -25,9 +25,9 @@ def build_model(spec: ExperimentSpec, problem: Any, overrides: dict[str, Any] | 
     """
     params = finalize_model_params(spec, problem.default_values, overrides, where)
     try:
-        model = spec.model_cls(params)
+        model = spec.model.cls(params)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"model ({spec.model_cls.__name__}): {exc}") from None
+        raise ConfigError(f"model ({spec.model.cls.__name__}): {exc}") from None
     handshake(problem.name, problem.output_definitions, problem.prediction_definitions,
               model.name, model.input_definitions, model.output_definitions)
     clashes = sorted(key for key in model.output_definitions

@@ -86,7 +86,7 @@ class ExperimentFolder:
     @classmethod
     def create(cls, spec: ExperimentSpec, options: RunOptions, split: str = "training") -> ExperimentFolder:
         problem = spec.splits[split].problem_cls.__name__
-        model = spec.model_cls.__name__ if spec.model_cls else "NoModel"
+        model = spec.model.cls.__name__ if spec.model else "NoModel"
         name = timestamp() + (f"_{options.savetag}" if options.savetag else "")
         folder = create_unique_dir(Path(options.expdir) / problem / model, name)
         return cls(folder, options)
