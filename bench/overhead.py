@@ -4,7 +4,11 @@ The same model (LSTM), data (SerialRecall batches from the same generator) and n
 once as a plain loop and once through `mip train` machinery (statistics, CSV, checkpoints on),
 each in a fresh process, alternated and repeated; the figures are medians of one run side by side.
 
-    python bench/overhead.py [--steps 400] [--repeats 5] [--threads 1]
+    python bench/overhead.py [--steps 400] [--repeats 5] [--threads 1] [--before CHECKOUT]
+
+``--before CHECKOUT`` (a checkout of another version of the project, e.g. ``git worktree add /tmp/base
+<commit>``) adds that version's Trainer to the same alternated run, so a change is measured side by side
+with what it replaces on the same noisy machine.
 """
 
 from __future__ import annotations
@@ -97,31 +101,38 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--child", choices=["plain", "trainer"])
+    parser.add_argument("--before", type=Path, default=None, metavar="CHECKOUT",
+                        help="also time the Trainer of this checkout of the project, in the same run")
     args = parser.parse_args()
     if args.child:
         child(args.child, args.steps, args.threads)
         return
-    results: dict[str, list[dict]] = {"plain": [], "trainer": []}
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    kinds = ["plain", "trainer"] + (["before"] if args.before else [])
+    results: dict[str, list[dict]] = {kind: [] for kind in kinds}
     for i in range(args.repeats):
-        order = ("plain", "trainer") if i % 2 == 0 else ("trainer", "plain")
+        order = kinds if i % 2 == 0 else kinds[::-1]
         for kind in order:
-            out = subprocess.run([sys.executable, __file__, "--child", kind, "--steps", str(args.steps),
-                                  "--threads", str(args.threads)], capture_output=True, text=True, env=env,
-                                 check=True)
+            env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+            if kind == "before":  # the other checkout's package first on the path
+                env["PYTHONPATH"] = os.pathsep.join([str(Path(args.before).resolve()), env.get("PYTHONPATH", "")])
+            out = subprocess.run([sys.executable, __file__, "--child", "plain" if kind == "plain" else "trainer",
+                                  "--steps", str(args.steps), "--threads", str(args.threads)],
+                                 capture_output=True, text=True, env=env, check=True)
             results[kind].append(json.loads(out.stdout.strip().splitlines()[-1]))
     t_plain = statistics.median(r["seconds"] for r in results["plain"])
-    t_trainer = statistics.median(r["seconds"] for r in results["trainer"])
-    ratios = [t["seconds"] / p["seconds"] for p, t in zip(results["plain"], results["trainer"])]
     m_plain = statistics.median(r["peak_rss_mb"] for r in results["plain"])
-    m_trainer = statistics.median(r["peak_rss_mb"] for r in results["trainer"])
     print(f"{args.steps} steps of LSTM({HIDDEN}) on SerialRecall (length {LENGTH}, batch {BATCH}), "
           f"{args.repeats} alternated repeats, {args.threads} thread(s)")
     print(f"plain loop : median {t_plain:.3f} s, peak RSS {m_plain:.1f} MB")
-    print(f"Trainer    : median {t_trainer:.3f} s, peak RSS {m_trainer:.1f} MB")
-    print(f"time ratio Trainer/plain: {t_trainer / t_plain:.3f} (median of medians); per pair: "
-          + ", ".join(f"{r:.3f}" for r in ratios) + "  (target <= 1.05)")
-    print(f"memory added by the Trainer: {m_trainer - m_plain:+.1f} MB (target < 50 MB)")
+    for kind in kinds[1:]:
+        label = "Trainer" if kind == "trainer" else f"Trainer of {args.before}"
+        t_kind = statistics.median(r["seconds"] for r in results[kind])
+        m_kind = statistics.median(r["peak_rss_mb"] for r in results[kind])
+        ratios = [t["seconds"] / p["seconds"] for p, t in zip(results["plain"], results[kind])]
+        print(f"{label}: median {t_kind:.3f} s, peak RSS {m_kind:.1f} MB")
+        print(f"  time ratio to the plain loop: {t_kind / t_plain:.3f} (median of medians); per pair: "
+              + ", ".join(f"{r:.3f}" for r in ratios) + "  (target <= 1.02)")
+        print(f"  memory added: {m_kind - m_plain:+.1f} MB (target < 50 MB)")
 
 
 if __name__ == "__main__":

@@ -193,6 +193,97 @@ def _testing_seed(folder: Path | None, spec: ExperimentSpec) -> int:
     return 0
 
 
+@dataclass
+class _TestTarget:
+    """What ``mip test`` was pointed at: the configs to read, the weights, and the experiment folder they
+    belong to (None for a checkpoint outside one)."""
+
+    config_files: list[Path | str]
+    checkpoint: Path
+    experiment_folder: Path | None
+
+
+def _test_target(target: Path, checkpoint: Path | None, extra_configs: list[str] | None) -> _TestTarget:
+    if target.is_dir():
+        config_files: list[Path | str] = [target / TRAINING_CONFIG, *(extra_configs or [])]
+        if not (target / TRAINING_CONFIG).is_file():
+            raise ConfigError(f"{target} is not an experiment folder (no {TRAINING_CONFIG})")
+        return _TestTarget(config_files, Path(checkpoint) if checkpoint else target / MODELS_DIR / BEST, target)
+    if checkpoint is None:
+        raise BadInputError("testing a config file needs the weights: mip test CONFIG --model CHECKPOINT")
+    checkpoint = Path(checkpoint)
+    folder = checkpoint.parent.parent if checkpoint.parent.name == MODELS_DIR else None
+    return _TestTarget([target, *(extra_configs or [])], checkpoint, folder)
+
+
+def _chosen_settings(spec: ExperimentSpec, settings: list[str] | None) -> list[str | None]:
+    """The named test settings to run (all of them by default), or [None]: the testing section itself."""
+    if not settings:
+        return list(spec.tests())
+    unknown = [name for name in settings if name not in spec.test_settings]
+    if unknown:
+        known = ", ".join(spec.test_settings) or "none: the config has no testing.settings"
+        raise ConfigError(f"unknown test setting {', '.join(repr(n) for n in unknown)}; known: {known}")
+    return list(dict.fromkeys(settings))
+
+
+def _testers(spec: ExperimentSpec, target: _TestTarget, chosen: list[str | None],
+             device: str) -> tuple[dict[str | None, Any], dict[str, Any]]:
+    """A Tester per setting with the weights loaded, and the checkpoint's payload: everything is built before
+    any folder is written, so bad input writes nothing."""
+    from miprometheus.problems.assets import read_assets_file
+    from miprometheus.workers.tester import Tester, load_weights
+
+    # The training run's vocabularies / answer sets, never ones built from the testing split (DESIGN §15).
+    folder = target.experiment_folder
+    assets_file = folder / ASSETS if folder is not None else None
+    assets = read_assets_file(assets_file) if assets_file is not None else None
+    assets_source = (f"no {assets_file}" if assets_file is not None else
+                     f"the checkpoint is not in an experiment folder's {MODELS_DIR}/ (whose {ASSETS} holds them)")
+    seed = _testing_seed(folder, spec)
+    testers = {name: Tester(spec, seed, device, assets, assets_source, setting=name) for name in chosen}
+    payloads = [load_weights(tester.model, target.checkpoint, tester.device) for tester in testers.values()]
+    return testers, payloads[0]
+
+
+def _testing_config(spec: ExperimentSpec, testers: dict[str | None, Any], checkpoint: Path,
+                    payload: dict[str, Any]) -> dict[str, Any]:
+    """The effective config of a test: the model as trained (a test without model_overrides: its problem
+    supplied the values it records) and where the weights came from."""
+    tree = spec.effective_tree(next((t.model.params for t in testers.values() if not t.section.model_overrides), None))
+    tree.setdefault("testing", {})["checkpoint"] = str(checkpoint.resolve())
+    tree["testing"]["checkpoint_selected_by"] = payload.get("selected_by")
+    return tree
+
+
+def _run_setting(name: str | None, tester: Any, folder: Path, tree: dict[str, Any], spec: ExperimentSpec,
+                 options: RunOptions, experiment: ExperimentFolder, checkpoint: Path) -> dict[str, float]:
+    """Test one setting into ``folder`` (its own sub-folder for a named setting); its aggregated statistics."""
+    from miprometheus.config.yaml_loader import dump_yaml
+    from miprometheus.files import atomic_write_text
+    from miprometheus.layout import VISUALIZATIONS_DIR
+    from miprometheus.workers.tester import write_test_results
+
+    where = folder if name is None else folder / name
+    if name is not None:
+        # A setting's folder holds the statistics and the configuration of that setting alone.
+        where.mkdir()
+        own = {key: value for key, value in tree.items() if key != "testing"}
+        own["testing"] = {**spec.section_tree(spec.test_settings[name]), "setting": name,
+                          "checkpoint": tree["testing"]["checkpoint"],
+                          "checkpoint_selected_by": tree["testing"]["checkpoint_selected_by"]}
+        atomic_write_text(where / TESTING_CONFIG, dump_yaml(own))
+    experiment.logger.info("testing %s on %s%s", checkpoint, tester.problem.name,
+                           "" if name is None else f" (test setting {name})")
+    rows, agg = tester.run(experiment.logger)
+    write_test_results(where, rows, agg, tester.samples)
+    if options.visualize is not None:
+        written = tester.visualize(where / VISUALIZATIONS_DIR, options.visualize)
+        if written:
+            experiment.logger.info("visualizations: %d files in %s", len(written), where / VISUALIZATIONS_DIR)
+    return agg if name is None else {f"{name}/{key}": value for key, value in agg.items()}
+
+
 def test(target: Path | str, overrides: list[str], options: RunOptions, checkpoint: Path | None = None,
          extra_configs: list[str] | None = None, settings: list[str] | None = None) -> tuple[Path, dict[str, float]]:
     """Test a trained model: an experiment folder (its config and best model) or a config with --model.
@@ -203,77 +294,25 @@ def test(target: Path | str, overrides: list[str], options: RunOptions, checkpoi
     """
     from miprometheus.config.yaml_loader import dump_yaml
     from miprometheus.files import atomic_write_text
-    from miprometheus.problems.assets import read_assets_file
     from miprometheus.workers.callbacks.checkpoints import NEVER_VALIDATED
-    from miprometheus.workers.tester import Tester, load_weights, make_test_folder, write_test_results
+    from miprometheus.workers.tester import make_test_folder
 
     device = check_device(options.device, options.threads)
     check_visualize(options.visualize)
-    target = Path(target)
-    if target.is_dir():
-        config_files = [target / TRAINING_CONFIG, *(extra_configs or [])]
-        if not config_files[0].is_file():
-            raise ConfigError(f"{target} is not an experiment folder (no {TRAINING_CONFIG})")
-        checkpoint = Path(checkpoint) if checkpoint else target / MODELS_DIR / BEST
-        experiment_folder: Path | None = target
-    else:
-        config_files = [target, *(extra_configs or [])]
-        if checkpoint is None:
-            raise BadInputError("testing a config file needs the weights: mip test CONFIG --model CHECKPOINT")
-        checkpoint = Path(checkpoint)
-        experiment_folder = checkpoint.parent.parent if checkpoint.parent.name == MODELS_DIR else None
-    spec = validate(load_config(config_files, overrides), required=("testing", "model"))
-    # The training run's vocabularies / answer sets, never ones built from the testing split (DESIGN §15).
-    assets_file = experiment_folder / ASSETS if experiment_folder is not None else None
-    assets = read_assets_file(assets_file) if assets_file is not None else None
-    assets_source = (f"no {assets_file}" if assets_file is not None else
-                     f"the checkpoint is not in an experiment folder's {MODELS_DIR}/ (whose {ASSETS} holds them)")
-    seed = _testing_seed(experiment_folder, spec)
-    # Every setting is built (and its weights loaded) before any folder is written: bad input writes nothing.
-    chosen = list(spec.tests())
-    if settings:
-        unknown = [name for name in settings if name not in spec.test_settings]
-        if unknown:
-            known = ", ".join(spec.test_settings) or "none: the config has no testing.settings"
-            raise ConfigError(f"unknown test setting {', '.join(repr(n) for n in unknown)}; known: {known}")
-        chosen = list(dict.fromkeys(settings))
-    testers = {name: Tester(spec, seed, device, assets, assets_source, setting=name) for name in chosen}
-    payloads = [load_weights(tester.model, checkpoint, tester.device) for tester in testers.values()]
-    payload = payloads[0]
-    if experiment_folder is None:
-        experiment_folder = ExperimentFolder.create(spec, options, split="testing").folder
-    folder = make_test_folder(experiment_folder)
+    found = _test_target(Path(target), checkpoint, extra_configs)
+    spec = validate(load_config(found.config_files, overrides), required=("testing", "model"))
+    testers, payload = _testers(spec, found, _chosen_settings(spec, settings), device)
+    parent = found.experiment_folder or ExperimentFolder.create(spec, options, split="testing").folder
+    folder = make_test_folder(parent)
     experiment = ExperimentFolder(folder, options, log_name=TESTER_LOG)
-    # the model as trained: a test without model_overrides (its problem supplied the values it records)
-    tree = spec.effective_tree(next((t.model.params for t in testers.values() if not t.section.model_overrides), None))
-    tree.setdefault("testing", {})["checkpoint"] = str(checkpoint.resolve())
-    tree["testing"]["checkpoint_selected_by"] = payload.get("selected_by")
+    tree = _testing_config(spec, testers, found.checkpoint, payload)
     atomic_write_text(folder / TESTING_CONFIG, dump_yaml(tree))
     if payload.get("selected_by") == NEVER_VALIDATED:
         experiment.logger.warning("the weights tested were never validated: training stopped at episode %s, "
                                   "before its first validation", payload.get("episode"))
     results: dict[str, float] = {}
     for name, tester in testers.items():
-        where = folder if name is None else folder / name
-        if name is not None:
-            # A setting's folder holds the statistics and the configuration of that setting alone.
-            where.mkdir()
-            own = {key: value for key, value in tree.items() if key != "testing"}
-            own["testing"] = {**spec.section_tree(spec.test_settings[name]), "setting": name,
-                              "checkpoint": tree["testing"]["checkpoint"],
-                              "checkpoint_selected_by": payload.get("selected_by")}
-            atomic_write_text(where / TESTING_CONFIG, dump_yaml(own))
-        experiment.logger.info("testing %s on %s%s", checkpoint, tester.problem.name,
-                               "" if name is None else f" (test setting {name})")
-        rows, agg = tester.run(experiment.logger)
-        write_test_results(where, rows, agg, tester.samples)
-        results.update(agg if name is None else {f"{name}/{key}": value for key, value in agg.items()})
-        if options.visualize is not None:
-            from miprometheus.layout import VISUALIZATIONS_DIR
-
-            written = tester.visualize(where / VISUALIZATIONS_DIR, options.visualize)
-            if written:
-                experiment.logger.info("visualizations: %d files in %s", len(written), where / VISUALIZATIONS_DIR)
+        results.update(_run_setting(name, tester, folder, tree, spec, options, experiment, found.checkpoint))
     experiment.logger.info("test results in %s", folder)
     experiment.close()
     return folder, results
