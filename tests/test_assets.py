@@ -22,7 +22,7 @@ from miprometheus.data import DataDefinition
 from miprometheus.errors import ConfigError, DataError
 from miprometheus.models.model import Model
 from miprometheus.params import param
-from miprometheus.problems import assets, cache, image_transforms
+from miprometheus.problems import assets, cache, dataset_seeding, image_transforms, shared_arrays
 from miprometheus.problems.image_to_class.mnist import MNIST
 from miprometheus.problems.problem import Problem, ProblemParams
 from miprometheus.problems.vocabulary import EOS, PAD, SOS, UNK, Vocabulary
@@ -63,12 +63,12 @@ def test_splits_reading_one_file_share_one_uint8_copy(tmp_path):
 
 def test_the_cache_frees_a_file_once_no_split_uses_it(tmp_path):
     write_split(tmp_path, False, 4, compressed=False)
-    before = assets.cached_count()
+    before = shared_arrays.cached_count()
     problem = mnist(tmp_path)
-    assert assets.cached_count() == before + 2  # images and labels
+    assert shared_arrays.cached_count() == before + 2  # images and labels
     del problem
     gc.collect()
-    assert assets.cached_count() == before
+    assert shared_arrays.cached_count() == before
 
 
 def test_a_rewritten_file_is_loaded_again(tmp_path):
@@ -88,16 +88,16 @@ def test_shared_asset_loads_once_and_needs_weakly_referenceable_values(tmp_path)
         calls.append(p)
         return torch.tensor(list(p.read_bytes()), dtype=torch.uint8)
 
-    one, two = assets.shared_asset(path, load), assets.shared_asset(str(path), load)
+    one, two = shared_arrays.shared_asset(path, load), shared_arrays.shared_asset(str(path), load)
     assert one is two and len(calls) == 1
-    other = assets.shared_asset(path, load, "another view")  # a different key: loaded again
+    other = shared_arrays.shared_asset(path, load, "another view")  # a different key: loaded again
     assert other is not one and len(calls) == 2
-    held = assets.shared_asset(path, lambda p: assets.Arrays(raw=torch.zeros(2)))
+    held = shared_arrays.shared_asset(path, lambda p: shared_arrays.Arrays(raw=torch.zeros(2)))
     assert isinstance(held, dict) and "raw" in held
     with pytest.raises(TypeError, match="weakly referenced"):
-        assets.shared_asset(path, lambda p: {"plain": "dict"})
+        shared_arrays.shared_asset(path, lambda p: {"plain": "dict"})
     with pytest.raises(DataError, match="missing.bin"):
-        assets.shared_asset(tmp_path / "missing.bin", load)
+        shared_arrays.shared_asset(tmp_path / "missing.bin", load)
 
 
 # --- per-batch conversion gives what the model saw before ------------------------------------------------
@@ -173,13 +173,13 @@ def test_random_crop_and_flip_are_drawn_from_the_given_generator():
 # --- dataset-defining randomness ------------------------------------------------------------------------
 def test_dataset_generator_ignores_the_run_seed():
     torch.manual_seed(1)
-    first = torch.randperm(784, generator=assets.dataset_generator(42, "permutation"))
+    first = torch.randperm(784, generator=dataset_seeding.dataset_generator(42, "permutation"))
     torch.manual_seed(2)
     torch.rand(10)
-    second = torch.randperm(784, generator=assets.dataset_generator(42, "permutation"))
+    second = torch.randperm(784, generator=dataset_seeding.dataset_generator(42, "permutation"))
     assert torch.equal(first, second)
-    assert not torch.equal(first, torch.randperm(784, generator=assets.dataset_generator(43, "permutation")))
-    assert not torch.equal(first, torch.randperm(784, generator=assets.dataset_generator(42, "scenes")))
+    assert not torch.equal(first, torch.randperm(784, generator=dataset_seeding.dataset_generator(43, "permutation")))
+    assert not torch.equal(first, torch.randperm(784, generator=dataset_seeding.dataset_generator(42, "scenes")))
 
 
 # --- cache files ------------------------------------------------------------------------------------------

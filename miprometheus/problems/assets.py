@@ -1,99 +1,22 @@
-"""Dataset assets shared across splits and runs: in-memory copies, dataset seeds, training-split assets.
-
-The training, validation and test splits of an experiment often read the same file (the shared
-MNIST test set is split by index into all three). :func:`shared_asset` loads each file once per
-process and hands every split the same object. The cache holds its entries weakly: when the last
-problem using a file is gone (a finished run in a notebook, a test), the memory is freed.
+"""Assets built from a training split (vocabularies, answer sets): checked, saved, read back, given to every split.
 
 Vocabularies and answer sets are built from the training split only (``Problem.build_assets``),
 given to every split (``Problem.use_assets``) and saved in the experiment folder, so that testing
 later, and transfer runs, use the training run's, never one built from their own data.
+(One in-memory copy per file is :mod:`.shared_arrays`; dataset-defining randomness, :mod:`.dataset_seeding`.)
 """
 
 from __future__ import annotations
 
 import json
 import os
-import threading
-import weakref
-from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import Any, TypeVar
-
-import torch
+from typing import Any
 
 from miprometheus.errors import DataError
 from miprometheus.files import atomic_write_json
 from miprometheus.layout import ASSETS
-from miprometheus.seeding import derive_seed
 
-T = TypeVar("T")
-
-_cache: weakref.WeakValueDictionary[tuple[Hashable, ...], Any] = weakref.WeakValueDictionary()
-# Held while loading, so that two threads asking for the same file (two experiments in one process)
-# load it once; loading a file takes a fraction of a second, so one lock for all files is enough.
-_lock = threading.Lock()
-
-
-class Arrays(dict):
-    """A dict of arrays that the weak cache can hold (a plain dict cannot be weakly referenced)."""
-
-
-def file_key(path: Path | str) -> tuple[str, int, int]:
-    """What identifies a file's content in the cache: its resolved path, size and modification time.
-
-    A file replaced or rewritten in place gets a new key, so a stale copy is never served.
-    """
-    resolved = Path(os.path.expanduser(str(path))).resolve()
-    try:
-        stat = resolved.stat()
-    except OSError as exc:
-        raise DataError(f"cannot read {resolved}: {exc.strerror or exc}") from None
-    return str(resolved), stat.st_size, stat.st_mtime_ns
-
-
-def shared_asset(path: Path | str, load: Callable[[Path], T], *key: Hashable) -> T:
-    """The object ``load(path)`` returns, loaded once per process for every caller asking for the same file.
-
-    ``key`` distinguishes different things loaded from one file; the loader itself is part of the key
-    too: pass a module-level function (the same object at every call), not a lambda made per call.
-    The returned object must support weak references (tensors, NumPy arrays, :class:`Arrays`): keep a
-    reference to it, not only to a view of it, for as long as it is used — the cache forgets an object
-    as soon as nobody holds it. Every caller gets the same object: treat it as read-only (transform
-    copies of batches, never the shared data in place).
-    """
-    path = Path(os.path.expanduser(str(path)))
-    cache_key = (*file_key(path), load, *key)
-    with _lock:
-        value = _cache.get(cache_key)
-        if value is None:
-            value = load(path)
-            try:
-                _cache[cache_key] = value
-            except TypeError:
-                raise TypeError(f"shared_asset: {type(value).__name__} cannot be weakly referenced; return a "
-                                "tensor, an array or an Arrays dict from the loader") from None
-    return value
-
-
-def cached_count() -> int:
-    """How many loaded files the process-wide cache holds now (for tests and benchmarks)."""
-    return len(_cache)
-
-
-def dataset_generator(dataset_seed: int, *names: Any) -> torch.Generator:
-    """A generator for randomness that defines a dataset's content (a pixel permutation, generated scenes).
-
-    Seeded from the problem's own ``dataset_seed`` parameter and ``names`` (what it is for, e.g.
-    ``"permutation"``), never from the run's seed: two runs with different seeds see the same data,
-    and a problem's ``self.generator`` (the per-run sample randomness) is left untouched.
-    """
-    generator = torch.Generator()
-    generator.manual_seed(derive_seed(int(dataset_seed), "dataset", *names))
-    return generator
-
-
-# --- assets built from the training split (vocabularies, answer sets) ------------------------------------
 ASSETS_FORMAT = "miprometheus-assets"
 ASSETS_VERSION = 1
 
@@ -165,5 +88,4 @@ def assets_of_run(location: str, keys: tuple[str, ...], reader: str, run_kind: s
     return dict(assets)
 
 
-__all__ = ["Arrays", "apply_assets", "assets_of_run", "build_training_assets", "cached_count", "dataset_generator",
-           "file_key", "read_assets_file", "shared_asset", "write_assets_file"]
+__all__ = ["apply_assets", "assets_of_run", "build_training_assets", "read_assets_file", "write_assets_file"]

@@ -37,8 +37,8 @@ from PIL import Image, ImageDraw
 from miprometheus.data import DataDefinition
 from miprometheus.errors import DataError
 from miprometheus.params import param
-from miprometheus.problems.assets import dataset_generator
 from miprometheus.problems.cache import cache_path, cached_dataset
+from miprometheus.problems.dataset_seeding import dataset_generator
 from miprometheus.problems.image_text_to_class.vqa_problem import VQAParams, VQAProblem
 from miprometheus.problems.problem import Batch
 from miprometheus.registry import register_problem

@@ -23,9 +23,9 @@ import torch
 from miprometheus.errors import ConfigError, DataError
 from miprometheus.files import atomic_write
 from miprometheus.params import param
-from miprometheus.problems.assets import Arrays, file_key, shared_asset
 from miprometheus.problems.image_to_class.cifar_format import IMAGE_SIZE, parse_batch, parse_meta, read_members
 from miprometheus.problems.image_to_class.image_problem import ImageParams, ImageProblem
+from miprometheus.problems.shared_arrays import Arrays, file_key, shared_asset
 from miprometheus.registry import register_problem
 
 DOWNLOAD_TIMEOUT_S = 600

@@ -21,9 +21,9 @@ import torch
 
 from miprometheus.errors import DataError
 from miprometheus.params import param
-from miprometheus.problems.assets import shared_asset
 from miprometheus.problems.image_to_class.image_problem import ImageParams, ImageProblem
 from miprometheus.problems.image_transforms import MNIST_MEAN, MNIST_STD
+from miprometheus.problems.shared_arrays import shared_asset
 from miprometheus.registry import register_problem
 
 #: official file names (without ``.gz``) of the images and labels of each split.

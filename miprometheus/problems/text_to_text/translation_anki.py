@@ -55,9 +55,11 @@ import torch.nn.functional as F
 from miprometheus.data import DataDefinition
 from miprometheus.errors import ConfigError, DataError
 from miprometheus.params import param
-from miprometheus.problems.assets import assets_of_run, dataset_generator, shared_asset
+from miprometheus.problems.assets import assets_of_run
 from miprometheus.problems.cache import file_lock
+from miprometheus.problems.dataset_seeding import dataset_generator
 from miprometheus.problems.problem import Batch, Problem, ProblemParams
+from miprometheus.problems.shared_arrays import shared_asset
 from miprometheus.problems.text_to_text import anki_format
 from miprometheus.problems.text_to_text.synthetic_corpus import written_by_older_grammar as _older_synthetic
 from miprometheus.problems.vocabulary import Vocabulary, padded_rows

@@ -5,7 +5,7 @@ pixel-by-pixel MNIST and its permuted variant; row-by-row MNIST is the usual sho
 from the same IDX files as :class:`~miprometheus.problems.image_to_class.mnist.MNIST`, read by its functions and
 shared with it in memory (one ``uint8`` copy per file in the process).
 
-The permutation is drawn from ``permutation_seed`` alone (``assets.dataset_generator``), never from the run's
+The permutation is drawn from ``permutation_seed`` alone (``dataset_seeding.dataset_generator``), never from the run's
 seed or the global RNG: every split and every run of a config see the same order (the original drew it from the
 global torch RNG, so train and test agreed only by luck). The training split's order is also saved with the
 experiment (``assets.json``) and every other split checks that it uses the same.
@@ -24,10 +24,11 @@ import torch.nn.functional as F
 from miprometheus.data import DataDefinition
 from miprometheus.errors import ConfigError, DataError
 from miprometheus.params import param
-from miprometheus.problems.assets import dataset_generator, shared_asset
+from miprometheus.problems.dataset_seeding import dataset_generator
 from miprometheus.problems.image_to_class.mnist import LABEL_NAMES, MNIST, load_images, read_idx_labels
 from miprometheus.problems.image_transforms import to_float
 from miprometheus.problems.problem import Batch, Problem, ProblemParams
+from miprometheus.problems.shared_arrays import shared_asset
 from miprometheus.registry import register_problem
 from miprometheus.statistics import Measure, StatisticDefinition, mean_of
 
