@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from miprometheus.data import DataDefinition
+from miprometheus.data import ANY, DataDefinition
 from miprometheus.params import NoParams
 
 
@@ -65,3 +65,13 @@ class Model(torch.nn.Module):
             rows.append((child_name, type(module).__name__, sum(p.numel() for p in module.parameters())))
         rows.append(("total", self.name, sum(p.numel() for p in self.parameters())))
         return rows
+
+
+def sequence_definitions(params: Any) -> tuple[dict[str, DataDefinition], dict[str, DataDefinition]]:
+    """``(input_definitions, output_definitions)`` of a sequence-to-sequence model: ``sequences`` [B, T, I] in,
+    logits for every step ``predictions`` [B, T, O] out (the recurrent and memory-augmented networks), with I and
+    O the ``input_item_size`` and ``output_item_size`` of the model's ``params``."""
+    i, o = int(params.input_item_size), int(params.output_item_size)
+    inputs = {"sequences": DataDefinition((ANY, ANY, i), "float32", "input items [B, T, I]")}
+    outputs = {"predictions": DataDefinition((ANY, ANY, o), "float32", "logits for every step [B, T, O]")}
+    return inputs, outputs

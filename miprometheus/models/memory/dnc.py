@@ -27,14 +27,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
-import numpy as np
 import torch
 
-from miprometheus.data import ANY, DataDefinition
 from miprometheus.errors import ConfigError
 from miprometheus.models.memory import addressing
 from miprometheus.models.memory.controllers import Controller
-from miprometheus.models.model import Model
+from miprometheus.models.memory.ntm import unroll
+from miprometheus.models.model import Model, sequence_definitions
 from miprometheus.params import param
 from miprometheus.registry import register_model
 
@@ -272,13 +271,7 @@ class DNC(Model):
         super().__init__(params)
         self.cell = build_cell(params)
         self.num_addresses = int(params.num_addresses)
-        self.input_definitions = {
-            "sequences": DataDefinition((ANY, ANY, params.input_item_size), "float32", "input items [B, T, I]"),
-        }
-        self.output_definitions = {
-            "predictions": DataDefinition((ANY, ANY, params.output_item_size), "float32",
-                                          "logits for every step [B, T, O]"),
-        }
+        self.input_definitions, self.output_definitions = sequence_definitions(params)
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
         """Logits [B, T, O] for the input items ``batch["sequences"]`` [B, T, I]."""
@@ -286,50 +279,19 @@ class DNC(Model):
         batch_size, steps, _ = x.shape
         num_addresses = steps if self.num_addresses == -1 else self.num_addresses
         state = self.cell.init_state(batch_size, num_addresses, x.device, x.dtype)
-        outputs, recorded, memories = [], [], []
-        for t in range(steps):
-            logits, state, step = self.cell(x[:, t], state)
-            outputs.append(logits)
-            if self.recording:
-                recorded.append(step)
-                memories.append(state.memory)
+        predictions, state, internals = unroll(self.cell, x, state, self.recording)
         if self.recording:
-            self.internals = {key: torch.stack([s[key] for s in recorded], dim=1).detach() for key in recorded[0]}
-            self.internals["memory"] = torch.stack(memories, dim=1).detach()  # [B, T, N, W]
+            self.internals.update(internals)  # the steps' weightings, gates and memory [B, T, N, W]
             # Only the last step's links: the links over time would take B T N^2 floats (N = T = 202 at length 100).
-            self.internals["link"] = state.link.detach()                      # [B, N, N]
-        return torch.stack(outputs, dim=1)
+            self.internals["link"] = state.link.detach()  # [B, N, N]
+        return predictions
 
     def plot(self, batch: dict[str, Any], predictions: torch.Tensor, index: int) -> Any:
         """Frames over time of sample ``index`` (from a recorded forward): memory and link matrix above; inputs,
         write and read weightings, usage, read modes, gates and predictions over time."""
         if "memory" not in self.internals:
             return None
-        from miprometheus.plotting import Panel, Snapshot, sequence_frames, to_numpy
+        from miprometheus.models.memory.figures import dnc_frames
 
-        internals = {key: to_numpy(value[index]) for key, value in self.internals.items()}
-        steps = internals["memory"].shape[0]
-        heads = internals["read_weights"].shape[1]
-        panels = [Panel("inputs", to_numpy(batch["sequences"][index]).T, ylabel="channel"),
-                  Panel("write weighting w^w", internals["write_weights"].T, cmap="magma", ylabel="slot")]
-        for head in range(heads):
-            panels.append(Panel(f"read head {head}: weighting w^r", internals["read_weights"][:, head].T,
-                                cmap="magma", ylabel="slot"))
-        panels.append(Panel("usage u", internals["usage"].T, cmap="Greys", ylabel="slot"))
-        panels.append(Panel("allocation weighting a", internals["allocation"].T, cmap="Greys", ylabel="slot"))
-        for head in range(heads):
-            panels.append(Panel(f"read head {head}: modes (backward, content, forward)",
-                                internals["read_modes"][:, head].T, cmap="Greys", ylabel="mode"))
-        gates = np.stack([internals["write_gate"], internals["allocation_gate"], *internals["free_gates"].T])
-        panels.append(Panel("gates: write, allocation, free (head 0..)", gates, cmap="Greys", ylabel="gate"))
-        probabilities = to_numpy(torch.sigmoid(predictions[index].detach().float())).T
-        panels.append(Panel("predictions (sigmoid of the logits)", probabilities, ylabel="bit"))
-        snapshots = [
-            Snapshot("memory M_t after the write (content x slot)", internals["memory"].transpose(0, 2, 1),
-                     cmap="RdBu_r", xlabel="slot", ylabel="content"),
-            # The same matrix in every frame: only the last step's links are recorded.
-            Snapshot("link matrix L at the last step (row i follows column j)",
-                     np.broadcast_to(internals["link"], (steps, *internals["link"].shape)), vmin=0.0, vmax=1.0,
-                     cmap="magma", xlabel="slot j (written before)", ylabel="slot i"),
-        ]
-        return sequence_frames(panels, f"{self.name}, sample {index}", width=9.0, snapshots=snapshots)
+        return dnc_frames(self.internals, batch["sequences"][index], predictions[index], index,
+                          f"{self.name}, sample {index}")

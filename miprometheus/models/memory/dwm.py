@@ -12,11 +12,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from miprometheus.data import ANY, DataDefinition
 from miprometheus.errors import ConfigError
 from miprometheus.models.memory.addressing import content_weighting, location_addressing, one_hot_address, oneplus
 from miprometheus.models.memory.controllers import CONTROLLERS, NON_LINEARITIES, Controller
-from miprometheus.models.model import Model
+from miprometheus.models.model import Model, sequence_definitions
 from miprometheus.params import param
 from miprometheus.registry import register_model
 
@@ -90,13 +89,7 @@ class DWM(Model):
         self.controller = Controller(params.controller, z_size, self.hidden_size, params.non_linearity)
         self.output = torch.nn.Linear(z_size + self.hidden_size, self.output_item_size)
         self.interface = torch.nn.Linear(z_size + self.hidden_size, self.num_heads * sum(self.slices.values()))
-        self.input_definitions = {
-            "sequences": DataDefinition((ANY, ANY, self.input_item_size), "float32", "input items [B, T, I]"),
-        }
-        self.output_definitions = {
-            "predictions": DataDefinition((ANY, ANY, self.output_item_size), "float32",
-                                          "logits for every step [B, T, O]"),
-        }
+        self.input_definitions, self.output_definitions = sequence_definitions(params)
 
     @staticmethod
     def _check(p: DWM.Params) -> None:
@@ -204,26 +197,6 @@ class DWM(Model):
         attention and the jump mixture of every head (from a recorded forward)."""
         if "memory" not in self.internals:
             return None
-        from miprometheus.plotting import Panel, Snapshot, busiest_addresses, sequence_frames, to_numpy
+        from miprometheus.models.memory.figures import dwm_frames
 
-        attention = to_numpy(self.internals["attention"][index])  # [T, heads, N]
-        bookmark = to_numpy(self.internals["bookmark"][index])
-        steps, _, n = attention.shape
-        # A fixed memory larger than the sequence is mostly empty: show the T addresses the heads used.
-        shown = busiest_addresses(attention.sum((0, 1)) + bookmark.sum((0, 1)), steps)
-        where = "address" if shown[0] == 0 else f"address - {shown[0]} (mod {n})"
-        memory = to_numpy(self.internals["memory"][index])[:, shown].transpose(0, 2, 1)  # [T, C, shown]
-        panels = []
-        for head in range(self.num_heads):
-            name = f"head {head}" if self.num_heads > 1 else "head"
-            panels += [
-                Panel(f"{name} attention (read and written at step t)", attention[:, head][:, shown].T, ylabel=where),
-                Panel(f"{name} bookmark attention (after step t)", bookmark[:, head][:, shown].T, ylabel=where),
-                Panel(f"{name} jump mixture: {', '.join(JUMPS)}", to_numpy(self.internals["jump"][index, :, head]).T,
-                      cmap="magma", ylabel="jump"),
-            ]
-        bound = max(float(abs(memory).max(initial=0.0)), 1e-6)  # a diverging scale centred on 0
-        part = f"; {len(shown)} of {n} shown" if len(shown) < n else ""
-        snapshot = Snapshot(f"memory after step t's write (content x addresses{part})", memory, -bound, bound,
-                            "RdBu_r", xlabel=where, ylabel="content")
-        return sequence_frames(panels, f"{self.name}, sample {index}", snapshots=[snapshot])
+        return dwm_frames(self.internals, index, f"{self.name}, sample {index}", JUMPS)

@@ -8,10 +8,9 @@ from typing import Any
 
 import torch
 
-from miprometheus.data import ANY, DataDefinition
 from miprometheus.errors import ConfigError
-from miprometheus.models.memory.maes import select, solve_mode
-from miprometheus.models.model import Model
+from miprometheus.models.memory.maes import phases, select
+from miprometheus.models.model import Model, sequence_definitions
 from miprometheus.params import param
 from miprometheus.registry import register_model
 
@@ -54,17 +53,14 @@ class EncoderSolverLSTM(Model):
         self.encoder = torch.nn.LSTMCell(i, h)
         self.solver = torch.nn.LSTMCell(i, h)
         self.output = torch.nn.Linear(h, o)
-        self.input_definitions = {"sequences": DataDefinition((ANY, ANY, i), "float32", "input items [B, T, I]")}
-        self.output_definitions = {
-            "predictions": DataDefinition((ANY, ANY, o), "float32", "logits for every step [B, T, O]"),
-        }
+        self.input_definitions, self.output_definitions = sequence_definitions(params)
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
         """Logits [B, T, O] for the input items ``batch["sequences"]`` [B, T, I]."""
         x = batch["sequences"]
         b, steps, _ = x.shape
-        solving = solve_mode(x, self.store_bit, self.recall_bit, switch_back=True)  # [B, T]
-        encoding_any, solving_any = torch.stack([(~solving).any(0), solving.any(0)]).tolist()  # one host copy
+        # [B, T] per sample, and which cells run at each step (one device-to-host copy)
+        solving, _, encoding_any, solving_any, _ = phases(x, self.store_bit, self.recall_bit, switch_back=True)
         state = (x.new_zeros(b, self.hidden_size), x.new_zeros(b, self.hidden_size))
         hidden = []
         for t in range(steps):

@@ -3,7 +3,7 @@
 The baseline of Jayram et al., "Using Multi-task and Transfer Learning to Solve Working Memory Tasks"
 (arXiv:1809.10847, 2018), next to their MAES. Two full NTM cells (:class:`~miprometheus.models.memory.ntm.NTMCell`)
 with the same hyper-parameters share one memory: the encoder runs until the recall cue, then the solver takes over
-(the mode switch of :func:`~miprometheus.models.memory.maes.solve_mode`) with the encoder's whole state, or with a
+(the mode switch of :func:`~miprometheus.models.memory.maes.phases`) with the encoder's whole state, or with a
 fresh state over the encoder's memory.
 """
 
@@ -14,10 +14,9 @@ from typing import Any
 
 import torch
 
-from miprometheus.data import ANY, DataDefinition
-from miprometheus.models.memory.maes import select, solve_mode
-from miprometheus.models.memory.ntm import NTM, NTMState, build_cell, memory_frames, stack_steps
-from miprometheus.models.model import Model
+from miprometheus.models.memory.maes import phases, select
+from miprometheus.models.memory.ntm import NTM, NTMState, build_cell, stack_steps
+from miprometheus.models.model import Model, sequence_definitions
 from miprometheus.params import param
 from miprometheus.registry import register_model
 
@@ -58,24 +57,15 @@ class EncoderSolverNTM(Model):
         self.num_addresses = int(params.num_addresses)
         self.store_bit, self.recall_bit = int(params.store_bit), int(params.recall_bit)
         self.pass_cell_state = bool(params.pass_cell_state)
-        self.input_definitions = {
-            "sequences": DataDefinition((ANY, ANY, params.input_item_size), "float32", "input items [B, T, I]"),
-        }
-        self.output_definitions = {
-            "predictions": DataDefinition((ANY, ANY, params.output_item_size), "float32",
-                                          "logits for every step [B, T, O]"),
-        }
+        self.input_definitions, self.output_definitions = sequence_definitions(params)
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
         """Logits [B, T, O] for the input items ``batch["sequences"]`` [B, T, I]."""
         x = batch["sequences"]
         batch_size, steps, _ = x.shape
         num_addresses = steps if self.num_addresses == -1 else self.num_addresses
-        solving = solve_mode(x, self.store_bit, self.recall_bit)  # [B, T], decided per sample
-        switching = solving & ~torch.nn.functional.pad(solving, (1, 0))[:, :-1]
-        # One device-to-host copy for the whole sequence: which cells run at each step.
-        encoding_any, solving_any, switching_any = torch.stack(
-            [(~solving).any(0), solving.any(0), switching.any(0)]).tolist()
+        # [B, T] per sample, and which cells run at each step (one device-to-host copy)
+        solving, switching, encoding_any, solving_any, switching_any = phases(x, self.store_bit, self.recall_bit)
         state = self.encoder.init_state(batch_size, num_addresses, x.device, x.dtype)
         outputs, recorded, memories = [], [], []
         for t in range(steps):
@@ -104,10 +94,11 @@ class EncoderSolverNTM(Model):
         weightings; one state passes from the encoder to the solver) with the phase (0 encoder, 1 solver)."""
         if "memory" not in self.internals:
             return None
+        from miprometheus.models.memory.figures import ntm_frames
         from miprometheus.plotting import Panel, to_numpy
 
         phase = Panel("phase (0 = encoder, 1 = solver)", to_numpy(self.internals["solving"][index])[None, :],
                       cmap="Greys")
-        return memory_frames(self.internals, batch["sequences"][index], predictions[index], index,
-                             f"{self.name}, sample {index}", extra_panels=(phase,))
+        return ntm_frames(self.internals, batch["sequences"][index], predictions[index], index,
+                          f"{self.name}, sample {index}", extra_panels=(phase,))
 

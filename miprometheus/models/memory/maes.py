@@ -1,28 +1,37 @@
 """MAES: the Memory-Augmented Encoder-Solver; its encoder (MAE) only writes, its solver (MAS) only reads
 (Jayram, Kornuta, McAvoy, Ozcan 2018, arXiv:1809.10847).
 
-Also the mode switch that the encoder-solver models share (:func:`solve_mode`): which samples are encoding and which
+Also the mode switch that the encoder-solver models share (:func:`phases`): which samples are encoding and which
 are solving at each step, decided per sample from the store and recall bits.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
-from miprometheus.data import ANY, DataDefinition
 from miprometheus.errors import ConfigError, DataError
 from miprometheus.models.memory.addressing import erase_and_add, location_addressing, one_hot_address, oneplus, read
 from miprometheus.models.memory.controllers import CONTROLLERS, NON_LINEARITIES, Controller
-from miprometheus.models.model import Model
+from miprometheus.models.model import Model, sequence_definitions
 from miprometheus.params import param
 from miprometheus.registry import register_model
 
 
-def solve_mode(sequences: torch.Tensor, store_bit: int, recall_bit: int, switch_back: bool = False) -> torch.Tensor:
-    """Per sample and step, whether an encoder-solver is in Solve mode (True) or Encode mode (False): ``[B, T]``.
+class Phases(NamedTuple):
+    """The phases of a batch of an encoder-solver: per sample on the device, per step on the host."""
+
+    solving: torch.Tensor  # [B, T]: the sample is in Solve mode at the step
+    switching: torch.Tensor  # [B, T]: the sample's first step of a Solve phase
+    encoding_any: list[bool]  # [T]: some sample encodes at the step (the encoder runs)
+    solving_any: list[bool]  # [T]: some sample solves at the step (the solver runs)
+    switching_any: list[bool]  # [T]: some sample starts to solve at the step
+
+
+def phases(sequences: torch.Tensor, store_bit: int, recall_bit: int, switch_back: bool = False) -> Phases:
+    """Per sample and step, whether an encoder-solver is in Solve mode or Encode mode, and per step which cells run.
 
     Every sample starts in Encode mode (also when its first item has neither bit set). An item with the recall bit
     (and not the store bit) switches to Solve mode at that item. Without ``switch_back`` Solve mode lasts to the end
@@ -33,16 +42,28 @@ def solve_mode(sequences: torch.Tensor, store_bit: int, recall_bit: int, switch_
     store = sequences[..., store_bit] > 0.5
     recall = sequences[..., recall_bit] > 0.5
     both = store & recall
-    if bool(both.any()):
+    if not switch_back:
+        solving = torch.cummax(recall.to(torch.int8), dim=1).values.bool()
+    else:
+        # The mode is the one of the latest marker seen so far: gather the recall bit at the last marked step.
+        steps = torch.arange(sequences.shape[1], device=sequences.device).expand_as(store)
+        last = torch.cummax(torch.where(store | recall, steps, -1), dim=1).values
+        solving = recall.gather(1, last.clamp_min(0)) & (last >= 0)
+    switching = solving & ~torch.nn.functional.pad(solving, (1, 0))[:, :-1]
+    # The one device-to-host copy of a forward: which cells the step loop runs, and whether an item is bad.
+    encoding_any, solving_any, switching_any, bad = torch.stack(
+        [(~solving).any(0), solving.any(0), switching.any(0), both.any(0)]).tolist()
+    if any(bad):
         sample, step = (int(i) for i in both.nonzero()[0])
         raise DataError(f"sample {sample}, item {step} has both the store bit ({store_bit}) and the recall bit "
                         f"({recall_bit}) set: an encoder-solver cannot tell whether to encode or to solve")
-    if not switch_back:
-        return torch.cummax(recall.to(torch.int8), dim=1).values.bool()
-    # The mode is the one of the latest marker seen so far: gather the recall bit at the last marked step.
-    steps = torch.arange(sequences.shape[1], device=sequences.device).expand_as(store)
-    last = torch.cummax(torch.where(store | recall, steps, -1), dim=1).values
-    return recall.gather(1, last.clamp_min(0)) & (last >= 0)
+    return Phases(solving, switching, encoding_any, solving_any, switching_any)
+
+
+def solve_mode(sequences: torch.Tensor, store_bit: int, recall_bit: int, switch_back: bool = False) -> torch.Tensor:
+    """Per sample and step, whether an encoder-solver is in Solve mode (True) or Encode mode (False): ``[B, T]``
+    (see :func:`phases`)."""
+    return phases(sequences, store_bit, recall_bit, switch_back).solving
 
 
 def select(mask: torch.Tensor, new: Any, old: Any) -> Any:
@@ -174,13 +195,7 @@ class MAES(Model):
                  params.controller, params.non_linearity, self.num_content_bits, self.shift_size)
         self.encoder = MemoryAugmentedEncoder(*sizes)
         self.solver = MemoryAugmentedSolver(*sizes)
-        self.input_definitions = {
-            "sequences": DataDefinition((ANY, ANY, int(params.input_item_size)), "float32", "input items [B, T, I]"),
-        }
-        self.output_definitions = {
-            "predictions": DataDefinition((ANY, ANY, int(params.output_item_size)), "float32",
-                                          "logits for every step [B, T, O]"),
-        }
+        self.input_definitions, self.output_definitions = sequence_definitions(params)
 
     @staticmethod
     def _check(p: MAES.Params) -> None:
@@ -221,11 +236,7 @@ class MAES(Model):
         """Logits [B, T, O] for the input items ``batch["sequences"]`` [B, T, I]."""
         x = batch["sequences"]
         b, steps, _ = x.shape
-        solving = solve_mode(x, self.store_bit, self.recall_bit)  # [B, T]
-        switching = solving & ~torch.nn.functional.pad(solving, (1, 0))[:, :-1]
-        # One device-to-host copy for the whole sequence: which cells run at each step.
-        encoding_any, solving_any, switching_any = torch.stack(
-            [(~solving).any(0), solving.any(0), switching.any(0)]).tolist()
+        solving, switching, encoding_any, solving_any, switching_any = phases(x, self.store_bit, self.recall_bit)
         state = self.init_state(b, self.memory_size(steps), x.device, x.dtype)
         outputs, record = [], {"memory": [], "write_attention": [], "read_attention": [], "gates": []}
         for t in range(steps):
@@ -281,25 +292,6 @@ class MAES(Model):
         solver's read attention and gates, and the mode (from a recorded forward)."""
         if "memory" not in self.internals:
             return None
-        from miprometheus.plotting import Panel, Snapshot, busiest_addresses, sequence_frames, to_numpy
+        from miprometheus.models.memory.figures import maes_frames
 
-        writes = to_numpy(self.internals["write_attention"][index])  # [T, N]
-        reads = to_numpy(self.internals["read_attention"][index])
-        steps, n = writes.shape
-        # A fixed memory larger than the sequence is mostly empty: show the T addresses the heads used.
-        shown = busiest_addresses(writes.sum(0) + reads.sum(0), steps)
-        where = "address" if shown[0] == 0 else f"address - {shown[0]} (mod {n})"
-        memory = to_numpy(self.internals["memory"][index])[:, shown].transpose(0, 2, 1)  # [T, C, shown]
-        reads = reads[:, shown].T
-        panels = [
-            Panel("encoder write attention", writes[:, shown].T, ylabel=where),
-            # The solver's gates are not normalised: its attention can exceed 1.
-            Panel("solver read attention (unnormalised gates)", reads, 0.0, max(1.0, float(reads.max(initial=0.0))),
-                  ylabel=where),
-            Panel("solver gates: shifted, encoder's last, address 0", to_numpy(self.internals["gates"][index]).T,
-                  cmap="magma", ylabel="gate"),
-            Panel("mode (1 = solve)", to_numpy(self.internals["solving"][index]).reshape(1, -1), cmap="Greys"),
-        ]
-        part = f"; {len(shown)} of {n} shown" if len(shown) < n else ""
-        snapshot = Snapshot(f"memory after step t (content x addresses{part})", memory, xlabel=where, ylabel="content")
-        return sequence_frames(panels, f"{self.name}, sample {index}", snapshots=[snapshot])
+        return maes_frames(self.internals, index, f"{self.name}, sample {index}")

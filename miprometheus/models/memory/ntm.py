@@ -20,11 +20,10 @@ from typing import Any, Literal, NamedTuple
 
 import torch
 
-from miprometheus.data import ANY, DataDefinition
 from miprometheus.errors import ConfigError
 from miprometheus.models.memory import addressing
 from miprometheus.models.memory.controllers import Controller
-from miprometheus.models.model import Model
+from miprometheus.models.model import Model, sequence_definitions
 from miprometheus.params import param
 from miprometheus.registry import register_model
 
@@ -160,6 +159,21 @@ def stack_steps(steps: list[dict[str, torch.Tensor]], memories: list[torch.Tenso
     return internals
 
 
+def unroll(cell: torch.nn.Module, x: torch.Tensor, state: Any,
+           recording: bool) -> tuple[torch.Tensor, Any, dict[str, torch.Tensor]]:
+    """A memory cell (the NTM's, the DNC's) run over the items ``x`` [B, T, I] from ``state``: the logits
+    [B, T, O], the last state and, when ``recording``, every step's addressing over time with the memory after
+    each write (:func:`stack_steps`; empty otherwise)."""
+    outputs, recorded, memories = [], [], []
+    for t in range(x.shape[1]):
+        logits, state, step = cell(x[:, t], state)
+        outputs.append(logits)
+        if recording:
+            recorded.append(step)
+            memories.append(state.memory)
+    return torch.stack(outputs, dim=1), state, stack_steps(recorded, memories) if recording else {}
+
+
 def build_cell(p: Any) -> NTMCell:
     """An :class:`NTMCell` from the NTM parameters ``p`` (shared by the NTM and the encoder-solver NTM)."""
     checks = [
@@ -224,13 +238,7 @@ class NTM(Model):
         super().__init__(params)
         self.cell = build_cell(params)
         self.num_addresses = int(params.num_addresses)
-        self.input_definitions = {
-            "sequences": DataDefinition((ANY, ANY, params.input_item_size), "float32", "input items [B, T, I]"),
-        }
-        self.output_definitions = {
-            "predictions": DataDefinition((ANY, ANY, params.output_item_size), "float32",
-                                          "logits for every step [B, T, O]"),
-        }
+        self.input_definitions, self.output_definitions = sequence_definitions(params)
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
         """Logits [B, T, O] for the input items ``batch["sequences"]`` [B, T, I]."""
@@ -238,59 +246,17 @@ class NTM(Model):
         batch_size, steps, _ = x.shape
         num_addresses = steps if self.num_addresses == -1 else self.num_addresses
         state = self.cell.init_state(batch_size, num_addresses, x.device, x.dtype)
-        outputs, recorded, memories = [], [], []
-        for t in range(steps):
-            logits, state, step = self.cell(x[:, t], state)
-            outputs.append(logits)
-            if self.recording:
-                recorded.append(step)
-                memories.append(state.memory)
-        if self.recording:
-            self.internals.update(stack_steps(recorded, memories))
-        return torch.stack(outputs, dim=1)
+        predictions, _, internals = unroll(self.cell, x, state, self.recording)
+        self.internals.update(internals)
+        return predictions
 
     def plot(self, batch: dict[str, Any], predictions: torch.Tensor, index: int) -> Any:
         """Frames over time of sample ``index``: memory, read/write weightings, head 0's and the write head's
         gate, shift and content weighting (from a recorded forward)."""
         if "memory" not in self.internals:
             return None
-        return memory_frames(self.internals, batch["sequences"][index], predictions[index], index,
-                             f"{self.name}, sample {index}")
+        from miprometheus.models.memory.figures import ntm_frames
 
-
-def memory_frames(internals: dict[str, torch.Tensor], inputs: torch.Tensor, predictions: torch.Tensor, index: int,
-                  title: str, extra_panels: tuple = ()) -> Any:
-    """The NTM figure (the original's visualisation mode 2) of sample ``index`` of recorded ``internals``.
-
-    Above: the memory ``M_t`` (content bits x addresses) at the current step. Below, over time: the inputs, the
-    weighting of read head 0 and of the write head (addresses x time), then for each of these two heads its
-    interpolation gate, shift kernel and content weighting, then the predictions (sigmoid of the logits).
-    """
-    from miprometheus.plotting import Panel, Snapshot, sequence_frames, to_numpy
-
-    weights = to_numpy(internals["weights"][index])      # [T, R + 1, N]
-    content = to_numpy(internals["content"][index])      # [T, R + 1, N]
-    shift = to_numpy(internals["shift"][index])          # [T, R + 1, S]
-    memory = to_numpy(internals["memory"][index])        # [T, N, C]
-    offsets = ", ".join(f"{o:+d}" for o in addressing.shift_offsets(shift.shape[-1]))
-    panels = [Panel("inputs", to_numpy(inputs).T, ylabel="channel"),
-              *extra_panels,
-              Panel("read head 0: weighting", weights[:, 0].T, cmap="magma", ylabel="address"),
-              Panel("write head: weighting", weights[:, -1].T, cmap="magma", ylabel="address")]
-    for head, name in ((0, "read head 0"), (-1, "write head")):
-        if "gate" in internals:
-            gate = to_numpy(internals["gate"][index])[:, head]
-            panels.append(Panel(f"{name}: gate g (1 = content, 0 = last weighting)", gate[None, :], cmap="Greys"))
-        panels.append(Panel(f"{name}: shift kernel (rows: shift {offsets})", shift[:, head].T, cmap="Greys",
-                            ylabel="offset"))
-        if "gate" in internals:
-            # Scaled to its own maximum: a content weighting over many similar rows is close to uniform (~1/N).
-            peak = max(float(content[:, head].max()), 1e-6)
-            panels.append(Panel(f"{name}: content weighting (colours up to its maximum, {peak:.2g})",
-                                content[:, head].T, vmax=peak, cmap="magma", ylabel="address"))
-    probabilities = to_numpy(torch.sigmoid(predictions.detach().float())).T
-    panels.append(Panel("predictions (sigmoid of the logits)", probabilities, ylabel="bit"))
-    snapshot = Snapshot("memory M_t after the write (content bit x address)", memory.transpose(0, 2, 1),
-                        cmap="RdBu_r", xlabel="address", ylabel="bit")
-    return sequence_frames(panels, title, width=9.0, snapshots=[snapshot])
+        return ntm_frames(self.internals, batch["sequences"][index], predictions[index], index,
+                          f"{self.name}, sample {index}")
 

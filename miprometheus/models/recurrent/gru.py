@@ -7,8 +7,7 @@ from typing import Any
 
 import torch
 
-from miprometheus.data import ANY, DataDefinition
-from miprometheus.models.model import Model
+from miprometheus.models.model import Model, sequence_definitions
 from miprometheus.params import param
 from miprometheus.registry import register_model
 
@@ -37,13 +36,7 @@ class GRU(Model):
                                 num_layers=params.num_layers, batch_first=True,
                                 dropout=params.dropout if params.num_layers > 1 else 0.0)
         self.output = torch.nn.Linear(params.hidden_size, params.output_item_size)
-        self.input_definitions = {
-            "sequences": DataDefinition((ANY, ANY, params.input_item_size), "float32", "input items [B, T, I]"),
-        }
-        self.output_definitions = {
-            "predictions": DataDefinition((ANY, ANY, params.output_item_size), "float32",
-                                          "logits for every step [B, T, O]"),
-        }
+        self.input_definitions, self.output_definitions = sequence_definitions(params)
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
         """Logits [B, T, O] for the input items ``batch["sequences"]`` [B, T, I]."""

@@ -28,10 +28,9 @@ import torch
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
-from miprometheus.data import ANY, DataDefinition
 from miprometheus.errors import ConfigError
 from miprometheus.models.memory.controllers import Controller
-from miprometheus.models.model import Model
+from miprometheus.models.model import Model, sequence_definitions
 from miprometheus.params import param
 from miprometheus.registry import register_model
 
@@ -88,13 +87,7 @@ class ThalNet(Model):
         self.readout = torch.nn.Linear(m, params.output_item_size)
         self.initial_features = (torch.nn.Parameter(torch.zeros(k, m)) if params.initial_center == "learned"
                                  else None)
-        self.input_definitions = {
-            "sequences": DataDefinition((ANY, ANY, params.input_item_size), "float32", "input items [B, T, I]"),
-        }
-        self.output_definitions = {
-            "predictions": DataDefinition((ANY, ANY, params.output_item_size), "float32",
-                                          "logits for every step [B, T, O]"),
-        }
+        self.input_definitions, self.output_definitions = sequence_definitions(params)
 
     def initial_state(self, batch_size: int, device: Any = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """Every module's features before the first step, ``[B, K, m]``: zero or the learned initial centre."""
