@@ -3,7 +3,8 @@
 The docs and the ``Params`` dataclass of a component are read with ``ast`` from its source file,
 so listing imports neither torch nor the components (``bench/cli_startup.py`` measures it). A
 component that is not a plain source file (a compiled plugin) is imported instead. Finding and
-importing classes by name is :mod:`miprometheus.registry`'s.
+importing classes by name is :mod:`miprometheus.registry`'s; where they are defined,
+:mod:`miprometheus.discovery`'s.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from miprometheus import registry
+from miprometheus import discovery, registry
 from miprometheus.errors import RegistryError
 
 
@@ -42,8 +43,8 @@ class ComponentInfo:
 def available(kind: str) -> dict[str, ComponentInfo]:
     """Every component of a kind: built-in, from entry points, and registered at run time."""
     result = {name: ComponentInfo(kind, name, where.module, where.class_name)
-              for name, where in registry.builtin_index(kind).items()}
-    for name, ep in registry.entry_points(kind).items():
+              for name, where in discovery.builtin_index(kind).items()}
+    for name, ep in discovery.entry_points(kind).items():
         module, _, attr = ep.value.partition(":")
         result.setdefault(name, ComponentInfo(kind, name, module, attr or name))
     for name, cls in registry.registered(kind).items():
@@ -161,13 +162,13 @@ def _param_fields(node: ast.ClassDef, module: str, depth: int = 0) -> list[Param
             continue
         default, doc = "(required)", ""
         value = stmt.value
-        if isinstance(value, ast.Call) and registry.decorator_name(value) == "field":  # dataclasses.field(...)
+        if isinstance(value, ast.Call) and discovery.decorator_name(value) == "field":  # dataclasses.field(...)
             kws = {kw.arg: kw.value for kw in value.keywords}
             if "default" in kws:
                 default = ast.unparse(kws["default"])
             elif "default_factory" in kws:
                 default = _factory_default(kws["default_factory"])
-        elif isinstance(value, ast.Call) and registry.decorator_name(value) == "param":
+        elif isinstance(value, ast.Call) and discovery.decorator_name(value) == "param":
             args = list(value.args)
             kws = {kw.arg: kw.value for kw in value.keywords}
             if args:

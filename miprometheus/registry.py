@@ -1,40 +1,26 @@
-"""Find components by name: problems, models (decorators + entry points), optimizers, schedulers.
+"""Find components by name: problems and models, registered by a decorator beside the class or by a plugin.
 
-``@register_problem`` / ``@register_model`` sit beside the class. Built-in components are
-located by reading the package's source files for the decorator (no import), so a component's
-module is imported only when a config names it. Third-party packages add components through the
-entry-point groups ``miprometheus.problems`` and ``miprometheus.models``
-(``name = "package.module:Class"``). What ``mip list`` shows (docs, parameters) is
-:mod:`miprometheus.catalogue`'s.
+``@register_problem`` / ``@register_model`` sit beside the class; a name belongs to one class, and a
+second class under a taken name is refused. A built-in component not imported yet is found by
+:mod:`miprometheus.discovery` (which reads the sources) and imported when a config names it. What
+``mip list`` shows (docs, parameters) is :mod:`miprometheus.catalogue`'s; optimizers and schedulers by
+name, :mod:`miprometheus.optimizers`'.
 """
 
 from __future__ import annotations
 
-import ast
 import difflib
 import importlib
 import os
 import sys
-from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
+from miprometheus.discovery import KINDS, builtin_index, entry_points
 from miprometheus.errors import RegistryError
 
 T = TypeVar("T", bound=type)
 
-KINDS = {"problems": "register_problem", "models": "register_model"}
-ENTRY_POINT_GROUPS = {"problems": "miprometheus.problems", "models": "miprometheus.models"}
-_PACKAGE_ROOT = Path(__file__).resolve().parent
-
-_registered: dict[str, dict[str, type]] = {"problems": {}, "models": {}}
-
-
-class Location(NamedTuple):
-    """Where a built-in component is defined: its module, class name and source file."""
-
-    module: str
-    class_name: str
-    path: str
+_registered: dict[str, dict[str, type]] = {kind: {} for kind in KINDS}
 
 
 def _source_file(cls: type) -> str | None:
@@ -97,62 +83,6 @@ def register_model(cls: T | None = None, *, name: str | None = None) -> Any:
     return _register("models", cls, name)
 
 
-# --- built-ins located from the source, without importing them ------------------------------------
-def _module_name(path: Path) -> str:
-    rel = path.relative_to(_PACKAGE_ROOT.parent).with_suffix("")
-    return ".".join(rel.parts)
-
-
-def decorator_name(node: ast.expr) -> str | None:
-    """The name a decorator (or a call) is written with: ``register_model`` in ``@registry.register_model(...)``."""
-    target = node.func if isinstance(node, ast.Call) else node
-    if isinstance(target, ast.Name):
-        return target.id
-    if isinstance(target, ast.Attribute):
-        return target.attr
-    return None
-
-
-def _registered_name(node: ast.ClassDef, decorator: str) -> str | None:
-    for dec in node.decorator_list:
-        if decorator_name(dec) == decorator:
-            if isinstance(dec, ast.Call):
-                for kw in dec.keywords:
-                    if kw.arg == "name" and isinstance(kw.value, ast.Constant):
-                        return str(kw.value.value)
-            return node.name
-    return None
-
-
-_index_cache: dict[str, dict[str, Location]] = {}
-
-
-def builtin_index(kind: str) -> dict[str, Location]:
-    """Built-in components of a kind, found by reading the sources of ``miprometheus/<kind>/``."""
-    if kind in _index_cache:
-        return _index_cache[kind]
-    decorator = KINDS[kind]
-    found: dict[str, Location] = {}
-    for path in sorted((_PACKAGE_ROOT / kind).rglob("*.py")):
-        text = path.read_text(encoding="utf-8")
-        if decorator not in text:
-            continue
-        for node in ast.parse(text, filename=str(path)).body:
-            if isinstance(node, ast.ClassDef):
-                name = _registered_name(node, decorator)
-                if name:
-                    found[name] = Location(_module_name(path), node.name, os.path.realpath(path))
-    _index_cache[kind] = found
-    return found
-
-
-def entry_points(kind: str) -> dict[str, Any]:
-    """Components of a kind that installed packages declare (name -> ``importlib.metadata.EntryPoint``)."""
-    from importlib.metadata import entry_points as installed
-
-    return {ep.name: ep for ep in installed(group=ENTRY_POINT_GROUPS[kind])}
-
-
 def registered(kind: str) -> dict[str, type]:
     """Components of a kind registered so far in this process (a copy)."""
     return dict(_registered[kind])
@@ -199,30 +129,3 @@ def get_problem(name: str) -> type:
 def get_model(name: str) -> type:
     """The Model class registered as ``name``."""
     return get("models", name)
-
-
-# --- optimizers and schedulers from torch, by name --------------------------------------------------
-def _torch_classes(module: Any, base: type) -> dict[str, type]:
-    return {n: c for n, c in vars(module).items()
-            if isinstance(c, type) and issubclass(c, base) and c is not base and not n.startswith("_")}
-
-
-def get_optimizer(name: str) -> type:
-    """A ``torch.optim`` optimizer class by name (``Adam``, ``SGD``, ...)."""
-    import torch.optim
-
-    classes = _torch_classes(torch.optim, torch.optim.Optimizer)
-    if name not in classes:
-        raise unknown("optimizers", name, list(classes))
-    return classes[name]
-
-
-def get_scheduler(name: str) -> type:
-    """A ``torch.optim.lr_scheduler`` class by name (``StepLR``, ``ReduceLROnPlateau``, ...)."""
-    import torch.optim.lr_scheduler as sched
-
-    classes = _torch_classes(sched, sched.LRScheduler)
-    classes["ReduceLROnPlateau"] = sched.ReduceLROnPlateau
-    if name not in classes:
-        raise unknown("schedulers", name, list(classes))
-    return classes[name]

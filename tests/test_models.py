@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from miprometheus import catalogue, registry
+from miprometheus import catalogue, discovery, registry
 from miprometheus.data import ANY, DataDefinition, check_values
 from miprometheus.errors import ConfigError
 from miprometheus.models.recurrent.lstm import LSTM
@@ -90,7 +90,7 @@ def test_lstm_declares_problem_supplied_params() -> None:
 
 @pytest.mark.parametrize("name", ["LSTM", "LeNet5", "SimpleConvNet"])
 def test_models_are_registered_and_found_from_source(name: str) -> None:
-    assert name in registry.builtin_index("models")
+    assert name in discovery.builtin_index("models")
     assert issubclass(registry.get_model(name), torch.nn.Module)
     info = catalogue.describe("models", name)
     assert info.doc

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from miprometheus import catalogue, registry
+from miprometheus import catalogue, discovery
 from miprometheus import visualization as viz
 from miprometheus.errors import ConfigError, DataError
 from miprometheus.models.memory import addressing
@@ -86,7 +86,7 @@ def test_bad_parameters_are_config_errors() -> None:
 
 def test_registered_with_docs_for_mip_list() -> None:
     for name in ("NTM", "EncoderSolverNTM"):
-        assert name in registry.builtin_index("models")
+        assert name in discovery.builtin_index("models")
         info = catalogue.describe("models", name)
         assert info.doc and all(p.doc for p in info.params)
     names = {p.name for p in catalogue.describe("models", "EncoderSolverNTM").params}

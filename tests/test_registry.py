@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from miprometheus import catalogue, registry
+from miprometheus import catalogue, optimizers, registry
 from miprometheus.errors import ConfigError, RegistryError
 from miprometheus.params import param
 
@@ -394,15 +394,15 @@ def test_plugin_get_returns_the_class(plugin):
 def test_optimizers_and_schedulers_by_name():
     import torch
 
-    assert registry.get_optimizer("Adam") is torch.optim.Adam
-    assert registry.get_optimizer("SGD") is torch.optim.SGD
-    assert registry.get_scheduler("StepLR") is torch.optim.lr_scheduler.StepLR
-    assert registry.get_scheduler("ReduceLROnPlateau") is torch.optim.lr_scheduler.ReduceLROnPlateau
+    assert optimizers.get_optimizer("Adam") is torch.optim.Adam
+    assert optimizers.get_optimizer("SGD") is torch.optim.SGD
+    assert optimizers.get_scheduler("StepLR") is torch.optim.lr_scheduler.StepLR
+    assert optimizers.get_scheduler("ReduceLROnPlateau") is torch.optim.lr_scheduler.ReduceLROnPlateau
     with pytest.raises(RegistryError, match="'Adam'"):
-        registry.get_optimizer("Adamm")
+        optimizers.get_optimizer("Adamm")
     with pytest.raises(RegistryError, match="'StepLR'"):
-        registry.get_scheduler("StepLr")
+        optimizers.get_scheduler("StepLr")
     with pytest.raises(RegistryError):
-        registry.get_optimizer("Optimizer")  # the base class is not an optimizer to choose
+        optimizers.get_optimizer("Optimizer")  # the base class is not an optimizer to choose
     with pytest.raises(RegistryError):
-        registry.get_scheduler("LRScheduler")
+        optimizers.get_scheduler("LRScheduler")

@@ -415,7 +415,7 @@ def _validate_transfer(data: dict[str, Any], config: LoadedConfig,
 def _validate_training(section: Any, problem_cls: type, config: LoadedConfig, errors: Errors
                        ) -> tuple[NamedCall | None, SchedulerSpec | None, CurriculumSpec | None]:
     """The optimizer, the scheduler and the curriculum of the training section."""
-    from miprometheus.registry import get_optimizer, get_scheduler
+    from miprometheus.optimizers import get_optimizer, get_scheduler
 
     scheduler = curriculum = None
     optimizer = _named("optimizer", get_optimizer, section.optimizer, "training.optimizer", config, errors,
