@@ -319,3 +319,68 @@ model: {{name: SimpleConvNet}}
     main, workers = experiment_dirs(tmp_path / "main")[0], experiment_dirs(tmp_path / "workers")[0]
     assert without_time(read_csv(main / "training_statistics.csv")) == \
         without_time(read_csv(workers / "training_statistics.csv"))
+
+
+def test_statistics_are_read_back_in_blocks_with_the_same_rows(tmp_path, tiny_config, monkeypatch):
+    # the step keeps its loss and statistics on the device; they come back every log_interval episodes
+    # (one transfer per block), and the CSV holds the same rows as when read back at every episode
+    from miprometheus.workers import trainer as trainer_module
+
+    blocks: list[int] = []
+    original = trainer_module.read_rows
+    monkeypatch.setattr(trainer_module, "read_rows", lambda rows: blocks.append(len(rows)) or original(rows))
+    every = train(tmp_path / "every", tiny_config, log_interval=1)
+    assert blocks == [1] * 60
+    blocks.clear()
+    blocked = train(tmp_path / "blocks", tiny_config, log_interval=10)
+    assert blocks == [10] * 6
+    assert without_time(read_csv(every.folder / "training_statistics.csv")) == \
+        without_time(read_csv(blocked.folder / "training_statistics.csv"))
+    assert read_csv(every.folder / "validation_statistics.csv") == read_csv(blocked.folder / "validation_statistics.csv")
+
+
+def test_a_nan_found_in_a_block_keeps_the_last_good_checkpoint(tmp_path, tiny_config):
+    # episode 6 is NaN; its block is read back at the checkpoint of episode 6, which is then not written:
+    # model_last.pt stays the one of episode 4, the CSV stops at episode 5
+    config = write(tmp_path, tiny_config.read_text().replace("{name: LSTM, hidden_size: 16}",
+                                                             "{name: NaNAfterFiveEpisodes}"), "nan.yaml")
+    with pytest.raises(RunFailed, match="episode 6"):
+        train(tmp_path, config, "training.checkpoint_interval=2", log_interval=4)
+    folder = next((tmp_path / "experiments").rglob("run_info.json")).parent
+    assert json.loads((folder / "run_info.json").read_text())["termination_cause"] == "nan"
+    assert [int(r["episode"]) for r in read_csv(folder / "training_statistics.csv")] == [1, 2, 3, 4, 5]
+    assert load_checkpoint(folder / "models" / "model_last.pt")["trainer"]["episode"] == 4
+    assert not (folder / "models" / "model_best.pt").exists()  # never validated, and a NaN run has no "best"
+
+
+def test_an_exception_reaches_every_callback_then_train_end(tmp_path, tiny_config):
+    from miprometheus.config import load_config
+    from miprometheus.config.experiment_spec import validate
+    from miprometheus.workers import callbacks as cb
+    from miprometheus.workers.run_folder import ExperimentFolder
+    from miprometheus.workers.trainer import Trainer
+
+    seen: list[tuple[str, object]] = []
+
+    class Explodes(cb.Callback):
+        def on_episode_end(self, trainer):
+            if trainer.state.episode == 2:
+                raise RuntimeError("boom")
+
+        def on_train_end(self, trainer, cause):
+            raise RuntimeError("a failing on_train_end does not stop the others")
+
+    class Records(cb.Callback):
+        def on_exception(self, trainer, error):
+            seen.append(("exception", str(error)))
+
+        def on_train_end(self, trainer, cause):
+            seen.append(("end", cause))
+
+    spec = validate(load_config([tiny_config]))
+    trainer = Trainer(spec, seed=1, callbacks=[Explodes(), Records()])
+    trainer.attach(ExperimentFolder(tmp_path, options(tmp_path)))
+    with pytest.raises(RuntimeError, match="boom"):
+        trainer.fit()
+    assert seen == [("exception", "boom"), ("end", "error")]
+    assert trainer.stop_cause == "error"
