@@ -256,22 +256,35 @@ class AlgorithmicSeqToSeqProblem(GeneratedProblem):
         from miprometheus.plotting import Panel, sequence_frames, to_numpy
 
         c = self.control_bits
-        mask = to_numpy(batch["masks"][index]).T  # [1, T]
-        targets = to_numpy(batch["targets"][index]).T  # [D, T]
-        panels = [Panel(f"inputs (control bits 0-{c - 1}, then data bits)", to_numpy(batch["sequences"][index]).T,
-                        ylabel="channel"),
-                  Panel("targets", targets, ylabel="bit")]
-        if predictions is not None:
-            probabilities = to_numpy(torch.sigmoid(predictions[index].detach().float())).T
-            panels.append(Panel("predictions (sigmoid of the logits)", probabilities, ylabel="bit"))
-            wrong = ((probabilities > 0.5) != (targets > 0.5)) * (mask if self.params.use_mask else 1.0)
-            panels.append(Panel("wrong bits (scored steps)", wrong.astype("float32"), cmap="Reds", ylabel="bit"))
-        panels.append(Panel("mask (scored steps)", mask, cmap="Greys"))
-        length = int(batch["sequences_length"][index].item())
-        subsequences = int(batch["num_subsequences"][index].item())
+        inputs = Panel(f"inputs (control bits 0-{c - 1}, then data bits)", to_numpy(batch["sequences"][index]).T,
+                       ylabel="channel")
+        length = int(batch["sequences_length"][index])
+        subsequences = int(batch["num_subsequences"][index])
         # With several subsequences L is the longest one; N tells the reader how many store markers to expect.
         shape = f"L = {length}" if subsequences == 1 else f"N = {subsequences}, longest L = {length}"
-        return sequence_frames(panels, f"{self.name}, sample {index} ({shape})")
+        return sequence_frames([inputs, *self.scored_panels(batch, index, predictions)],
+                               f"{self.name}, sample {index} ({shape})")
+
+    def scored_panels(self, batch: Batch, index: int, predictions: torch.Tensor | None, answers: bool = False,
+                      mask_title: str = "mask (scored steps)") -> list[Any]:
+        """The panels of every task's plot below its inputs: the targets of sample ``index``, its predictions
+        (sigmoid of the logits), the wrong ones on the scored steps, and the mask; ``answers``: the task answers
+        with one bit per step (titles in the singular, no bit axis)."""
+        from miprometheus.plotting import Panel, to_numpy
+
+        mask = to_numpy(batch["masks"][index]).T  # [1, T]
+        targets = to_numpy(batch["targets"][index]).T  # [D, T]
+        bits = {} if answers else {"ylabel": "bit"}
+        panels = [Panel("target" if answers else "targets", targets, **bits)]
+        if predictions is not None:
+            probabilities = to_numpy(torch.sigmoid(predictions[index].detach().float())).T
+            panels.append(Panel("prediction (sigmoid of the logit)" if answers
+                                else "predictions (sigmoid of the logits)", probabilities, **bits))
+            wrong = ((probabilities > 0.5) != (targets > 0.5)) * (mask if self.params.use_mask else 1.0)
+            panels.append(Panel(f"wrong {'answers' if answers else 'bits'} (scored steps)", wrong.astype("float32"),
+                                cmap="Reds", **bits))
+        panels.append(Panel(mask_title, mask, cmap="Greys"))
+        return panels
 
     # --- curriculum learning --------------------------------------------------------------------
     @classmethod

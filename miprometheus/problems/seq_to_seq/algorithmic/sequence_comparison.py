@@ -81,24 +81,16 @@ class SecondSequenceTask(AlgorithmicSeqToSeqProblem):
         from miprometheus.plotting import Panel, sequence_frames, to_numpy
 
         c = self.control_bits
-        length = int(batch["sequences_length"][index].item())
+        length = int(batch["sequences_length"][index])
         inputs = batch["sequences"][index]
-        differs = torch.zeros(inputs.shape[0], self.data_bits)
+        differs = inputs.new_zeros(inputs.shape[0], self.data_bits)
         stored = inputs[1:length + 1, c:].unsqueeze(0)
         differs[length + 2:] = (inputs[length + 2:, c:] != self.reference(stored)[0]).float()
-        mask = to_numpy(batch["masks"][index]).T  # [1, T]
-        targets = to_numpy(batch["targets"][index]).T  # [1, T]
         panels = [Panel(f"inputs (control bits 0-{c - 1}, then data bits; x' in the recall phase)",
                         to_numpy(inputs).T, ylabel="channel"),
                   Panel(f"bits where x' differs from {self.reference_name}", to_numpy(differs).T, cmap="Reds",
                         ylabel="bit"),
-                  Panel("target", targets)]
-        if predictions is not None:
-            probabilities = to_numpy(torch.sigmoid(predictions[index].detach().float())).T
-            panels.append(Panel("prediction (sigmoid of the logit)", probabilities))
-            wrong = ((probabilities > 0.5) != (targets > 0.5)) * (mask if self.params.use_mask else 1.0)
-            panels.append(Panel("wrong answers (scored steps)", wrong.astype("float32"), cmap="Reds"))
-        panels.append(Panel("mask (scored steps)", mask, cmap="Greys"))
+                  *self.scored_panels(batch, index, predictions, answers=True)]
         return sequence_frames(panels, f"{self.name}, sample {index} (L = {length})")
 
 

@@ -256,19 +256,11 @@ class DualTaskProblem(AlgorithmicSeqToSeqProblem):
 
         c = self.control_bits
         inputs = to_numpy(batch["sequences"][index]).T  # [C + D, T]
-        mask = to_numpy(batch["masks"][index]).T  # [1, T]
-        targets = to_numpy(batch["targets"][index]).T  # [D, T]
         panels = [Panel(f"markers ({self.marker_legend})", inputs[:c], ylabel="control bit"),
                   Panel("data bits (memory and secondary items)", inputs[c:], ylabel="bit"),
-                  Panel("targets", targets, ylabel="bit")]
-        if predictions is not None:
-            probabilities = to_numpy(torch.sigmoid(predictions[index].detach().float())).T
-            panels.append(Panel("predictions (sigmoid of the logits)", probabilities, ylabel="bit"))
-            wrong = ((probabilities > 0.5) != (targets > 0.5)) * (mask if self.params.use_mask else 1.0)
-            panels.append(Panel("wrong bits (scored steps)", wrong.astype("float32"), cmap="Reds", ylabel="bit"))
-        panels.append(Panel("mask (response steps)", mask, cmap="Greys"))
-        count = int(batch["num_subsequences"][index].item())
-        longest = int(batch["sequences_length"][index].item())
+                  *self.scored_panels(batch, index, predictions, mask_title="mask (response steps)")]
+        count = int(batch["num_subsequences"][index])
+        longest = int(batch["sequences_length"][index])
         return sequence_frames(panels, f"{self.name}, sample {index} ({count} subsequences, "
                                        f"longest memory subsequence {longest})")
 
