@@ -13,7 +13,7 @@ import importlib.util
 import io
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -296,3 +296,39 @@ def show_window(samples: Sequence[dict[str, list[bytes]]], title: str) -> None:
     root.mainloop()
     del window
     root.destroy()
+
+
+# --- the samples of a --visualize run ------------------------------------------------------------------
+def sample_count(setting: int | str) -> int:
+    """How many samples a ``--visualize`` setting draws: N, or the window's number of samples."""
+    return WINDOW_SAMPLES if setting == "window" else int(setting)
+
+
+def visualize_samples(problem: Any, model: Any, batches: Iterable[dict[str, Any]], count: int, device: Any,
+                      folder: Path | None, title: str = "") -> list[Path]:
+    """Forward batches with recording on until ``count`` samples are drawn; write their figures into
+    ``folder``, or show them in the interactive window when ``folder`` is None. The paths written."""
+    # The one step every pass runs (workers/step.py), with recording on and no loss: imported here, when
+    # figures are asked for, so that importing this module does not import the workers.
+    from miprometheus.workers.components import to_device
+    from miprometheus.workers.step import run_step
+
+    paths: list[Path] = []
+    window_samples: list[dict[str, list[bytes]]] = []
+    drawn = 0
+    for batch in batches:
+        if drawn >= count:
+            break
+        step = run_step(problem, model, to_device(batch, device), with_loss=False, call=recorded_forward)
+        batch, predictions = step.batch, step.predictions
+        # Every sample of this batch is drawn before the next forward replaces the model's internals.
+        for index in range(min(int(predictions.shape[0]), count - drawn)):
+            if folder is None:
+                rendered = render_sample(problem, model, batch, predictions, index)
+                window_samples.append({name: encode(images) for name, (images, _) in rendered.items()})
+            else:
+                paths += write_sample(folder, problem, model, batch, predictions, index, number=drawn)
+            drawn += 1
+    if folder is None and window_samples:
+        show_window(window_samples, title)
+    return paths

@@ -74,7 +74,7 @@ class Tester:
 
     def visualize(self, folder: Path, setting: int | str) -> list[Path]:
         """``--visualize``: the figures of the first N tested samples in ``folder`` (or the window); the paths."""
-        from miprometheus.workers.callbacks.visualization import sample_count, visualize_samples
+        from miprometheus.visualization import sample_count, visualize_samples
 
         self.problem.seed(derive_seed(self.seed, self.data_key))  # the same samples as the run's first batches
         return visualize_samples(self.problem, self.model, self.loader.epoch(0), sample_count(setting), self.device,

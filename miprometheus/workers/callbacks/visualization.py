@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from miprometheus.seeding import derive_seed
@@ -12,42 +11,6 @@ from miprometheus.workers.callbacks.base import Callback
 if TYPE_CHECKING:
     from miprometheus.workers.stop_cause import StopCause
     from miprometheus.workers.trainer import Trainer
-
-
-def sample_count(setting: int | str) -> int:
-    """How many samples a ``--visualize`` setting draws: N, or the window's number of samples."""
-    from miprometheus.visualization import WINDOW_SAMPLES
-
-    return WINDOW_SAMPLES if setting == "window" else int(setting)
-
-
-def visualize_samples(problem: Any, model: Any, batches: Iterable[dict[str, Any]], count: int, device: Any,
-                      folder: Path | None, title: str = "") -> list[Path]:
-    """Forward batches with recording on until ``count`` samples are drawn; write their figures into
-    ``folder``, or show them in the interactive window when ``folder`` is None. The paths written."""
-    from miprometheus import visualization as viz
-    from miprometheus.workers.components import to_device
-    from miprometheus.workers.step import run_step
-
-    paths: list[Path] = []
-    window_samples: list[dict[str, list[bytes]]] = []
-    drawn = 0
-    for batch in batches:
-        if drawn >= count:
-            break
-        step = run_step(problem, model, to_device(batch, device), with_loss=False, call=viz.recorded_forward)
-        batch, predictions = step.batch, step.predictions
-        # Every sample of this batch is drawn before the next forward replaces the model's internals.
-        for index in range(min(int(predictions.shape[0]), count - drawn)):
-            if folder is None:
-                rendered = viz.render_sample(problem, model, batch, predictions, index)
-                window_samples.append({name: viz.encode(images) for name, (images, _) in rendered.items()})
-            else:
-                paths += viz.write_sample(folder, problem, model, batch, predictions, index, number=drawn)
-            drawn += 1
-    if folder is None and window_samples:
-        viz.show_window(window_samples, title)
-    return paths
 
 
 class VisualizationCallback(Callback):
@@ -74,6 +37,7 @@ class VisualizationCallback(Callback):
 
     def _visualize(self, trainer: Trainer, problem: Any, batches: Iterable[dict[str, Any]]) -> None:
         from miprometheus.layout import VISUALIZATIONS_DIR
+        from miprometheus.visualization import sample_count, visualize_samples  # matplotlib: only when drawing
 
         episode = trainer.state.episode
         window = self.setting == "window"
