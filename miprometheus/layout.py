@@ -23,6 +23,7 @@ BEST = "model_best.pt"  # weights at the lowest validation loss
 LAST = "model_last.pt"  # the full resume state
 TENSORBOARD_DIR = "tensorboard"
 VISUALIZATIONS_DIR = "visualizations"
+VISUALIZATION_EPISODE_PREFIX = "episode_"  # visualizations/episode_<n>/: --visualize at a validation
 TEST_DIR_PREFIX = "test_"  # test_<timestamp>/, one per `mip test`
 TESTING_CONFIG = "testing_configuration.yaml"
 TESTER_LOG = "tester.log"

@@ -36,12 +36,12 @@ class VisualizationCallback(Callback):
             self._visualize(trainer, trainer.problem, [trainer.last_batch])
 
     def _visualize(self, trainer: Trainer, problem: Any, batches: Iterable[dict[str, Any]]) -> None:
-        from miprometheus.layout import VISUALIZATIONS_DIR
+        from miprometheus.layout import VISUALIZATION_EPISODE_PREFIX, VISUALIZATIONS_DIR
         from miprometheus.visualization import sample_count, visualize_samples  # matplotlib: only when drawing
 
         episode = trainer.state.episode
         window = self.setting == "window"
-        folder = None if window else trainer.folder / VISUALIZATIONS_DIR / f"episode_{episode}"
+        folder = None if window else trainer.folder / VISUALIZATIONS_DIR / f"{VISUALIZATION_EPISODE_PREFIX}{episode}"
         paths = visualize_samples(problem, trainer.model, batches, sample_count(self.setting), trainer.device,
                                   folder, title=f"{trainer.model.name} on {problem.name}, episode {episode}")
         if paths:
