@@ -7,6 +7,7 @@ tensor, so a training step on a GPU never waits for the kernels it queued.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -48,41 +49,51 @@ def run_step(problem: Any, model: Any, batch: dict[str, Any], *, check_first: bo
 
 
 def device_row(loss: torch.Tensor, statistics: dict[str, Any]) -> dict[str, Any]:
-    """One training episode's loss and statistics, still where they were computed (tensors stay on the device).
+    """One training episode's loss and statistics, left where they were computed (tensors stay on the device).
 
-    A :class:`Measure` becomes its ratio and :class:`Counts` its finalised value; a Measure of 0 items is NaN
-    (the statistic is absent from the batch). :func:`read_rows` brings a block of such rows back at once.
+    :func:`read_rows` brings a block of such rows back at once and turns each :class:`Measure` into its ratio
+    (NaN for 0 items: the statistic is absent from the batch) and each :class:`Counts` into its value.
     """
-    row: dict[str, Any] = {"loss": loss.detach()}
-    for name, value in statistics.items():
-        if isinstance(value, Measure):
-            total, count = value
-            if isinstance(total, torch.Tensor) or isinstance(count, torch.Tensor):
-                total = torch.as_tensor(total, dtype=torch.float32)
-                count = torch.as_tensor(count, dtype=torch.float32, device=total.device)
-                row[name] = torch.where(count > 0, total / count, torch.full_like(total, float("nan")))
-            else:
-                row[name] = value.value
-        elif isinstance(value, Counts):
-            row[name] = value.value
-        else:
-            row[name] = value.detach() if isinstance(value, torch.Tensor) else float(value)
-    return row
+    return {"loss": loss.detach(), **statistics}
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, Measure):
+        return [part for part in value if isinstance(part, torch.Tensor)]
+    return []
 
 
 def read_rows(rows: list[dict[str, Any]]) -> list[dict[str, float]]:
-    """The rows with every tensor value read back to the host in one transfer (one device sync per block)."""
-    places = [(i, key) for i, row in enumerate(rows) for key, value in row.items() if isinstance(value, torch.Tensor)]
-    if not places:
-        return [dict(row) for row in rows]
-    tensors = [rows[i][key].reshape(()).float() for i, key in places]
-    if len({t.device for t in tensors}) == 1:
-        values = torch.stack(tensors).tolist()
-    else:  # statistics computed on another device than the loss (a problem's choice): one read per device
-        values = [t.item() for t in tensors]
-    result = [dict(row) for row in rows]
-    for (i, key), value in zip(places, values):
-        result[i][key] = value
+    """The rows as plain numbers, every tensor in them read back to the host in one transfer (one device sync
+    per block instead of one per statistic and episode)."""
+    tensors = [t for row in rows for value in row.values() for t in _tensors(value)]
+    host: dict[int, float] = {}
+    if tensors:
+        if len({t.device for t in tensors}) == 1:
+            numbers = torch.stack([t.detach().reshape(()).float() for t in tensors]).tolist()
+        else:  # statistics computed on another device than the loss (a problem's choice): one read per tensor
+            numbers = [t.item() for t in tensors]
+        host = {id(t): number for t, number in zip(tensors, numbers)}
+
+    def number(value: Any) -> float:
+        return host[id(value)] if isinstance(value, torch.Tensor) else float(value)
+
+    result = []
+    for row in rows:
+        out = {}
+        for key, value in row.items():
+            if isinstance(value, Measure):
+                total, count = number(value.total), number(value.count)
+                out[key] = total / count if count else math.nan
+            elif isinstance(value, Counts):
+                out[key] = value.value
+            elif key in ("episode", "epoch"):  # bookkeeping, kept as the integers they are
+                out[key] = value
+            else:
+                out[key] = number(value)
+        result.append(out)
     return result
 
 

@@ -228,11 +228,16 @@ class AlgorithmicSeqToSeqProblem(GeneratedProblem):
         return float(self._scored(batch).sum())
 
     def correct_bits(self, batch: Batch, predictions: torch.Tensor) -> Measure:
-        """Correct scored bits and the number of scored bits; a bit is predicted 1 iff its logit is > 0."""
+        """Correct scored bits and the number of scored bits; a bit is predicted 1 iff its logit is > 0.
+
+        Counted on booleans (targets are 0/1): every training step computes it, so it is kept to a few kernels.
+        """
         targets = batch["targets"]
-        weights = self._scored(batch)
-        correct = ((predictions > 0).to(targets.dtype) == targets).to(targets.dtype)
-        return mean_of((correct * weights).sum(), weights.sum())
+        correct = (predictions > 0) == (targets > 0.5)
+        if not self.params.use_mask:
+            return mean_of(correct.sum(), correct.numel())
+        scored = batch["masks"].bool()  # (batch, steps, 1): broadcast over the bits
+        return mean_of((correct & scored).sum(), scored.sum() * targets.shape[-1])
 
     def accuracy(self, batch: Batch, predictions: torch.Tensor) -> torch.Tensor:
         """Per-bit accuracy on the scored steps; a bit is predicted 1 iff its logit is > 0."""
