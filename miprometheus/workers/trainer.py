@@ -285,7 +285,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "scaler": self.scaler.state_dict(),  # float16 only: the loss scale and its growth tracker
             "rng": capture_rng_states(), "problem": self.problem.state_dict(), "trainer": state,
-            "callbacks": {type(c).__name__: c.state_dict() for c in self.callbacks},
+            "callbacks": {c.state_key: c.state_dict() for c in self.callbacks},
             "stop_cause": None if self.stop_cause is None else str(self.stop_cause),
         })
         self._emit("on_checkpoint")
@@ -310,8 +310,8 @@ class Trainer:
             self.state = TrainState(**payload["trainer"])
             states = payload.get("callbacks", {})
             for callback in self.callbacks:
-                if type(callback).__name__ in states:
-                    callback.load_state_dict(states[type(callback).__name__])
+                if callback.state_key in states:
+                    callback.load_state_dict(states[callback.state_key])
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise CheckpointError(f"{checkpoint_path} does not match this experiment: {exc}") from None
         self.resumed = True

@@ -48,6 +48,11 @@ class Callback:
         """What this callback adds to run_info.json when training ends (e.g. the best checkpoint's episode)."""
         return {}
 
+    @property
+    def state_key(self) -> str:
+        """The name this callback's state is saved under in ``model_last.pt`` (one callback of a class)."""
+        return type(self).__name__
+
     def state_dict(self) -> dict[str, Any]:
         """The state to save in ``model_last.pt`` for an exact resume."""
         return {}
