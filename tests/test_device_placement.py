@@ -89,6 +89,23 @@ CASES: dict[str, tuple[str, list[str]]] = {
                                   ["{anki}", "model.d_model=8", "model.nhead=2", "model.dim_feedforward=16"]),
 }
 
+#: Per problem not among the models' cases: a shipped config and its overrides (the tasks' own LSTM configs).
+ALGORITHMIC = ["DistractionCarry", "DistractionForget", "DistractionIgnore", "InterruptionNot",
+               "InterruptionReverseRecall", "InterruptionSwapRecall", "ManipulationSpatialNot",
+               "ManipulationSpatialRotation", "ManipulationTemporalRotation", "OperationSpan", "ReadingSpan",
+               "RepeatReverseRecall", "RepeatSerialRecall", "ScratchPad", "SequenceComparison", "SequenceEquality",
+               "SequenceSymmetry", "SkipRecall"]
+PROBLEM_CASES: dict[str, tuple[str, list[str]]] = {
+    **{name: (f"algorithmic/lstm_{re.sub(r'(?<!^)(?=[A-Z])', '_', name).lower()}.yaml", ["model.hidden_size=8"])
+       for name in ALGORITHMIC},
+    "CIFAR100": ("vision/simple_conv_net_cifar10.yaml", ["training.problem.name=CIFAR100",
+                                                         "training.problem.data_folder={cifar100}"]),
+    "SequentialPixelMNIST": ("vision/lstm_sequential_pixel_mnist.yaml", ["training.problem.data_folder={mnist}",
+                                                                         "model.hidden_size=8"]),
+    "CLEVRCoGenT": ("vqa/s_mac_cogent.yaml", ["{cogent}", "model.dim=16", "model.max_step=2",
+                                              "model.embedding_size=8"]),
+}
+
 #: Further model settings that take another path in evaluation mode (beam search decodes otherwise than greedy).
 EVALUATION_VARIANTS = {
     "AttentionEncoderDecoder": [{"decoding": "beam", "beam_width": 2}],
@@ -102,7 +119,7 @@ def data(tmp_path_factory) -> dict[str, str]:
     """The overrides that point the configs at tiny data sets, made once per module."""
     import numpy as np
 
-    from miprometheus.problems.image_to_class.cifar_format import write_cifar10
+    from miprometheus.problems.image_to_class.cifar_format import write_cifar10, write_cifar100
     from tests.clevr_fixtures import write_clevr_with_features
     from tests.test_mnist import write_split
     from tests.test_translation_anki import three_columns, write_zip
@@ -114,9 +131,15 @@ def data(tmp_path_factory) -> dict[str, str]:
     write_cifar10(root / "cifar", rng.integers(0, 256, (4, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, 4),
                   rng.integers(0, 256, (2, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, 2))
     write_zip(root / "anki", three_columns())
+    names = [f"class_{i}" for i in range(100)]
+    write_cifar100(root / "cifar100", rng.integers(0, 256, (4, 3, 32, 32), dtype=np.uint8), [3, 5, 7, 9],
+                   [1, 2, 3, 4], rng.integers(0, 256, (2, 3, 32, 32), dtype=np.uint8), [1, 2], [1, 2],
+                   fine_label_names=names, coarse_label_names=names[:20])
     _, clevr = write_clevr_with_features(root / "clevr" / "CLEVR_v1.0")
+    _, cogent = write_clevr_with_features(root / "cogent" / "CLEVR_CoGenT_v1.0", cogent=True)
     return {
-        "mnist": str(root / "mnist"), "cifar": str(root / "cifar"),
+        "mnist": str(root / "mnist"), "cifar": str(root / "cifar"), "cifar100": str(root / "cifar100"),
+        "cogent": "\n".join(o for o in cogent if o.startswith("training.problem")),
         "sort_of_clevr": f"training.problem.data_folder={root / 'sort_of_clevr'}\ntraining.problem.num_scenes=4",
         "clevr": "\n".join(o for o in clevr if o.startswith("training.problem")),
         "anki": "\n".join([f"training.problem.data_folder={root / 'anki'}", "training.problem.language=fra",
@@ -124,9 +147,10 @@ def data(tmp_path_factory) -> dict[str, str]:
     }
 
 
-def build(name: str, data: dict[str, str], **model_overrides: Any) -> tuple[Any, Model, list[Any]]:
-    """The training problem of model ``name``'s case, the model (seeded) and the samples of one batch of 2."""
-    config, overrides = CASES[name]
+def build(case: tuple[str, list[str]], data: dict[str, str], **model_overrides: Any) -> tuple[Any, Model, list[Any]]:
+    """The training problem of a case (a config and its overrides), the model (seeded) and the samples of one
+    batch of 2."""
+    config, overrides = case
     lines = [line for o in overrides for line in o.format(**data).split("\n")]
     lines += [f"model.{key}={value}" for key, value in model_overrides.items()]
     spec = validate(load_config([CONFIGS / config], [*lines, f"training.problem.batch_size={BATCH}"]))
@@ -201,27 +225,41 @@ def test_every_registered_model_has_a_case_and_one_check_list():
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_the_model_its_collate_loss_and_statistics_make_nothing_on_the_default_device(name, data):
-    problem, model, samples = build(name, data)
+    problem, model, samples = build(CASES[name], data)
     run_under_guard(problem, model, samples, training=True)
     run_under_guard(problem, model, samples, training=False)
     for overrides in EVALUATION_VARIANTS.get(name, []):
-        problem, model, samples = build(name, data, **overrides)
+        problem, model, samples = build(CASES[name], data, **overrides)
         run_under_guard(problem, model, samples, training=False)
 
 
 @pytest.mark.parametrize("name", sorted(RUNS_ON_META))
 def test_the_model_and_its_loss_run_on_the_meta_device(name, data):
-    problem, model, samples = build(name, data)
+    problem, model, samples = build(CASES[name], data)
     run_on_meta(problem, model, samples, training=True)
     run_on_meta(problem, model, samples, training=False)
     for overrides in EVALUATION_VARIANTS.get(name, []):
-        problem, model, samples = build(name, data, **overrides)
+        problem, model, samples = build(CASES[name], data, **overrides)
         run_on_meta(problem, model, samples, training=False)
+
+
+@pytest.mark.parametrize("name", sorted(PROBLEM_CASES))
+def test_every_other_problem_s_collate_loss_and_statistics_make_nothing_on_the_default_device(name, data):
+    problem, model, samples = build(PROBLEM_CASES[name], data)
+    assert problem.name == name
+    run_under_guard(problem, model, samples, training=True)
+    if model.name in RUNS_ON_META:
+        run_on_meta(problem, model, samples, training=True)
+
+
+def test_every_registered_problem_is_checked():
+    of_models = {load_config([CONFIGS / config]).tree["training"]["problem"]["name"] for config, _ in CASES.values()}
+    assert of_models | set(PROBLEM_CASES) == set(registry.names("problems"))
 
 
 @pytest.mark.parametrize("name", sorted(GUARD_ONLY))
 def test_a_guard_only_model_needs_a_host_read_not_a_placement_fix(name, data):
-    problem, model, samples = build(name, data)
+    problem, model, samples = build(CASES[name], data)
     with pytest.raises((RuntimeError, NotImplementedError)) as failure:
         run_on_meta(problem, model, samples, training=True)
         run_on_meta(problem, model, samples, training=False)

@@ -238,18 +238,19 @@ class VQAProblem(Problem):
         """``acc``, ``acc_<type>`` and ``acc_<group>`` (each absent from a batch without such questions)."""
         correct = (predictions.detach().argmax(dim=1) == batch["answers"]).to(torch.float64)
         types = batch["question_types"]
-        n_types = len(self.question_type_names)
-        totals = torch.bincount(types, weights=correct, minlength=n_types)
-        counts = torch.bincount(types, minlength=n_types).to(torch.float64)
+        # Summed per type where the batch is (torch.bincount reads its input's range back to the host on a GPU).
+        totals = correct.new_zeros(len(self.question_type_names)).index_add_(0, types, correct)
+        counts = correct.new_zeros(len(self.question_type_names)).index_add_(0, types, torch.ones_like(correct))
         stats: dict[str, Any] = {"acc": mean_of(correct.sum(), correct.numel()),
                                  "batch_size": float(correct.numel())}
+        # One read of the counts: the types and groups the batch holds (the others are left out of its statistics).
+        held = counts.tolist()
         for i, name in enumerate(self.question_type_names):
-            if counts[i] > 0:
+            if held[i] > 0:
                 stats[f"acc_{name}"] = mean_of(totals[i], counts[i])
         for group, members in self._group_types.items():
-            count = counts[members].sum()
-            if count > 0:
-                stats[f"acc_{group}"] = mean_of(totals[members].sum(), count)
+            if sum(held[i] for i in members.tolist()) > 0:
+                stats[f"acc_{group}"] = mean_of(totals[members].sum(), counts[members].sum())
         return stats
 
     # --- visualisation --------------------------------------------------------------------------------------

@@ -228,10 +228,11 @@ class DualTaskProblem(AlgorithmicSeqToSeqProblem):
     def stream_accuracies(self, batch: Batch, predictions: torch.Tensor) -> dict[str, Measure]:
         """``acc_memory`` (scored steps after the last marker: the final recall) and ``acc_secondary`` (before it)."""
         sequences, targets = batch["sequences"], batch["targets"]
-        # The layout is shared by the batch, so the first sample shows where the final recall starts.
-        marker_steps = sequences[0, :, :self.control_bits].sum(-1).nonzero()
-        last_marker = int(marker_steps.max())
-        after = (torch.arange(sequences.shape[1]) > last_marker).view(1, -1, 1)
+        # The layout is shared by the batch, so the first sample shows where the final recall starts: after its
+        # last step with a marker, found on the batch's device (no step index read back to the host).
+        steps = torch.arange(sequences.shape[1], device=sequences.device)
+        marked = sequences[0, :, :self.control_bits].sum(-1) != 0
+        after = (steps > torch.where(marked, steps, -1).max()).view(1, -1, 1)
         scored = batch["masks"].bool()
         correct = ((predictions > 0).to(targets.dtype) == targets).to(targets.dtype)
         result = {}
