@@ -1,24 +1,25 @@
-"""Device placement: every model, its problem's collate function, loss and statistics run where their inputs are.
+"""Device placement: every model, and every problem's collate function, loss and statistics, work where their data is.
 
 On a GPU the commonest failure is a tensor made on the default device (the CPU) inside a ``forward``, a loss,
 statistics or a collate function: ``torch.zeros(n)`` without ``device=``. On a machine without a GPU it never
-fails. Two checks find it here, on a real batch of 2 from each model's shipped config (made tiny by overrides):
+fails. Two checks find it here, on a real batch of 2 from a shipped config made tiny by overrides (every
+registered model with a problem it fits, then every registered problem not met that way, with a small model):
 
-* **meta**: the model and the batch move to PyTorch's ``meta`` device (shapes and dtypes, no data), and the
-  forward and the loss run there. A tensor made on the CPU, by default or by hand (``device="cpu"``,
-  ``torch.from_numpy``), meets a meta tensor and the operation fails. What reads values on the host cannot run
-  there (``.item()``, ``.tolist()``, ``bool(tensor)``, a shape that depends on the data such as ``x[mask]``), so a
-  model whose forward needs such a read is checked by the guard alone; statistics always are (they return
-  Python numbers by contract).
 * **guard**: everything runs on the CPU inside ``with torch.device("meta")``, which makes meta the default device:
   a factory call without ``device=`` gives a meta tensor, which fails to mix with the CPU inputs (on a GPU it
-  would be a CPU tensor meeting CUDA ones). Host reads work as usual, so the guard covers every model: the
-  collate function of a dataset, the forward (training and evaluation mode), the loss, its count, the statistics
-  and the backward pass. It cannot see a tensor put on the CPU by hand; the meta run can.
+  would be a CPU tensor meeting CUDA ones). Host reads work as usual, so the guard covers every model and
+  problem: the collate function of a dataset, the forward (training and evaluation mode, recording what
+  ``--visualize`` draws), the loss, its count, the statistics and the backward pass.
+* **meta**: the model and the batch move to PyTorch's ``meta`` device (shapes and dtypes, no data), and the
+  forward and the loss run there. A tensor made on the CPU by hand (``device="cpu"``, ``torch.from_numpy``),
+  which the guard cannot see, meets a meta tensor and the operation fails. What reads values on the host cannot
+  run there (``.item()``, ``.tolist()``, ``bool(tensor)``, a shape that depends on the data such as ``x[mask]``),
+  so a model whose forward needs such a read is checked by the guard alone, and statistics always are (they read
+  their figures on the host: which question types a batch holds, a sequence length, BLEU's words).
 
 Every model runs under the guard; those in :data:`RUNS_ON_META` also run on meta, those in :data:`GUARD_ONLY`
-cannot (the reason beside each; a test keeps both lists true). :func:`test_the_checks_catch_a_tensor_made_on_the_
-default_device` shows both checks failing on a toy model that makes ``torch.zeros(n)`` in its forward.
+cannot (the reason beside each; a test keeps both lists true). A toy model that makes ``torch.zeros(n)`` in its
+forward shows both checks failing (``test_the_checks_catch_a_tensor_made_on_the_default_device``).
 """
 
 from __future__ import annotations
@@ -272,7 +273,7 @@ class ZerosWithoutDevice(Model):
     """A toy sequence model with the bug: its initial state is ``torch.zeros(n)`` without ``device=``."""
 
     def __init__(self, fixed: bool = False) -> None:
-        super().__init__(None)
+        super().__init__(Model.Params())
         self.fixed = fixed
         self.layer = torch.nn.Linear(10, 8)
         self.input_definitions = {"sequences": DataDefinition((ANY, ANY, 10), "float32", "inputs")}
