@@ -330,10 +330,12 @@ class PairedSubsequenceTask(DualTaskProblem):
 
     def curriculum_update(self, episode: int, episodes_per_epoch: int) -> bool:
         """Grow both bounds by one item per completed epoch; True once both reached their maxima."""
-        memory_done = super().curriculum_update(episode, episodes_per_epoch)
+        # The base grows the memory bound; what it returns is curriculum_finished, read before the secondary
+        # bound grows below, so the answer is asked again afterwards.
+        super().curriculum_update(episode, episodes_per_epoch)
         grown = self._secondary_initial + (episode + 1) // episodes_per_epoch
         self.max_secondary_length = min(self.configured_max_secondary_length, grown)
-        return memory_done and self.curriculum_finished
+        return self.curriculum_finished
 
     @property
     def curriculum_finished(self) -> bool:
