@@ -224,24 +224,23 @@ def test_every_registered_model_has_a_case_and_one_check_list():
     assert RUNS_ON_META.isdisjoint(GUARD_ONLY) and RUNS_ON_META | set(GUARD_ONLY) == set(CASES)
 
 
+def check_every_mode(check: Any, name: str, data: dict[str, str]) -> None:
+    """``check`` on model ``name`` in training and evaluation mode, and in its other evaluation settings."""
+    problem, model, samples = build(CASES[name], data)
+    check(problem, model, samples, training=True)
+    check(problem, model, samples, training=False)
+    for overrides in EVALUATION_VARIANTS.get(name, []):
+        check(*build(CASES[name], data, **overrides), training=False)
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_the_model_its_collate_loss_and_statistics_make_nothing_on_the_default_device(name, data):
-    problem, model, samples = build(CASES[name], data)
-    run_under_guard(problem, model, samples, training=True)
-    run_under_guard(problem, model, samples, training=False)
-    for overrides in EVALUATION_VARIANTS.get(name, []):
-        problem, model, samples = build(CASES[name], data, **overrides)
-        run_under_guard(problem, model, samples, training=False)
+    check_every_mode(run_under_guard, name, data)
 
 
 @pytest.mark.parametrize("name", sorted(RUNS_ON_META))
 def test_the_model_and_its_loss_run_on_the_meta_device(name, data):
-    problem, model, samples = build(CASES[name], data)
-    run_on_meta(problem, model, samples, training=True)
-    run_on_meta(problem, model, samples, training=False)
-    for overrides in EVALUATION_VARIANTS.get(name, []):
-        problem, model, samples = build(CASES[name], data, **overrides)
-        run_on_meta(problem, model, samples, training=False)
+    check_every_mode(run_on_meta, name, data)
 
 
 @pytest.mark.parametrize("name", sorted(PROBLEM_CASES))
