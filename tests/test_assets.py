@@ -245,6 +245,7 @@ for phase in ("first", "regenerate"):
 """
 
 
+@pytest.mark.slow
 def test_concurrent_experiments_build_a_cache_once(tmp_path):
     """Several processes ask for one cache at the same moment: one builds, the others wait and read it;
     the same when all of them are set to regenerate an existing file."""

@@ -212,6 +212,7 @@ def test_archive_without_a_member_names_it(tmp_path):
         load(tmp_path)
 
 
+@pytest.mark.slow
 def test_cli_refuses_a_bad_file_with_exit_2_before_creating_the_experiment(tmp_path):
     write10(tmp_path / "data", archive=False, folder=True)
     (tmp_path / "data" / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"\x80\x02}q\x00(U\x04data")

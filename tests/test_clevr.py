@@ -204,6 +204,7 @@ def test_a_missing_image_is_named_at_construction(fresh_clevr):
     make(fresh_clevr, "val")  # the other splits are not concerned
 
 
+@pytest.mark.slow
 def test_bad_data_is_exit_code_2_through_the_command_line(fresh_clevr, tmp_path):
     path = fresh_clevr / "questions" / "CLEVR_train_questions.json"
     path.write_text(path.read_text()[:-20])  # truncated
@@ -270,6 +271,7 @@ def test_cogent_reads_its_splits_and_carries_a_vocabulary_to_a_valB_run(tmp_path
 
 
 # --- end to end -------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_tiny_model_learns_the_training_questions_and_is_tested_on_val(clevr_folder, tmp_path, tiny_model):
     from miprometheus.layout import ASSETS
     from miprometheus.workers import runs

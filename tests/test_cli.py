@@ -64,6 +64,7 @@ def test_typo_names_file_line_key_and_suggestion(tmp_path, tiny_config):
     assert "did you mean 'training.terminal_conditions.episode_limit'" in result.stderr.lower()
 
 
+@pytest.mark.slow
 def test_wrong_type_and_unknown_names(tiny_config):
     result = run_mip("check", tiny_config, "training.problem.batch_size=many", "model.name=LeNet")
     assert result.returncode == 2
@@ -73,6 +74,7 @@ def test_wrong_type_and_unknown_names(tiny_config):
     assert result.returncode == 2 and "SerialRecall" in result.stderr
 
 
+@pytest.mark.slow
 def test_default_configs_cycle_and_missing_file(tmp_path):
     (tmp_path / "a.yaml").write_text("default_configs: [b.yaml]\n")
     (tmp_path / "b.yaml").write_text("default_configs: a.yaml\n")
@@ -95,6 +97,7 @@ def test_model_problem_mismatch_gives_the_handshake_message(tmp_path):
     assert not (tmp_path / "exp").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="shared MNIST data not present")
 def test_sequence_model_on_images_gives_the_handshake_message(tmp_path):
     result = run_mip("train", CONFIGS / "vision" / "lenet5_mnist.yaml", "model.name=LSTM",
@@ -105,6 +108,7 @@ def test_sequence_model_on_images_gives_the_handshake_message(tmp_path):
     assert not (tmp_path / "exp").exists()
 
 
+@pytest.mark.slow
 def test_missing_data_files_are_named(tmp_path):
     result = run_mip("train", CONFIGS / "vision" / "lenet5_mnist.yaml", f"training.problem.data_folder={tmp_path}/none",
                      "--expdir", tmp_path / "exp")
@@ -113,6 +117,7 @@ def test_missing_data_files_are_named(tmp_path):
     assert not (tmp_path / "exp").exists()
 
 
+@pytest.mark.slow
 def test_corrupt_checkpoint_exit_2_and_nothing_lost(trained, tmp_path):
     copy = tmp_path / "copy"
     import shutil
@@ -142,6 +147,7 @@ class _Payload:
         return (Path.touch, (self.marker,))
 
 
+@pytest.mark.slow
 def test_foreign_pickle_checkpoint_is_refused_without_running_it(trained, tmp_path):
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pt"
@@ -162,12 +168,14 @@ def test_foreign_pickle_checkpoint_is_refused_without_running_it(trained, tmp_pa
     assert result.returncode == 2 and "not written by MI-Prometheus" in result.stderr
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_model_is_refused(trained):
     result = run_mip("test", trained / "training_configuration.yaml", "model.hidden_size=32",
                      "--model", trained / "models" / "model_best.pt")
     assert result.returncode == 2 and "does not fit model LSTM" in result.stderr
 
 
+@pytest.mark.slow
 def test_test_command_and_legacy_alias(trained):
     result = run_mip("test", trained)
     assert result.returncode == 0, result.stderr
@@ -185,6 +193,7 @@ def test_test_command_and_legacy_alias(trained):
     assert len(list(trained.glob("test_*/testing_set_agg_statistics.csv"))) >= 2
 
 
+@pytest.mark.slow
 def test_no_cuda_here_is_bad_input(tiny_config, tmp_path):
     import torch
 
@@ -194,6 +203,7 @@ def test_no_cuda_here_is_bad_input(tiny_config, tmp_path):
     assert result.returncode == 2 and "CUDA" in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="shared MNIST data not present")
 def test_split_writes_index_files_usable_by_a_sampler(tmp_path):
     result = run_mip("split", CONFIGS / "vision" / "lenet5_mnist.yaml", "training.sampler.indices=[0, 100]",
@@ -247,6 +257,7 @@ def test_a_mistyped_flag_or_a_stray_word_is_still_an_error(argv, capsys):
     assert "unrecognized arguments" in error and f"mip {' '.join(argv[:2] if argv[0] == 'grid' else argv[:1])}" in error
 
 
+@pytest.mark.slow
 def test_train_with_an_override_after_the_flags(tiny_config, tmp_path):
     result = run_mip("train", tiny_config, "--expdir", tmp_path / "exp", "--no-progress",
                      "training.terminal_conditions.episode_limit=3", cwd=tmp_path)

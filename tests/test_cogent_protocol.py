@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from miprometheus.problems.vocabulary import Vocabulary
 from miprometheus.workers.grid.manifest import Manifest
 from tests.clevr_fixtures import TINY_FEATURES, write_clevr_with_features
 from tests.conftest import CONFIGS, run_mip
+
+pytestmark = pytest.mark.slow  # a whole grid: train on A, test, fine-tune on B, test
 
 SMALL_MODEL = {"model.dim": 16, "model.max_step": 2, "model.embedding_size": 8}
 

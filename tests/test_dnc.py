@@ -174,6 +174,7 @@ def test_bad_parameters_are_config_errors():
             make_dnc(**overrides)
 
 
+@pytest.mark.slow
 def test_plot_is_one_frame_per_step_with_memory_weightings_and_usage(tmp_path):
     problem, batch = serial_batch(3)  # T = 8
     model = make_dnc(num_read_heads=2)
@@ -193,6 +194,7 @@ def test_plot_is_one_frame_per_step_with_memory_weightings_and_usage(tmp_path):
     assert model.plot(batch, predictions, 0) is None
 
 
+@pytest.mark.slow
 def test_dnc_overfits_a_fixed_batch_of_serial_recall():
     """The masked loss on one batch (B = 8, 4 items) falls at least 5x in 150 Adam steps (lr 0.01), ~5 s on one
     core (~10 s when the machine is shared)."""

@@ -160,6 +160,7 @@ def test_long_sequences_stay_finite_with_every_option():
     assert torch.isfinite(predictions).all()
 
 
+@pytest.mark.slow
 def test_plot_shows_the_memory_at_each_step_and_the_attentions_over_time(tmp_path):
     problem, batch = serial_batch(3, 4)  # T = 10
     model = dwm()
@@ -177,6 +178,7 @@ def test_plot_shows_the_memory_at_each_step_and_the_attentions_over_time(tmp_pat
     assert len(gif) == 10 and not np.array_equal(gif[0], gif[-1])
 
 
+@pytest.mark.slow
 def test_overfits_a_fixed_serial_recall_batch():
     """B = 8, L = 4: the masked loss falls at least 10x in 500 Adam steps (lr 0.005), in about 6 s on one thread.
 

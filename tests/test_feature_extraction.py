@@ -304,6 +304,7 @@ def test_a_corrupt_or_mismatched_feature_file_is_refused(damaged, damage, messag
         features_problem(damaged)
 
 
+@pytest.mark.slow
 def test_a_damaged_feature_file_is_exit_code_2_through_the_command_line(damaged, tmp_path):
     path = damaged / "features" / TINY_FEATURES / "train.npy"
     _edit_sidecar(sidecar_path(path), shape=[3, 1024, 2, 2])

@@ -91,6 +91,7 @@ def test_invalid_task_config_is_reported_before_anything_runs(tmp_path):
     assert not (tmp_path / "exp").exists()
 
 
+@pytest.mark.slow
 def test_grid_trains_tests_and_records_everything(tmp_path):
     path = grid_file(tmp_path)
     result = run_mip("grid", "train", path, "--expdir", tmp_path / "exp", timeout=600)
@@ -116,6 +117,7 @@ def test_grid_trains_tests_and_records_everything(tmp_path):
     assert again.returncode == 0 and "started" not in again.stderr
 
 
+@pytest.mark.slow
 def test_a_crashing_task_does_not_stop_the_others(tmp_path):
     (tmp_path / "tasks").mkdir()
     path = grid_file(tmp_path, tasks="""grid_tasks:
@@ -165,6 +167,7 @@ def _statuses(expdir: Path) -> dict[str, int]:
         return {}
 
 
+@pytest.mark.slow
 def test_sigkill_of_the_grid_then_resume_runs_each_experiment_once(tmp_path):
     path = grid_file(tmp_path, settings="  experiment_repetitions: 3\n  max_concurrent_runs: 2\n",
                      overwrite="grid_overwrite: {training: {terminal_conditions: {episode_limit: 150}, "
@@ -194,6 +197,7 @@ def test_sigkill_of_the_grid_then_resume_runs_each_experiment_once(tmp_path):
             assert (folder / record.folder / "run_info.json").stat().st_mtime == finished[record.id]
 
 
+@pytest.mark.slow
 def test_a_killed_child_is_retried_from_its_checkpoint(tmp_path):
     path = grid_file(tmp_path, tasks="grid_tasks:\n  - default_configs: tasks/serial.yaml\n",
                      settings="  retries: 1\n",
@@ -270,6 +274,7 @@ def test_a_child_killed_by_a_real_time_signal_is_reported(tmp_path, monkeypatch)
     assert signal_name(signal.SIGKILL) == "SIGKILL" and signal_name(1000) == "1000"
 
 
+@pytest.mark.slow
 def test_grid_run_trains_tests_and_analyzes(tmp_path):
     path = grid_file(tmp_path, settings="  experiment_repetitions: 1\n  max_concurrent_runs: 2\n")
     result = run_mip("grid", "run", path, "--expdir", tmp_path / "exp", timeout=600)
@@ -304,6 +309,7 @@ def test_shipped_grid_files_plan_and_validate():
     assert len(pairs) == 10
 
 
+@pytest.mark.slow
 def test_a_task_after_another_starts_from_its_folder(tmp_path):
     """``after`` + ``after_folder_keys``: the fine-tuning experiment of repetition r starts once the experiment
     of repetition r of the task it follows has trained, with ``model.init_from`` pointing at that folder."""

@@ -175,6 +175,7 @@ def alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_a_training_runs_on_a_worker_and_its_results_come_back(cluster, grid):
     executor = RayExecutor(settings(cluster))
     try:
@@ -191,6 +192,7 @@ def test_a_training_runs_on_a_worker_and_its_results_come_back(cluster, grid):
     assert not ray.is_initialized(), "close() disconnects the driver it connected"
 
 
+@pytest.mark.slow
 def test_b_two_jobs_at_once_use_both_nodes_with_a_shared_filesystem(cluster, grid):
     executor = RayExecutor(settings(cluster, shared=True))
     try:
@@ -210,6 +212,7 @@ def test_b_two_jobs_at_once_use_both_nodes_with_a_shared_filesystem(cluster, gri
         assert count_rows(folder / "training_statistics.csv") == 60
 
 
+@pytest.mark.slow
 def test_c_a_killed_experiment_is_a_failure_and_resumes_on_a_worker(cluster, grid):
     executor = RayExecutor(settings(cluster))
     limit = 1000
@@ -241,6 +244,7 @@ def test_c_a_killed_experiment_is_a_failure_and_resumes_on_a_worker(cluster, gri
     assert experiment_dirs(grid / "experiments" / "killed") == [folder]
 
 
+@pytest.mark.slow
 def test_c_a_dead_ray_worker_is_a_lost_job_and_takes_its_command_along(cluster, grid):
     executor = RayExecutor(settings(cluster))
     scratch: Path | None = None
@@ -266,6 +270,7 @@ def test_c_a_dead_ray_worker_is_a_lost_job_and_takes_its_command_along(cluster, 
     assert "Ray task lost" in (grid / "logs" / "w.log").read_text()
 
 
+@pytest.mark.slow
 def test_d_cancel_terminates_a_running_job(cluster, grid):
     executor = RayExecutor(settings(cluster), cancel_grace_s=20)
     try:
@@ -336,6 +341,7 @@ def test_archives_merge_into_folders_and_refuse_escaping_members(tmp_path):
     assert not (tmp_path / "evil.txt").exists()
 
 
+@pytest.mark.slow
 def test_f_without_an_address_a_local_ray_is_started_and_shut_down(grid, monkeypatch):
     if ray.is_initialized():
         ray.shutdown()
@@ -377,6 +383,7 @@ grid_settings:
 VARYING = {"folder", "wall_time_s"}
 
 
+@pytest.mark.slow
 def test_a_grid_on_ray_gives_the_same_analysis_as_locally(cluster, tmp_path):
     from miprometheus.statistics import read_csv
     from miprometheus.workers.grid.analysis import analyze

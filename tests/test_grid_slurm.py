@@ -87,6 +87,7 @@ needs_slurm = pytest.mark.skipif(NO_SLURM is not None, reason=str(NO_SLURM))
 # --- submitit's local executor ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_local_trains(grid: Path, local: SlurmExecutor) -> None:
     handle = local.submit(train_job("e1", grid))
     assert wait(local, handle) == JobResult(0, None)
@@ -95,6 +96,7 @@ def test_local_trains(grid: Path, local: SlurmExecutor) -> None:
     assert list((grid / "slurm").glob("*_submitted.pkl"))  # submitit's files stay in <grid>/slurm
 
 
+@pytest.mark.slow
 def test_checkpoint_resumes_the_experiment(grid: Path, local: SlurmExecutor) -> None:
     """What submitit requeues on preemption: the same experiment, resumed from models/model_last.pt."""
     folder = newest_experiment(grid / "experiments" / "e1")
@@ -127,6 +129,7 @@ def test_resume_args_know_every_valued_flag_of_the_cli(tmp_path: Path) -> None:
                                 "--log-level", "DEBUG", "--tensorboard=1", "--no-progress"]
 
 
+@pytest.mark.slow
 def test_local_failure_is_reported(grid: Path, local: SlurmExecutor) -> None:
     (grid / "bad.yaml").write_text(TINY_SERIAL.replace("name: LSTM", "name: NoSuchModel"))
     job = train_job("bad", grid)
@@ -137,6 +140,7 @@ def test_local_failure_is_reported(grid: Path, local: SlurmExecutor) -> None:
     assert "NoSuchModel" in (grid / "logs" / "bad.log").read_text()
 
 
+@pytest.mark.slow
 def test_local_cancel(grid: Path, local: SlurmExecutor) -> None:
     handle = local.submit(train_job("cancelled", grid, LONG))
     wait_for_training(grid, "cancelled", episodes=20)
@@ -150,6 +154,7 @@ def test_local_cancel(grid: Path, local: SlurmExecutor) -> None:
     assert "received SIGTERM" in (grid / "logs" / "cancelled.log").read_text()
 
 
+@pytest.mark.slow
 def test_local_job_array(grid: Path, local: SlurmExecutor) -> None:
     handles = local.submit_many([train_job("l0", grid), train_job("l1", grid)])
     assert [h.job.id for h in handles] == ["l0", "l1"]
@@ -164,6 +169,7 @@ def test_no_slurm_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
         SlurmExecutor(GridSettings(executor="slurm", slurm_cluster="moon"))
 
 
+@pytest.mark.slow
 def test_local_preemption_requeues_and_resumes(grid: Path, local: SlurmExecutor) -> None:
     """USR2 (SLURM's warning before preemption/timeout) to the job: mip stops, the job comes back resumed."""
     handle = local.submit(train_job("preempted", grid, LONG.replace("4000", "600")))
@@ -188,6 +194,7 @@ def slurm() -> SlurmExecutor:
     return SlurmExecutor(GridSettings(executor="slurm", slurm_cluster="slurm", slurm_time_minutes=10))
 
 
+@pytest.mark.slow
 @needs_slurm
 def test_slurm_trains(grid: Path, slurm: SlurmExecutor) -> None:
     handle = slurm.submit(train_job("s1", grid))
@@ -196,6 +203,7 @@ def test_slurm_trains(grid: Path, slurm: SlurmExecutor) -> None:
     assert (grid / "slurm" / f"{handle.job_id}_submission.sh").is_file()
 
 
+@pytest.mark.slow
 @needs_slurm
 def test_slurm_job_array(grid: Path, slurm: SlurmExecutor) -> None:
     handles = slurm.submit_many([train_job("a0", grid), train_job("a1", grid)])
@@ -205,6 +213,7 @@ def test_slurm_job_array(grid: Path, slurm: SlurmExecutor) -> None:
     assert all(len(experiment_dirs(grid / "experiments" / n)) == 1 for n in ("a0", "a1"))
 
 
+@pytest.mark.slow
 @needs_slurm
 def test_slurm_cancel(grid: Path, slurm: SlurmExecutor) -> None:
     handle = slurm.submit(train_job("sc", grid, LONG))
@@ -214,6 +223,7 @@ def test_slurm_cancel(grid: Path, slurm: SlurmExecutor) -> None:
     assert result.exit_code != 0 and result.error and "CANCELLED" in result.error
 
 
+@pytest.mark.slow
 @needs_slurm
 @pytest.mark.xfail(strict=False, reason="intermittent here: after the requeue, SLURM's restart of the job sometimes "
                    "ends FAILED at once (Restarts=1, ExitCode=1) with no output; the checkpoint/requeue/resume logic "
@@ -238,6 +248,7 @@ def test_slurm_preemption_requeues_and_resumes(grid: Path, slurm: SlurmExecutor)
     assert experiment_dirs(grid / "experiments" / "sp") == [folder]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cluster", ["local", pytest.param("slurm", marks=needs_slurm)])
 def test_a_whole_grid_through_the_slurm_executor(tmp_path: Path, cluster: str) -> None:
     from miprometheus.workers.grid.manifest import Manifest

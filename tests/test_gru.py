@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from miprometheus.models.recurrent.gru import GRU
@@ -15,6 +16,7 @@ def test_gru_shapes_match_definitions():
     assert model.output_definitions["predictions"].matches_value(out) is None
 
 
+@pytest.mark.slow
 def test_gru_learns_to_copy_a_fixed_batch():
     torch.manual_seed(0)
     problem = SerialRecall(SerialRecall.Params(batch_size=16, min_sequence_length=4, max_sequence_length=4))

@@ -104,6 +104,7 @@ def test_bad_transform_parameters_are_config_errors(tmp_path, values, message):
 
 
 # --- exact resume with augmentation, through the CLI ---------------------------------------------------------
+@pytest.mark.slow
 def test_augmented_training_resumes_exactly(tmp_path):
     write10(tmp_path / "data")
     config = tmp_path / "config.yaml"

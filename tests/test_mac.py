@@ -143,6 +143,7 @@ def test_parameters_a_model_cannot_be_built_with_are_config_errors():
         make(SMAC, max_step=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cls", MODELS)
 def test_overfits_a_small_fixed_batch(cls):
     torch.manual_seed(0)

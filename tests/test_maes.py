@@ -177,6 +177,7 @@ def test_the_recurrent_state_lives_in_maes_state_not_on_the_modules():
         assert set(vars(module)) == set(before[name])
 
 
+@pytest.mark.slow
 def test_maes_plot_shows_the_memory_and_both_attentions_over_time(tmp_path):
     problem, batch = serial_batch(2, 3)  # T = 8
     model = maes()
@@ -219,6 +220,7 @@ def overfit(model: torch.nn.Module, lr: float, steps: int = 300) -> tuple[list[f
     return losses, time.monotonic() - start
 
 
+@pytest.mark.slow
 def test_maes_overfits_a_fixed_serial_recall_batch():
     """B = 8, L = 4: the masked loss falls at least 10x in 300 Adam steps (lr 0.03), in about 8 s on one thread."""
     losses, seconds = overfit(maes(), lr=0.03)
@@ -284,6 +286,7 @@ def test_es_lstm_starts_in_encode_mode_when_no_bit_is_set():
     assert model.internals["solving"].sum() == 0 and torch.isfinite(predictions).all()
 
 
+@pytest.mark.slow
 def test_es_lstm_overfits_a_fixed_serial_recall_batch_and_plots():
     """B = 8, L = 4, H = 64: the masked loss falls at least 10x in 300 Adam steps (lr 0.01), in seconds."""
     model = es_lstm(hidden_size=64)

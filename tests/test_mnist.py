@@ -291,6 +291,7 @@ def test_real_test_set_resized_to_32():
     assert problem.default_values["height"] == 32 and problem.default_values["width"] == 32
 
 
+@pytest.mark.slow
 @needs_real_mnist
 def test_a_linear_classifier_learns_real_mnist():
     """A real learning check: softmax regression on 2,000 digits generalises far above chance."""

@@ -166,6 +166,7 @@ def overfit_images(model: torch.nn.Module, images: torch.Tensor, labels: torch.T
         return (model({"images": images}).argmax(1) == labels).float().mean().item()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["LeNet5", "SimpleConvNet"])
 def test_vision_model_overfits_random_labels(name: str) -> None:
     """Memorising 32 random images with random labels needs every layer to pass gradients correctly."""
@@ -191,6 +192,7 @@ def copy_batch(batch: int, length: int, data_bits: int = 8) -> tuple[torch.Tenso
     return inputs, targets, mask
 
 
+@pytest.mark.slow
 def test_lstm_learns_to_copy_a_fixed_batch() -> None:
     torch.manual_seed(0)
     inputs, targets, mask = copy_batch(batch=16, length=4)

@@ -265,6 +265,7 @@ def titles(frames: Frames) -> list[str]:
     return [ax.get_title(loc="left") for ax in frames.figure.axes if ax.get_title(loc="left")]
 
 
+@pytest.mark.slow
 def test_plot_shows_memory_weightings_and_both_heads_over_time(tmp_path) -> None:
     problem, batch = serial_batch(3)  # T = 8
     model = ntm()
@@ -316,6 +317,7 @@ def overfit(model: torch.nn.Module, steps: int, lr: float) -> tuple[float, float
     return initial, problem.loss(batch, model(inputs)).item(), time.perf_counter() - started
 
 
+@pytest.mark.slow
 def test_ntm_overfits_a_fixed_batch() -> None:
     """The masked loss on one fixed batch of serial recall (B = 8, L = 4) falls at least 10x in 120 Adam steps
     (measured: 0.69 -> 0.017 after 100 steps; about 2 s on one thread)."""
@@ -325,6 +327,7 @@ def test_ntm_overfits_a_fixed_batch() -> None:
     assert final < initial / 10, (initial, final, seconds)
 
 
+@pytest.mark.slow
 def test_encoder_solver_ntm_overfits_a_fixed_batch() -> None:
     """The same for the encoder-solver NTM: the loss falls at least 10x in 120 Adam steps (measured: 0.69 -> 0.034
     after 100 steps; about 2 s)."""

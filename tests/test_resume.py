@@ -72,6 +72,7 @@ def kill_after_rows(config: Path, expdir: Path, rows: int) -> Path:
     return experiment_dirs(expdir)[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["serial_recall_generator", "mnist_dataset"])
 def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, name):
     text = SERIAL if name.startswith("serial") else MNIST
@@ -103,6 +104,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, name):
     assert info["status"] == "completed" and len(info["resumes"]) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_sigterm_and_sigint_write_last_checkpoint_and_are_resumable(tmp_path, signum):
     config = tmp_path / "config.yaml"

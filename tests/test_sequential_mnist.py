@@ -211,6 +211,7 @@ def test_recurrent_models_take_the_batches_unchanged(root, model_name):
     problem.loss(batch, predictions).backward()
 
 
+@pytest.mark.slow
 def test_lstm_overfits_32_row_mnist_digits():
     if not SHARED_MNIST.is_dir():
         pytest.skip("shared MNIST data not present")

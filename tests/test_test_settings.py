@@ -76,6 +76,7 @@ def test_bad_settings_are_named(tmp_path, settings, message):
     assert message in str(error.value)
 
 
+@pytest.mark.slow
 def test_mip_check_reports_every_setting_and_a_bad_one_exits_2(tmp_path):
     result = run_mip("check", write(tmp_path))
     assert result.returncode == 0, result.stderr
@@ -120,6 +121,7 @@ def test_train_test_writes_one_folder_per_setting(tmp_path):
     assert columns.index("val_loss") < columns.index("test[length_5]_loss") < columns.index("test[length_8]_loss")
 
 
+@pytest.mark.slow
 def test_grid_run_prints_a_column_per_setting(tmp_path):
     (tmp_path / "task.yaml").write_text(WITH_SETTINGS.replace("seed: 7", "seed: -1").replace(
         "episode_limit: 60", "episode_limit: 20"))
@@ -134,6 +136,7 @@ def test_grid_run_prints_a_column_per_setting(tmp_path):
     assert summary[0]["test[length_8]_acc_mean"] and float(summary[0]["n"]) == 2
 
 
+@pytest.mark.slow
 def test_mip_test_setting_chooses_settings_and_an_unknown_one_exits_2(tmp_path):
     config = write(tmp_path, WITH_SETTINGS.replace("episode_limit: 60", "episode_limit: 10"))
     run_mip("train", config, "--expdir", tmp_path / "exp", check=True)

@@ -103,6 +103,7 @@ def test_a_single_module_reads_the_input_and_gives_the_read_out():
     assert model(batch).shape == (3, 6, 8)
 
 
+@pytest.mark.slow
 def test_plot_is_one_frame_per_step_with_every_module_features(tmp_path):
     problem, batch = serial_batch(3)  # T = 8
     model = make_thalnet()
@@ -118,6 +119,7 @@ def test_plot_is_one_frame_per_step_with_every_module_features(tmp_path):
     assert len(gif) == 8 and not np.array_equal(gif[0], gif[-1])
 
 
+@pytest.mark.slow
 def test_thalnet_overfits_a_fixed_batch_of_serial_recall():
     """The masked loss on one batch (B = 8, 4 items) falls at least 5x in 400 Adam steps (lr 0.01) and below the
     original's floor (0.31 per bit with logits bounded to (-1, 1)); ~5 s on one core. (250 steps, as before,

@@ -208,6 +208,7 @@ def test_tester_writes_per_batch_and_aggregated_statistics(tmp_path, tiny_config
     assert {float(r["seq_length"]) for r in read_csv(folder3 / "testing_statistics.csv")} == {3.0}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="shared MNIST data not present")
 def test_lenet5_learns_real_mnist_digits_in_two_epochs(tmp_path):
     config = Path(__file__).resolve().parents[1] / "configs" / "vision" / "lenet5_mnist.yaml"
@@ -298,6 +299,7 @@ def test_resuming_a_finished_run_trains_nothing_more_and_can_extend_it(tmp_path,
     assert [r["from_episode"] for r in info["resumes"]] == [10, 10]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="shared MNIST data not present")
 def test_dataloader_workers_give_the_same_run_as_the_main_process(tmp_path):
     text = f"""

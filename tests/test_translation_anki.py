@@ -297,6 +297,7 @@ def test_samples_and_the_attention_figure(tmp_path):
 
 
 # --- the synthetic corpus --------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_the_synthetic_corpus_is_official_format_deterministic_and_holds_out_its_combinations(tmp_path):
     main, heldout = synthetic_corpus.write_synthetic_corpus(tmp_path / "a", pairs=600, heldout_pairs=100)
     synthetic_corpus.write_synthetic_corpus(tmp_path / "b", pairs=600, heldout_pairs=100)
@@ -326,6 +327,7 @@ def test_the_synthetic_corpus_is_official_format_deterministic_and_holds_out_its
     assert synthetic_corpus.unseen_words([p[:2] for p in held], [p[:2] for p in train]) == set()
 
 
+@pytest.mark.slow
 def test_every_feminine_form_comes_with_more_than_one_subject():
     # grammar v1's only feminine subject was "she": a held-out (she, angry) asked for a "fachee" never seen
     seen, held = synthetic_corpus.all_sentences()
@@ -335,6 +337,7 @@ def test_every_feminine_form_comes_with_more_than_one_subject():
     assert ("Mary's not eating the red apples.", "Marie ne mange pas les pommes rouges.") in seen + held
 
 
+@pytest.mark.slow
 def test_a_corpus_of_an_older_grammar_is_rewritten_a_real_one_never(tmp_path):
     old = tmp_path / "syn-eng.zip"
     with zipfile.ZipFile(old, "w") as archive:
@@ -350,6 +353,7 @@ def test_a_corpus_of_an_older_grammar_is_rewritten_a_real_one_never(tmp_path):
     assert real.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_the_problem_writes_the_synthetic_corpus_when_missing(tmp_path):
     p = problem(tmp_path, language="syn", synthetic=True, split="all")
     assert len(p) == 6000 and (tmp_path / "syn_heldout-eng.zip").is_file()

@@ -144,6 +144,7 @@ def test_beam_search_pads_finished_outputs_and_the_length_penalty_prefers_longer
     torch.testing.assert_close(normalised.scores, torch.tensor([0.405]).log())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["gru-bahdanau", "lstm-luong", "transformer"])
 def test_each_model_learns_to_copy_a_small_batch_and_decodes_it_back(name):
     torch.manual_seed(0)
@@ -213,6 +214,7 @@ model: {model}
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["{name: AttentionEncoderDecoder, embedding_size: 16, hidden_size: 32, "
                                    "attention_size: 16, teacher_forcing_ratio: 0.5}",
                                    "{name: TransformerEncoderDecoder, d_model: 32, nhead: 2, num_encoder_layers: 1, "

@@ -136,12 +136,14 @@ def _overfit(model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor
         return float((model({"images": images}).argmax(1) == targets).float().mean())
 
 
+@pytest.mark.slow
 def test_resnet20_overfits_a_small_batch():
     torch.manual_seed(0)
     images, targets = torch.rand(16, 3, 32, 32), torch.arange(16) % 10
     assert _overfit(resnet(), images, targets, steps=40, lr=0.05) == 1.0
 
 
+@pytest.mark.slow
 def test_alexnet_overfits_a_small_batch():
     torch.manual_seed(0)
     model = AlexNet(AlexNet.Params(height=64, width=64, num_channels=1, num_classes=4, dropout=0.0))

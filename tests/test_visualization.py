@@ -278,6 +278,7 @@ def check_sequence_files(files: dict[str, Path], prefix: str, samples: int, step
             assert png_size(files[key[:-4] + ".png"]) == (frames[0].shape[1], frames[0].shape[0])
 
 
+@pytest.mark.slow
 def test_mip_train_and_test_visualize_write_every_figure(tmp_path, tiny_config):
     run_mip("train", "--visualize", tiny_config, "training.terminal_conditions.episode_limit=20",
             "validation.interval=10", "--expdir", tmp_path / "exp", "--no-progress", cwd=tmp_path, check=True)
@@ -307,6 +308,7 @@ def test_training_without_validation_draws_the_last_training_batch(tmp_path, tin
     check_sequence_files(files, "episode_5/", 1, {4, 6, 8, 10})  # training lengths 1-4
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_lenet5_on_mnist_writes_images_with_predictions_and_feature_maps(tmp_path):
     options = RunOptions(expdir=tmp_path / "exp", progress=False, command_line=["test"], visualize=1)
@@ -326,6 +328,7 @@ def test_lenet5_on_mnist_writes_images_with_predictions_and_feature_maps(tmp_pat
     assert (pixels.reshape(-1, 3) == (255, 255, 255)).all(axis=1).mean() < 0.95  # something is drawn
 
 
+@pytest.mark.slow
 def test_visualizing_does_not_change_training(tmp_path, tiny_config):
     from miprometheus.statistics import read_csv
 
