@@ -37,7 +37,8 @@ from miprometheus.config.experiment_spec import validate
 from miprometheus.data import ANY, DataDefinition
 from miprometheus.models.model import Model
 from miprometheus.problems.assets import apply_assets, build_training_assets
-from miprometheus.workers.components import build_model, build_problem, forward, to_device
+from miprometheus.workers.components import build_model, build_problem, to_device
+from miprometheus.workers.step import run_step
 from tests.conftest import CONFIGS
 
 BATCH = 2
@@ -176,10 +177,9 @@ def tensors(value: Any) -> list[torch.Tensor]:
 
 
 def step(problem: Any, model: Model, batch: dict[str, Any]) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
-    """What the trainer does with a batch on the device: the forward, then the problem's loss."""
-    predictions, extras = forward(model, batch)
-    batch = {**batch, **extras}
-    return batch, predictions, problem.loss(batch, predictions)
+    """What the trainer, validation and the tester do with a batch on the device: the one step."""
+    done = run_step(problem, model, batch, check_first=True)
+    return done.batch, done.predictions, done.loss
 
 
 def run_on_meta(problem: Any, model: Model, samples: list[Any], training: bool = True) -> None:

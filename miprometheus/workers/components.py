@@ -67,11 +67,6 @@ def split_output(model: Any, output: Any) -> tuple[Any, dict[str, Any]]:
     return output.float(), {}
 
 
-def forward(model: Any, batch: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """The model on the keys of ``batch`` it declares: (float32 predictions, its further outputs)."""
-    return split_output(model, model(model_inputs(model, batch)))
-
-
 def check_declared_statistics(problem: Any, statistics: dict[str, Any]) -> None:
     """The statistics of the first batch are among those the problem declared (they fix the CSV columns)."""
     undeclared = [name for name in statistics if name not in problem.statistic_definitions]
