@@ -1,4 +1,4 @@
-"""Sort-of-CLEVR and ShapeColorQuery: the generator's rules (problems spec §4.2-4.4), the scene cache, the
+"""Sort-of-CLEVR and ShapeColorQuery: the generator's rules (MI-Prometheus's variant), the scene cache, the
 token questions and their original float encoding, the vocabulary and the grouped statistics."""
 
 from __future__ import annotations
