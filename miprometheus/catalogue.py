@@ -13,9 +13,11 @@ import ast
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from miprometheus import discovery, registry
 from miprometheus.errors import RegistryError
+from miprometheus.params import bounds_text
 
 
 @dataclass
@@ -25,7 +27,8 @@ class ParamInfo:
     name: str
     type: str
     default: str
-    doc: str
+    doc: str  # with the bounds and "[from the problem unless set]" appended, as mip list prints it
+    bounds: str = ""  # what ``param(min=, max=, also=)`` declares: "at least 1", "-1 or at least 1", "between 0 and 1"
 
 
 @dataclass
@@ -180,11 +183,15 @@ def _param_fields(node: ast.ClassDef, module: str, depth: int = 0) -> list[Param
             doc_node = args[1] if len(args) > 1 else kws.get("doc")
             if isinstance(doc_node, ast.Constant):
                 doc = str(doc_node.value)
+            bounds = bounds_text(*(_constant(kws[key], module) if key in kws else empty
+                                   for key, empty in (("min", None), ("max", None), ("also", ()))))
+            if bounds:
+                doc = (doc + " " if doc else "") + f"[{bounds}]"
             if isinstance(kws.get("from_problem"), ast.Constant) and kws["from_problem"].value:
                 doc = (doc + " " if doc else "") + "[from the problem unless set]"
         elif value is not None:
             default = ast.unparse(value)
-        fields[stmt.target.id] = ParamInfo(stmt.target.id, ast.unparse(stmt.annotation), default, doc)
+        fields[stmt.target.id] = ParamInfo(stmt.target.id, ast.unparse(stmt.annotation), default, doc, bounds)
     return list(fields.values())
 
 
@@ -202,8 +209,31 @@ def _describe_imported(kind: str, name: str) -> ComponentInfo:
             default = repr(f.default_factory())
         else:
             default = "(required)"
-        info.params.append(ParamInfo(f.name, str(f.type), default, param_doc(f)))
+        metadata = f.metadata or {}
+        bounds = bounds_text(metadata.get("min"), metadata.get("max"), metadata.get("also", ()))
+        doc = " ".join(part for part in (param_doc(f), f"[{bounds}]" if bounds else "") if part)
+        info.params.append(ParamInfo(f.name, str(f.type), default, doc, bounds))
     return info
+
+
+def _constant(node: ast.expr, module: str) -> Any:
+    """The value a ``param()`` keyword gives: a literal, or a module-level constant of the component's module
+    (``max=MAX_SUBSEQUENCES``); what the source says when it is neither."""
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        pass
+    if isinstance(node, ast.Name):
+        spec = importlib.util.find_spec(module)
+        if spec is not None and spec.origin and spec.origin.endswith(".py"):
+            for stmt in ast.parse(Path(spec.origin).read_text(encoding="utf-8")).body:
+                if isinstance(stmt, ast.Assign) and any(isinstance(t, ast.Name) and t.id == node.id
+                                                        for t in stmt.targets):
+                    try:
+                        return ast.literal_eval(stmt.value)
+                    except ValueError:
+                        break
+    return ast.unparse(node)
 
 
 def _factory_default(node: ast.expr) -> str:

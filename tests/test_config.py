@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import textwrap
 from pathlib import Path
@@ -594,6 +595,18 @@ def test_finalize_model_params_fills_from_the_problem_and_the_config_wins(tmp_pa
 
     spec = validate(load_config([path], ["model.output_item_size=3"]))
     assert finalize_model_params(spec, {"input_item_size": 10, "output_item_size": 8}).output_item_size == 3
+
+
+def test_the_spec_is_not_changed_after_validation(tmp_path):
+    spec = validate(load_config([write(tmp_path, "exp.yaml", EXPERIMENT)]))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.model = None
+    with pytest.raises(TypeError):  # read-only mappings
+        spec.model.values["hidden_size"] = 32
+    with pytest.raises(TypeError):
+        spec.splits["validation"] = spec.splits["training"]
+    finalize_model_params(spec, {"input_item_size": 10, "output_item_size": 8})  # returned, not stored
+    assert "input_item_size" not in spec.effective_tree()["model"] and spec.model.values["hidden_size"] == 16
 
 
 def test_finalize_model_params_names_what_is_missing(tmp_path):

@@ -102,7 +102,7 @@ def test_parameter_counts_follow_from_the_layers():
 @pytest.mark.parametrize("bad, message", [
     ({"image_encoder": "resnet"}, "image_encoder must be one of conv4, features"),
     ({"dropout": 1.0}, "dropout must be in"),
-    ({"conv_filters": 0}, "conv_filters must be positive, got 0"),
+    ({"conv_filters": 0}, "conv_filters must be at least 1, got 0"),
 ])
 @pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
 def test_bad_parameters_are_config_errors_naming_the_model(cls, bad, message):
@@ -180,6 +180,7 @@ def test_relational_network_equals_a_naive_sum_over_concatenated_pairs():
 
 
 # --- learning ----------------------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
 def test_overfits_a_batch_whose_answers_need_both_image_and_question(cls):
     # 4 images x 4 questions, a random answer for each pair: neither the image nor the question alone tells it.

@@ -13,10 +13,19 @@ from typing import Any, Literal
 
 from miprometheus import registry
 from miprometheus.config.loader import LoadedConfig
-from miprometheus.config.schema import NOT_COERCIBLE, Errors, as_dict, build, coerce, type_name, unknown_key
+from miprometheus.config.schema import (
+    NOT_COERCIBLE,
+    Errors,
+    as_dict,
+    build,
+    coerce,
+    section_values,
+    type_name,
+    unknown_key,
+)
 from miprometheus.config.sections import SECTIONS, TOP_LEVEL, Curriculum, InitFrom
 from miprometheus.errors import ConfigError, MipError
-from miprometheus.params import is_required
+from miprometheus.params import bound_error, is_required
 
 
 def _read_only(mapping: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
@@ -234,13 +243,13 @@ def validate(config: LoadedConfig, required: tuple[str, ...] = ("training", "mod
         if name not in tree:
             continue
         section = build(section_cls, tree[name], name, config, errors)
-        if not dataclasses.is_dataclass(section):
+        if section is None:
             continue
         problem_cls = _component("problems", section.problem, f"{name}.problem", config, errors)
         if problem_cls is None:
             continue
         params = build(problem_cls.Params, section.problem, f"{name}.problem", config, errors, ignore=("name",))
-        if dataclasses.is_dataclass(params):
+        if params is not None:
             _evaluation_size(name, section, problem_cls, params)
             _check_training_only(name, section.problem, config, errors)
             splits[name] = Split(name, section, problem_cls, params)
@@ -248,9 +257,6 @@ def validate(config: LoadedConfig, required: tuple[str, ...] = ("training", "mod
             optimizer, scheduler, curriculum = _validate_training(section, problem_cls, config, errors)
         if name == "testing" and section.settings is not None:
             test_settings = _validate_test_settings(tree["testing"], config, errors)
-        if getattr(section, "num_batches", None) is not None and section.num_batches < 1:
-            errors.append(f"{config.where(name + '.num_batches')}'{name}.num_batches' must be at least 1 "
-                          f"(null: the whole set), got {section.num_batches}")
     model = _validate_model(tree["model"], config, errors) if "model" in tree else None
     spec = ExperimentSpec(config, _read_only(splits), model, optimizer, scheduler, curriculum,
                           _read_only(test_settings))
@@ -269,14 +275,12 @@ def _validate_model(data: Any, config: LoadedConfig, errors: Errors) -> ModelSpe
         return None
     init_from, freeze = _validate_transfer(data, config, errors)
     from_problem = from_problem_fields(model_cls)
-    values = build(model_cls.Params, data, "model", config, errors, ignore=("name", *TRANSFER_KEYS),
-                   allow_missing=from_problem)
-    if dataclasses.is_dataclass(values):
-        values = as_dict(values)
-    else:  # required values left for the problem: record the defaults of the others
-        values = {**{f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
-                     for f in dataclasses.fields(model_cls.Params) if not is_required(f)}, **(values or {})}
-    values = {k: v for k, v in values.items() if k in data or k not in from_problem}
+    # Checked, not built: the values the problem supplies are known once it is built (finalize_model_params).
+    valid = section_values(model_cls.Params, data, "model", config, errors, ignore=("name", *TRANSFER_KEYS),
+                           allow_missing=from_problem) or {}
+    defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                for f in dataclasses.fields(model_cls.Params) if not is_required(f) and f.name not in from_problem}
+    values = {**defaults, **valid}
     return ModelSpec(data["name"], model_cls, _read_only(values), init_from, freeze)
 
 
@@ -311,7 +315,7 @@ def _validate_training_needs(spec: ExperimentSpec, config: LoadedConfig, errors:
                       "or epoch_limit: training needs a limit")
     if training.early_stopping.patience and "validation" not in config.tree:
         errors.append(f"{config.where('training.early_stopping')}early stopping needs a 'validation' section")
-    if spec.curriculum is not None and dataclasses.is_dataclass(spec.curriculum.params):
+    if spec.curriculum is not None:
         split = spec.splits["training"]
         why = split.problem_cls.check_curriculum(split.problem_params, spec.curriculum.params)
         if why:
@@ -349,13 +353,13 @@ def _validate_test_settings(testing: dict[str, Any], config: LoadedConfig, error
             continue
         merged = _deep_merge(base, values)
         section = build(SECTIONS["testing"], merged, prefix, config, errors)
-        if not dataclasses.is_dataclass(section):
+        if section is None:
             continue
         problem_cls = _component("problems", section.problem, f"{prefix}.problem", config, errors)
         if problem_cls is None:
             continue
         params = build(problem_cls.Params, section.problem, f"{prefix}.problem", config, errors, ignore=("name",))
-        if dataclasses.is_dataclass(params):
+        if params is not None:
             _evaluation_size("testing", section, problem_cls, params)
             found[name] = Split(f"testing.{name}", section, problem_cls, params)
     return found
@@ -447,7 +451,7 @@ def _validate_training(section: Any, problem_cls: type, config: LoadedConfig, er
                          "training.curriculum_learning", config, errors)
         params = build(curriculum_cls, {k: v for k, v in data.items() if k in problem_keys},
                        "training.curriculum_learning", config, errors)
-        if isinstance(settings, Curriculum) and dataclasses.is_dataclass(params):
+        if settings is not None and params is not None:
             curriculum = CurriculumSpec(settings, params)
     return optimizer, scheduler, curriculum
 
@@ -468,12 +472,12 @@ def finalize_model_params(spec: ExperimentSpec, default_values: dict[str, Any],
         if unknown:
             raise ConfigError(f"{spec.config.where(where)}'{where}' names {', '.join(map(repr, unknown))}, which "
                               f"model {model_cls.__name__} does not have (it has {', '.join(hints)})")
-    missing = []
+    missing, supplied = [], set()
     for f in dataclasses.fields(model_cls.Params):
         if f.name in values or not f.metadata.get("from_problem"):
             continue
         if f.name in default_values:
-            values[f.name] = default_values[f.name]
+            values[f.name], supplied = default_values[f.name], supplied | {f.name}
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             missing.append(f.name)
     if missing:
@@ -483,11 +487,19 @@ def finalize_model_params(spec: ExperimentSpec, default_values: dict[str, Any],
                           f"(it provides {', '.join(sorted(default_values)) or 'nothing'}): "
                           f"set model.{missing[0]} in the config, or choose a model made for this problem")
     hints = typing.get_type_hints(model_cls.Params)
+    fields = {f.name: f for f in dataclasses.fields(model_cls.Params)}
     for key in list(values):
         result = coerce(values[key], hints[key])
         if result is NOT_COERCIBLE:
             raise ConfigError(f"{spec.config.where('model.' + key)}'model.{key}' must be {type_name(hints[key])}, "
                               f"got {values[key]!r}")
+        why = bound_error(fields[key], result)
+        if why:  # the config's own values were checked by the schema: a problem's value, or a test's override
+            if key in supplied:
+                raise ConfigError(f"{spec.config.where('model')}'model.{key}' {why}, the value the problem "
+                                  f"supplies: set model.{key} in the config, or choose a model made for this problem")
+            place = where if key in (overrides or {}) else "model"
+            raise ConfigError(f"{spec.config.where(f'{place}.{key}')}'{place}.{key}' {why}")
         values[key] = result
     try:
         return model_cls.Params(**values)

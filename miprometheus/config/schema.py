@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 from miprometheus.config.loader import LoadedConfig
-from miprometheus.params import is_required, param_doc
+from miprometheus.params import bound_error, is_required, param_doc
 
 
 class Errors(list):
@@ -94,13 +94,16 @@ def unknown_key(config: LoadedConfig, full_key: str, valid: list[str]) -> str:
     return f"{config.where(full_key)}unknown key '{full_key}'.{hint}"
 
 
-def build(cls: type, data: Any, prefix: str, config: LoadedConfig, errors: Errors, *,
-          ignore: tuple[str, ...] = (), allow_missing: set[str] | None = None) -> Any:
-    """Make a ``cls`` dataclass instance from a config mapping, recording every problem in ``errors``.
+def section_values(cls: type, data: Any, prefix: str, config: LoadedConfig, errors: Errors, *,
+                   ignore: tuple[str, ...] = (), allow_missing: set[str] | frozenset[str] = frozenset()
+                   ) -> dict[str, Any] | None:
+    """The values a config mapping sets for a ``cls`` dataclass, each checked, without making the instance.
 
-    ``prefix`` is the dotted key of the section; ``ignore`` lists keys handled elsewhere (such as
-    ``name``); ``allow_missing`` lists required fields that may be filled later (from the problem).
-    Returns the instance, or the dict of valid values when something is missing.
+    Records in ``errors`` every unknown key, wrong type, value out of its declared bounds (``param(min=,
+    max=)``) and missing required value, each with the file:line that set it. ``prefix`` is the dotted key
+    of the section; ``ignore`` lists keys handled elsewhere (such as ``name``); ``allow_missing`` lists
+    required fields that may be filled later (the model's values that the problem supplies). Returns the
+    valid values (a key with an error is left out), or None when ``data`` is not a mapping.
     """
     if data is None:
         data = {}
@@ -119,33 +122,50 @@ def build(cls: type, data: Any, prefix: str, config: LoadedConfig, errors: Error
             continue
         tp = hints[key]
         if dataclasses.is_dataclass(tp) or (isinstance(value, dict) and _dataclass_in(tp)):
-            sub = _dataclass_in(tp)
             if value is None and coerce(None, tp) is not NOT_COERCIBLE:
                 values[key] = None  # an optional section switched off
-            else:  # an empty section (``key:`` with nothing below) takes every default
-                values[key] = build(sub, value, full, config, errors)
+                continue
+            # an empty section (``key:`` with nothing below) takes every default
+            section = build(_dataclass_in(tp), value, full, config, errors)
+            if section is not None:
+                values[key] = section
             continue
         result = coerce(value, tp)
         if result is NOT_COERCIBLE:
             errors.append(f"{config.where(full)}'{full}' must be {type_name(tp)}, got {value!r}")
             continue
+        why = bound_error(fields[key], result)
+        if why:
+            errors.append(f"{config.where(full)}'{full}' {why}")
+            continue
         if (fields[key].metadata.get("path") and isinstance(result, str) and "," not in result
                 and not re.fullmatch(r"\s*\d+\s*:\s*\d*\s*", result)):  # "a:b" sampler ranges are not paths
             result = resolve_path(result, config, full)
         values[key] = result
-    missing = [n for n, f in fields.items() if n not in values and is_required(f)
-               and n not in (allow_missing or set()) and n not in data]
-    for name in missing:
-        full = f"{prefix}.{name}" if prefix else name
-        doc = param_doc(fields[name])
-        errors.append(f"{config.where(prefix)}missing required value '{full}'" + (f" ({doc})" if doc else ""))
-    if missing or any(n not in values and is_required(f) for n, f in fields.items()):
-        return values
+    for name, f in fields.items():
+        if is_required(f) and name not in data and name not in allow_missing:
+            full = f"{prefix}.{name}" if prefix else name
+            doc = param_doc(f)
+            errors.append(f"{config.where(prefix)}missing required value '{full}'" + (f" ({doc})" if doc else ""))
+    return values
+
+
+def build(cls: type, data: Any, prefix: str, config: LoadedConfig, errors: Errors, *,
+          ignore: tuple[str, ...] = ()) -> Any | None:
+    """Make a ``cls`` dataclass instance from a config mapping, checked as :func:`section_values` does.
+
+    Returns the instance, or None when it cannot be made (a required value missing or wrong: every
+    problem is recorded in ``errors``). A key with an error takes its default, so that the checks that
+    follow still run and every error of the tree is reported at once.
+    """
+    values = section_values(cls, data, prefix, config, errors, ignore=ignore)
+    if values is None or any(is_required(f) and f.name not in values for f in dataclasses.fields(cls)):
+        return None
     try:
         return cls(**values)
     except (TypeError, ValueError) as exc:
         errors.append(f"{config.where(prefix)}invalid section '{prefix}': {exc}")
-        return values
+        return None
 
 
 def _dataclass_in(tp: Any) -> type | None:

@@ -12,8 +12,8 @@ from miprometheus.params import param
 class TerminalConditions:
     """When training stops (whichever comes first)."""
 
-    episode_limit: int | None = param(None, "stop after this many episodes (batches); null: no limit")
-    epoch_limit: int | None = param(None, "stop after this many epochs; null: no limit")
+    episode_limit: int | None = param(None, "stop after this many episodes (batches); null: no limit", min=0)
+    epoch_limit: int | None = param(None, "stop after this many epochs; null: no limit", min=0)
     loss_stop: float | None = param(None, "stop when the training loss (or the validation loss, when validating) "
                                           "falls below this value")
 
@@ -22,7 +22,7 @@ class TerminalConditions:
 class EarlyStopping:
     """Stop when the validation loss has not improved for a number of validations."""
 
-    patience: int | None = param(None, "validations without improvement before stopping; null: off")
+    patience: int | None = param(None, "validations without improvement before stopping; null or 0: off", min=0)
     min_delta: float = param(0.0, "an improvement must lower the best validation loss by more than this")
 
 
@@ -30,13 +30,13 @@ class EarlyStopping:
 class DataLoaderSection:
     """Arguments of torch.utils.data.DataLoader."""
 
-    num_workers: int = param(0, "worker processes loading batches (0: the main process)")
+    num_workers: int = param(0, "worker processes loading batches (0: the main process)", min=0)
     pin_memory: bool | None = param(None, "pin host memory for faster (non-blocking) copies to a GPU; "
                                           "null: pin when the run uses a CUDA device")
     persistent_workers: bool = param(False, "keep worker processes alive between epochs")
     prefetch_factor: int | None = param(None, "batches prefetched per worker (num_workers > 0)")
     drop_last: bool = param(False, "drop the last incomplete batch of an epoch")
-    timeout: float = param(0.0, "seconds to wait for a batch from a worker (0: forever)")
+    timeout: float = param(0.0, "seconds to wait for a batch from a worker (0: forever)", min=0)
 
 
 @dataclass(kw_only=True)
@@ -83,8 +83,9 @@ class TrainingSection:
     curriculum_learning: dict[str, Any] | None = param(None, "curriculum settings (must_finish and the "
                                                               "problem's own); null: off")
     seed: int = param(-1, "seed of Python, NumPy, torch and the problems; -1: draw one and record it")
-    checkpoint_interval: int | None = param(None, "also write models/model_last.pt every N episodes")
-    log_interval: int = param(100, "episodes between console log lines")
+    checkpoint_interval: int | None = param(None, "also write models/model_last.pt every N episodes; null or 0: "
+                                                   "only at validations and epoch ends", min=0)
+    log_interval: int = param(100, "episodes between console log lines", min=0)
     precision: Literal[32, "32", "bf16", "16-mixed"] = param(
         "32", "32 (float32), bf16 (bfloat16 autocast) or 16-mixed (float16 autocast with a gradient scaler)")
 
@@ -97,9 +98,9 @@ class ValidationSection:
     problem: dict[str, Any] = param(doc="the validation problem: name and its parameters")
     sampler: SamplerSection | None = param(None, "which samples to validate on (finite datasets)")
     dataloader: DataLoaderSection = param(factory=DataLoaderSection, doc="DataLoader settings")
-    interval: int | None = param(None, "validate every N episodes; null: only at the end of each epoch")
+    interval: int | None = param(None, "validate every N episodes; null or 0: only at the end of each epoch", min=0)
     every_epoch: bool = param(True, "validate at the end of every epoch")
-    num_batches: int | None = param(None, "validate on this many batches; null: the whole set")
+    num_batches: int | None = param(None, "validate on this many batches; null: the whole set", min=1)
 
 
 @dataclass(kw_only=True)
@@ -107,7 +108,7 @@ class TestingSection:
     problem: dict[str, Any] = param(doc="the test problem: name and its parameters")
     sampler: SamplerSection | None = param(None, "which samples to test on (finite datasets)")
     dataloader: DataLoaderSection = param(factory=DataLoaderSection, doc="DataLoader settings")
-    num_batches: int | None = param(None, "test on this many batches; null: the whole set")
+    num_batches: int | None = param(None, "test on this many batches; null: the whole set", min=1)
     seed: int | None = param(None, "seed of the test data; null: the training seed")
     model_overrides: dict[str, Any] | None = param(
         None, "model parameters changed for this test only, e.g. {decoding: beam, beam_width: 5}: parameters that "

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import torch
 
 from miprometheus.data import ANY, DataDefinition
-from miprometheus.params import NoParams
+from miprometheus.params import NoParams, check_bounds
 
 
 class Model(torch.nn.Module):
@@ -28,6 +28,7 @@ class Model(torch.nn.Module):
 
     def __init__(self, params: Any) -> None:
         super().__init__()
+        check_bounds(params, f"model {self.name}")  # the bounds its Params declare (param(min=, max=))
         self.params = params
         self.input_definitions: dict[str, DataDefinition] = {}
         self.output_definitions: dict[str, DataDefinition] = {}

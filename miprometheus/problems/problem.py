@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from miprometheus.data import DataDefinition
-from miprometheus.params import param
+from miprometheus.params import check_bounds, param
 from miprometheus.statistics import Measure, StatisticDefinition
 
 Batch = dict[str, Any]
@@ -20,7 +20,7 @@ Batch = dict[str, Any]
 class ProblemParams:
     """Parameters shared by every problem."""
 
-    batch_size: int = param(64, "number of samples in one batch")
+    batch_size: int = param(64, "number of samples in one batch", min=1)
 
 
 class Problem(Dataset):
@@ -46,6 +46,7 @@ class Problem(Dataset):
     uses_assets: ClassVar[bool] = False
 
     def __init__(self, params: ProblemParams) -> None:
+        check_bounds(params, f"problem {self.name}")  # the bounds its Params declare (param(min=, max=))
         self.params = params
         self.batch_size = params.batch_size
         self.generator = torch.Generator()

@@ -74,7 +74,7 @@ class ExtractorSection:
     random_seed: int = param(0, "seed of the random weights")
     last_layer: Literal["layer1", "layer2", "layer3", "layer4"] = param(
         "layer3", "the last stage kept (the original's num_blocks: 4 means layer3: 1024 x 14 x 14 at 224 px)")
-    image_size: int = param(224, "images are resized to image_size x image_size before the network")
+    image_size: int = param(224, "images are resized to image_size x image_size before the network", min=16)
 
 
 @dataclass
@@ -97,8 +97,8 @@ class ExtractionConfig:
     dataset: DatasetSection = param(doc="which images")
     extractor: ExtractorSection = param(factory=ExtractorSection, doc="which network")
     output: OutputSection = param(factory=OutputSection, doc="where the files go")
-    batch_size: int = param(32, "images per forward pass")
-    num_workers: int = param(4, "processes reading and resizing the images (0: the main process)")
+    batch_size: int = param(32, "images per forward pass", min=1)
+    num_workers: int = param(4, "processes reading and resizing the images (0: the main process)", min=0)
     device: str = param("cpu", "cpu, cuda or cuda:N")
 
 
@@ -158,10 +158,6 @@ def validate_config(loaded: LoadedConfig) -> ExtractionConfig:
                           "ImageNet state-dict file, e.g. resnet101-63fe2227.pth from https://download.pytorch.org/"
                           "models/) or 'extractor.random_weights: true' (tests only), "
                           + ("not both" if extractor.random_weights else "got neither"))
-        for key, value, least in (("batch_size", config.batch_size, 1), ("num_workers", config.num_workers, 0),
-                                  ("extractor.image_size", extractor.image_size, 16)):
-            if value < least:
-                errors.append(f"{loaded.where(key)}'{key}' must be at least {least}, got {value}")
     if errors:
         raise ConfigError("invalid feature extraction configuration:\n  - " + "\n  - ".join(errors))
     return config

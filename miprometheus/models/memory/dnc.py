@@ -221,19 +221,10 @@ class DNCCell(torch.nn.Module):
 
 
 def build_cell(p: Any) -> DNCCell:
-    """A :class:`DNCCell` from the DNC parameters ``p``, after checking them (bad values are a ConfigError)."""
-    checks = [
-        (p.controller in DNC_CONTROLLERS, f"controller must be one of {', '.join(DNC_CONTROLLERS)}, "
-                                          f"got '{p.controller}'"),
-        (p.hidden_size >= 1, f"hidden_size must be at least 1, got {p.hidden_size}"),
-        (p.num_read_heads >= 1, f"num_read_heads must be at least 1, got {p.num_read_heads}"),
-        (p.word_size >= 1, f"word_size must be at least 1, got {p.word_size}"),
-        (p.num_addresses == -1 or p.num_addresses >= 1,
-         f"num_addresses must be -1 (N = T, the sequence length) or at least 1, got {p.num_addresses}"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(f"model DNC: {message}")
+    """A :class:`DNCCell` from the DNC parameters ``p``, after checking the controller (a bad one is a ConfigError;
+    the bounds declared on the parameters were checked when the model was made)."""
+    if p.controller not in DNC_CONTROLLERS:
+        raise ConfigError(f"model DNC: controller must be one of {', '.join(DNC_CONTROLLERS)}, got '{p.controller}'")
     return DNCCell(p.input_item_size, p.output_item_size, p.controller, p.hidden_size, p.non_linearity,
                    p.num_read_heads, p.word_size)
 
@@ -261,11 +252,12 @@ class DNC(Model):
         output_item_size: int = param(doc="size O of one output item (logits)", from_problem=True)
         controller: Literal["lstm", "gru", "rnn", "feedforward"] = param(
             "lstm", "the controller: lstm, gru, rnn (phi(W [u; h] + b)) or feedforward (W u + b, no state)")
-        hidden_size: int = param(64, "size H of the controller's output")
+        hidden_size: int = param(64, "size H of the controller's output", min=1)
         non_linearity: Literal["sigmoid", "tanh", "relu", "none"] = param("sigmoid", "phi of the rnn controller")
-        num_read_heads: int = param(1, "number R of read heads (there is one write head)")
-        num_addresses: int = param(-1, "number N of memory slots; -1: N = T, the length of the input sequence")
-        word_size: int = param(10, "width W of one memory slot")
+        num_read_heads: int = param(1, "number R of read heads (there is one write head)", min=1)
+        num_addresses: int = param(-1, "number N of memory slots; -1: N = T, the length of the input sequence",
+                                   min=1, also=(-1,))
+        word_size: int = param(10, "width W of one memory slot", min=1)
 
     def __init__(self, params: DNC.Params) -> None:
         super().__init__(params)

@@ -57,16 +57,17 @@ class DWM(Model):
     class Params:
         """Parameters of the DWM (defaults: configs/dwm_baselines/dwm/default_dwm.yaml of the original)."""
 
-        input_item_size: int = param(doc="size I of one input item", from_problem=True)
-        output_item_size: int = param(doc="size O of one output item (logits)", from_problem=True)
-        hidden_size: int = param(5, "controller units H")
+        input_item_size: int = param(doc="size I of one input item", from_problem=True, min=1)
+        output_item_size: int = param(doc="size O of one output item (logits)", from_problem=True, min=1)
+        hidden_size: int = param(5, "controller units H", min=1)
         controller: str = param("rnn", "controller kind: rnn (the paper's sigmoid RNN), lstm, gru, feedforward, "
                                        "ffgru")
         non_linearity: str = param("sigmoid", "non-linearity of the rnn controller: sigmoid, tanh, relu, none")
-        num_content_bits: int = param(10, "width C of one memory slot")
+        num_content_bits: int = param(10, "width C of one memory slot", min=1)
         num_addresses: int = param(-1, "number of memory slots N; -1: N = max(T, shift_size), T of each batch")
-        num_heads: int = param(1, "number of heads (each reads and writes at one attention, with its bookmark)")
-        shift_size: int = param(3, "width S of the shift kernel (odd; 3 = shifts -1, 0, +1)")
+        num_heads: int = param(1, "number of heads (each reads and writes at one attention, with its bookmark)",
+                               min=1)
+        shift_size: int = param(3, "width S of the shift kernel (odd; 3 = shifts -1, 0, +1)", min=1)
         use_content_addressing: bool = param(False, "mix content addressing on the new memory into the attention")
 
     def __init__(self, params: DWM.Params) -> None:
@@ -96,11 +97,8 @@ class DWM(Model):
         def fail(message: str) -> None:
             raise ConfigError(f"model DWM: {message}")
 
-        for name in ("input_item_size", "output_item_size", "hidden_size", "num_content_bits", "num_heads"):
-            if int(getattr(p, name)) < 1:
-                fail(f"{name} must be at least 1, got {getattr(p, name)}")
-        if p.shift_size < 1 or p.shift_size % 2 == 0:
-            fail(f"shift_size must be odd and positive (3 = shifts -1, 0, +1), got {p.shift_size}")
+        if p.shift_size % 2 == 0:
+            fail(f"shift_size must be odd (3 = shifts -1, 0, +1), got {p.shift_size}")
         if p.num_addresses != -1 and p.num_addresses < p.shift_size:
             fail(f"num_addresses must be -1 (N = T) or at least shift_size ({p.shift_size}): the circular shift "
                  f"needs N >= S, got {p.num_addresses}")

@@ -30,18 +30,15 @@ class EncoderSolverLSTM(Model):
     class Params:
         """Parameters of the Encoder-Solver LSTM (configs/maes_baselines/es_lstm/default_es_lstm.yaml: H = 256)."""
 
-        input_item_size: int = param(doc="size I of one input item", from_problem=True)
-        output_item_size: int = param(doc="size O of one output item (logits)", from_problem=True)
+        input_item_size: int = param(doc="size I of one input item", from_problem=True, min=1)
+        output_item_size: int = param(doc="size O of one output item (logits)", from_problem=True, min=1)
         store_bit: int = param(doc="input channel of the store marker (switches to Encode mode)", from_problem=True)
         recall_bit: int = param(doc="input channel of the recall marker (switches to Solve mode)", from_problem=True)
-        hidden_size: int = param(256, "units H of each LSTMCell")
+        hidden_size: int = param(256, "units H of each LSTMCell", min=1)
 
     def __init__(self, params: EncoderSolverLSTM.Params) -> None:
         super().__init__(params)
         i, o, h = int(params.input_item_size), int(params.output_item_size), int(params.hidden_size)
-        if min(i, o, h) < 1:
-            raise ConfigError(f"model EncoderSolverLSTM: input_item_size, output_item_size and hidden_size must be "
-                              f"at least 1, got {i}, {o}, {h}")
         for name in ("store_bit", "recall_bit"):
             if not 0 <= int(getattr(params, name)) < i:
                 raise ConfigError(f"model EncoderSolverLSTM: {name} must be an input channel (0..{i - 1}), "

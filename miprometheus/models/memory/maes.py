@@ -171,16 +171,16 @@ class MAES(Model):
     class Params:
         """Parameters of MAES (defaults: configs/maes_baselines/maes/default_maes.yaml of the original)."""
 
-        input_item_size: int = param(doc="size I of one input item", from_problem=True)
-        output_item_size: int = param(doc="size O of one output item (logits)", from_problem=True)
+        input_item_size: int = param(doc="size I of one input item", from_problem=True, min=1)
+        output_item_size: int = param(doc="size O of one output item (logits)", from_problem=True, min=1)
         store_bit: int = param(doc="input channel of the store marker (Encode mode)", from_problem=True)
         recall_bit: int = param(doc="input channel of the recall marker (switches to Solve mode)", from_problem=True)
-        hidden_size: int = param(20, "units H of each controller (encoder and solver)")
+        hidden_size: int = param(20, "units H of each controller (encoder and solver)", min=1)
         controller: str = param("rnn", "controller kind of both cells: rnn, lstm, gru, feedforward, ffgru")
         non_linearity: str = param("sigmoid", "non-linearity of the rnn controller: sigmoid, tanh, relu, none")
-        num_content_bits: int = param(15, "width C of one memory slot")
+        num_content_bits: int = param(15, "width C of one memory slot", min=1)
         num_addresses: int = param(-1, "number of memory slots N; -1: N = max(T, shift_size), T of each batch")
-        shift_size: int = param(3, "width S of the shift kernels of the encoder and the solver (odd)")
+        shift_size: int = param(3, "width S of the shift kernels of the encoder and the solver (odd)", min=1)
         pass_cell_state: bool = param(True, "the solver's controller starts from the encoder's final state "
                                             "(False: from zero)")
 
@@ -202,16 +202,13 @@ class MAES(Model):
         def fail(message: str) -> None:
             raise ConfigError(f"model MAES: {message}")
 
-        for name in ("input_item_size", "output_item_size", "hidden_size", "num_content_bits"):
-            if int(getattr(p, name)) < 1:
-                fail(f"{name} must be at least 1, got {getattr(p, name)}")
         for name in ("store_bit", "recall_bit"):
             if not 0 <= int(getattr(p, name)) < int(p.input_item_size):
                 fail(f"{name} must be an input channel (0..{int(p.input_item_size) - 1}), got {getattr(p, name)}")
         if p.store_bit == p.recall_bit:
             fail(f"store_bit and recall_bit must be different channels, both are {p.store_bit}")
-        if p.shift_size < 1 or p.shift_size % 2 == 0:
-            fail(f"shift_size must be odd and positive (3 = shifts -1, 0, +1), got {p.shift_size}")
+        if p.shift_size % 2 == 0:
+            fail(f"shift_size must be odd (3 = shifts -1, 0, +1), got {p.shift_size}")
         if p.num_addresses != -1 and p.num_addresses < p.shift_size:
             fail(f"num_addresses must be -1 (N = T) or at least shift_size ({p.shift_size}), got {p.num_addresses}")
         if p.controller not in CONTROLLERS:

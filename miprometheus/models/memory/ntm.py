@@ -175,16 +175,12 @@ def unroll(cell: torch.nn.Module, x: torch.Tensor, state: Any,
 
 
 def build_cell(p: Any) -> NTMCell:
-    """An :class:`NTMCell` from the NTM parameters ``p`` (shared by the NTM and the encoder-solver NTM)."""
+    """An :class:`NTMCell` from the NTM parameters ``p`` (shared by the NTM and the encoder-solver NTM); the
+    bounds declared on the parameters were checked when the model was made."""
     checks = [
         (p.controller in NTM_CONTROLLERS, f"controller must be one of {', '.join(NTM_CONTROLLERS)}, "
                                           f"got '{p.controller}'"),
-        (p.hidden_size >= 1, f"hidden_size must be at least 1, got {p.hidden_size}"),
-        (p.num_read_heads >= 1, f"num_read_heads must be at least 1, got {p.num_read_heads}"),
-        (p.num_content_bits >= 1, f"num_content_bits must be at least 1, got {p.num_content_bits}"),
-        (p.num_addresses == -1 or p.num_addresses >= 1,
-         f"num_addresses must be -1 (N = T, the sequence length) or at least 1, got {p.num_addresses}"),
-        (p.shift_size >= 1 and p.shift_size % 2 == 1,
+        (p.shift_size % 2 == 1,
          f"shift_size must be odd (shifts -(S-1)/2 .. +(S-1)/2), got {p.shift_size}"),
         (p.memory_init in MEMORY_INITS, f"memory_init must be one of {', '.join(MEMORY_INITS)}, "
                                         f"got '{p.memory_init}'"),
@@ -220,13 +216,14 @@ class NTM(Model):
         controller: Literal["lstm", "gru", "rnn", "feedforward"] = param(
             "rnn", "the controller: lstm, gru, rnn (h = phi(W [u; h_prev] + b)) or feedforward (h = W u + b, "
                    "no state); u = [x_t; r_{t-1}]")
-        hidden_size: int = param(100, "size H of the controller's output")
+        hidden_size: int = param(100, "size H of the controller's output", min=1)
         non_linearity: Literal["sigmoid", "tanh", "relu", "none"] = param(
             "tanh", "phi of the rnn controller (the original configs: sigmoid)")
-        num_read_heads: int = param(1, "number R of read heads (there is one write head)")
-        num_addresses: int = param(-1, "number N of memory addresses; -1: N = T, the length of the input sequence")
-        num_content_bits: int = param(10, "width C of one memory address")
-        shift_size: int = param(3, "width S of the shift kernel (odd): shifts -(S-1)/2 .. +(S-1)/2")
+        num_read_heads: int = param(1, "number R of read heads (there is one write head)", min=1)
+        num_addresses: int = param(-1, "number N of memory addresses; -1: N = T, the length of the input sequence",
+                                   min=1, also=(-1,))
+        num_content_bits: int = param(10, "width C of one memory address", min=1)
+        shift_size: int = param(3, "width S of the shift kernel (odd): shifts -(S-1)/2 .. +(S-1)/2", min=1)
         use_content_addressing: bool = param(True, "address by content before the location step "
                                                    "(False: shift and sharpen the last weighting only)")
         memory_init: Literal["constant", "zero", "learned"] = param(

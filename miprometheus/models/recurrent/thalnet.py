@@ -28,7 +28,6 @@ import torch
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
-from miprometheus.errors import ConfigError
 from miprometheus.models.memory.controllers import Controller
 from miprometheus.models.model import Model, sequence_definitions
 from miprometheus.params import param
@@ -54,9 +53,11 @@ class ThalNet(Model):
 
         input_item_size: int = param(doc="size I of one input item", from_problem=True)
         output_item_size: int = param(doc="size O of one output item (logits)", from_problem=True)
-        num_modules: int = param(4, "number K of modules; the first reads the input, the last gives the read-out")
-        center_size_per_module: int = param(32, "features m each module sends to the centre (its GRU state size)")
-        context_size: int = param(32, "size kappa of the context each module reads from the centre")
+        num_modules: int = param(4, "number K of modules; the first reads the input, the last gives the read-out",
+                                 min=1)
+        center_size_per_module: int = param(32, "features m each module sends to the centre (its GRU state size)",
+                                            min=1)
+        context_size: int = param(32, "size kappa of the context each module reads from the centre", min=1)
         reading: Literal["weight_normalized", "linear"] = param(
             "weight_normalized", "each module's reading of the centre: weight-normalised linear (the paper's robust "
                                  "default, w = g v / |v| per row) or plain linear")
@@ -65,15 +66,6 @@ class ThalNet(Model):
 
     def __init__(self, params: ThalNet.Params) -> None:
         super().__init__(params)
-        checks = [
-            (params.num_modules >= 1, f"num_modules must be at least 1, got {params.num_modules}"),
-            (params.center_size_per_module >= 1,
-             f"center_size_per_module must be at least 1, got {params.center_size_per_module}"),
-            (params.context_size >= 1, f"context_size must be at least 1, got {params.context_size}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(f"model ThalNet: {message}")
         k, m, kappa = params.num_modules, params.center_size_per_module, params.context_size
         self.num_modules, self.center_size_per_module, self.context_size = k, m, kappa
         # One layer holds every module's reading (its rows are the K readings stacked); weight normalisation with

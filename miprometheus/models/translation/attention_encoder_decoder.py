@@ -73,20 +73,18 @@ class AttentionEncoderDecoder(Seq2SeqModel):
         """Parameters of the attention encoder-decoder."""
 
         cell: Literal["gru", "lstm"] = param("gru", "recurrent cell of the encoder and the decoder")
-        embedding_size: int = param(128, "size of the word embeddings (source and target)")
-        hidden_size: int = param(256, "units of each recurrent layer (per direction in the encoder)")
-        num_layers: int = param(1, "stacked recurrent layers of the encoder and of the decoder")
+        embedding_size: int = param(128, "size of the word embeddings (source and target)", min=1)
+        hidden_size: int = param(256, "units of each recurrent layer (per direction in the encoder)", min=1)
+        num_layers: int = param(1, "stacked recurrent layers of the encoder and of the decoder", min=1)
         bidirectional: bool = param(True, "read the source in both directions")
         attention: Literal["bahdanau", "luong"] = param("bahdanau", "additive (Bahdanau) or general (Luong)")
-        attention_size: int = param(256, "size of the additive attention's hidden layer (bahdanau)")
+        attention_size: int = param(256, "size of the additive attention's hidden layer (bahdanau)", min=1)
         dropout: float = param(0.1, "dropout on the embeddings and before the output layer (training only)")
         teacher_forcing_ratio: float = param(1.0, "probability that a training step is fed the target word "
                                                   "rather than the model's own")
 
     def __init__(self, params: AttentionEncoderDecoder.Params) -> None:
         super().__init__(params)
-        for key in ("embedding_size", "hidden_size", "num_layers", "attention_size"):
-            self.check(getattr(params, key) >= 1, f"{key} must be at least 1, got {getattr(params, key)}")
         self.check(0.0 <= params.dropout < 1.0, f"dropout must be in [0, 1), got {params.dropout}")
         self.check(0.0 <= params.teacher_forcing_ratio <= 1.0,
                    f"teacher_forcing_ratio must be in [0, 1], got {params.teacher_forcing_ratio}")

@@ -28,18 +28,18 @@ from miprometheus.params import param
 class Seq2SeqParams:
     """Parameters every translation model has: the vocabularies (from the problem) and the decoding."""
 
-    input_vocabulary_size: int = param(doc="source tokens, specials included", from_problem=True)
-    output_vocabulary_size: int = param(doc="target tokens, specials included", from_problem=True)
+    input_vocabulary_size: int = param(doc="source tokens, the 4 specials included", from_problem=True, min=4)
+    output_vocabulary_size: int = param(doc="target tokens, the 4 specials included", from_problem=True, min=4)
     pad_index: int = param(doc="index of PAD in both vocabularies", from_problem=True)
     sos_index: int = param(doc="index of SOS, the decoder's first input", from_problem=True)
     eos_index: int = param(doc="index of EOS, the end of an output", from_problem=True)
     max_sequence_length: int = param(doc="most tokens of a sentence, EOS included", from_problem=True)
     decoding: Literal["greedy", "beam"] = param("greedy", "decoding at validation and test: greedy or beam search")
-    beam_width: int = param(5, "beams kept per sample by beam search")
+    beam_width: int = param(5, "beams kept per sample by beam search", min=1)
     length_penalty: float = param(1.0, "beam search ranks finished outputs by log-probability / length**this "
-                                       "(0: raw log-probability)")
+                                       "(0: raw log-probability)", min=0)
     max_decoding_length: int | None = param(None, "most tokens decoded at evaluation (null: "
-                                                  "max_sequence_length + 2)")
+                                                  "max_sequence_length + 2)", min=1)
 
 
 class Seq2SeqModel(Model):
@@ -49,14 +49,6 @@ class Seq2SeqModel(Model):
 
     def __init__(self, params: Any) -> None:
         super().__init__(params)
-        self.check(params.input_vocabulary_size >= 4, f"input_vocabulary_size must be at least 4 (the specials), "
-                                                      f"got {params.input_vocabulary_size}")
-        self.check(params.output_vocabulary_size >= 4, f"output_vocabulary_size must be at least 4 (the "
-                                                       f"specials), got {params.output_vocabulary_size}")
-        self.check(params.beam_width >= 1, f"beam_width must be at least 1, got {params.beam_width}")
-        self.check(params.length_penalty >= 0, f"length_penalty must be at least 0, got {params.length_penalty}")
-        self.check(params.max_decoding_length is None or params.max_decoding_length >= 1,
-                   f"max_decoding_length must be at least 1 (or null), got {params.max_decoding_length}")
         for key in ("pad_index", "sos_index", "eos_index"):
             value = getattr(params, key)
             self.check(0 <= value < params.output_vocabulary_size,

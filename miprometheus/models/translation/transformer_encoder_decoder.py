@@ -42,17 +42,15 @@ class TransformerEncoderDecoder(Seq2SeqModel):
     class Params(Seq2SeqParams):
         """Parameters of the Transformer encoder-decoder."""
 
-        d_model: int = param(128, "size of the embeddings and of every layer")
-        nhead: int = param(4, "attention heads (d_model must be a multiple)")
-        num_encoder_layers: int = param(2, "encoder layers")
-        num_decoder_layers: int = param(2, "decoder layers")
-        dim_feedforward: int = param(256, "units of each layer's feed-forward block")
+        d_model: int = param(128, "size of the embeddings and of every layer", min=1)
+        nhead: int = param(4, "attention heads (d_model must be a multiple)", min=1)
+        num_encoder_layers: int = param(2, "encoder layers", min=1)
+        num_decoder_layers: int = param(2, "decoder layers", min=1)
+        dim_feedforward: int = param(256, "units of each layer's feed-forward block", min=1)
         dropout: float = param(0.1, "dropout in every layer and on the embeddings (training only)")
 
     def __init__(self, params: TransformerEncoderDecoder.Params) -> None:
         super().__init__(params)
-        for key in ("d_model", "nhead", "num_encoder_layers", "num_decoder_layers", "dim_feedforward"):
-            self.check(getattr(params, key) >= 1, f"{key} must be at least 1, got {getattr(params, key)}")
         self.check(params.d_model % params.nhead == 0,
                    f"d_model ({params.d_model}) must be a multiple of nhead ({params.nhead})")
         self.check(0.0 <= params.dropout < 1.0, f"dropout must be in [0, 1), got {params.dropout}")

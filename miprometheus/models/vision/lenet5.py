@@ -8,7 +8,6 @@ from typing import Any
 import torch
 
 from miprometheus.data import ANY, DataDefinition
-from miprometheus.errors import ConfigError
 from miprometheus.models.model import Model
 from miprometheus.params import param
 from miprometheus.registry import register_model
@@ -29,13 +28,11 @@ class LeNet5(Model):
     class Params:
         """Parameters of LeNet5: the 32x32 input and the 10 classes are fixed by the architecture."""
 
-        num_channels: int = param(1, "image channels (1: MNIST, 3: CIFAR-10)", from_problem=True)
+        num_channels: int = param(1, "image channels (1: MNIST, 3: CIFAR-10)", from_problem=True, min=1)
 
     def __init__(self, params: LeNet5.Params | None = None) -> None:
         params = params if params is not None else LeNet5.Params()
         super().__init__(params)
-        if params.num_channels < 1:
-            raise ConfigError(f"LeNet5: num_channels must be at least 1, got {params.num_channels}")
         self.c1 = torch.nn.Conv2d(params.num_channels, 6, kernel_size=5)
         self.s2 = torch.nn.MaxPool2d(kernel_size=2, stride=2)
         self.c3 = torch.nn.Conv2d(6, 16, kernel_size=5)

@@ -72,13 +72,11 @@ class ResNet20(Model):
         num_classes: int = param(doc="number of classes (size of the logits)", from_problem=True)
         height: int = param(32, "image height (any size from 8 px works; the paper uses 32)", from_problem=True)
         width: int = param(32, "image width (any size from 8 px works; the paper uses 32)", from_problem=True)
-        blocks_per_stage: int = param(3, "basic blocks per stage, n: depth 6n+2 (3: ResNet-20)")
+        blocks_per_stage: int = param(3, "basic blocks per stage, n: depth 6n+2 (3: ResNet-20)", min=1)
 
     def __init__(self, params: ResNet20.Params) -> None:
         super().__init__(params)
         p = params
-        if p.blocks_per_stage < 1:
-            raise ConfigError(f"ResNet20: blocks_per_stage must be at least 1, got {p.blocks_per_stage}")
         if min(p.height, p.width) < 8:
             # Two stride-2 stages: a smaller image leaves the last stage a map of 1 pixel or less.
             raise ConfigError(f"ResNet20: images of {p.height}x{p.width} are too small: it needs at least 8x8 "

@@ -68,17 +68,12 @@ class AnswerClassifier(nn.Sequential):
 
 
 def check_vqa_params(model_name: str, params: CNN_LSTM.Params, extra: Sequence[tuple[bool, str]] = ()) -> None:
-    """Raise a ConfigError naming ``model_name`` for the first invalid parameter (the shared ones, then ``extra``)."""
+    """Raise a ConfigError naming ``model_name`` for the first invalid parameter (the shared ones, then ``extra``);
+    the bounds declared on the parameters are checked when the model is made."""
     p = params
     checks = [
         (p.image_encoder in IMAGE_ENCODERS,
          f"image_encoder must be one of {', '.join(IMAGE_ENCODERS)}, got '{p.image_encoder}'"),
-        (p.question_vocabulary_size >= 2, f"question_vocabulary_size must be at least 2 (PAD and one word), "
-                                          f"got {p.question_vocabulary_size}"),
-        (p.answer_vocabulary_size >= 2, f"answer_vocabulary_size must be at least 2, got {p.answer_vocabulary_size}"),
-        *((getattr(p, name) >= 1, f"{name} must be positive, got {getattr(p, name)}")
-          for name in ("num_channels", "height", "width", "conv_filters", "embedding_size", "question_hidden_size",
-                       "classifier_hidden")),
         (0.0 <= p.dropout < 1.0, f"dropout must be in [0, 1), got {p.dropout}"),
         *extra,
     ]
@@ -115,19 +110,21 @@ class CNN_LSTM(Model):
     class Params:
         """Parameters of the CNN+LSTM baseline (SAN and the Relational Network extend them)."""
 
-        question_vocabulary_size: int = param(doc="number of question tokens, PAD and UNK included",
-                                              from_problem=True)
-        answer_vocabulary_size: int = param(doc="number of answers (size of the logits)", from_problem=True)
-        num_channels: int = param(doc="image channels (or feature maps of pre-extracted features)", from_problem=True)
-        height: int = param(doc="image height (or feature-map height)", from_problem=True)
-        width: int = param(doc="image width (or feature-map width)", from_problem=True)
+        question_vocabulary_size: int = param(doc="number of question tokens, PAD and UNK included (PAD and one "
+                                                  "word at least)", from_problem=True, min=2)
+        answer_vocabulary_size: int = param(doc="number of answers (size of the logits)", from_problem=True, min=2)
+        num_channels: int = param(doc="image channels (or feature maps of pre-extracted features)", from_problem=True,
+                                  min=1)
+        height: int = param(doc="image height (or feature-map height)", from_problem=True, min=1)
+        width: int = param(doc="image width (or feature-map width)", from_problem=True, min=1)
         image_encoder: Literal["conv4", "features"] = param(
             "conv4", "conv4: raw pixels through the RN paper's 4-layer CNN; features: pre-extracted feature maps "
                      "(e.g. CLEVR's [1024, 14, 14]) through a 1x1 convolution and ReLU")
-        conv_filters: int = param(24, "channels of the image encoder's output (the size of one region/object)")
-        embedding_size: int = param(32, "size of the learned word embeddings")
-        question_hidden_size: int = param(64, "units of the question LSTM")
-        classifier_hidden: int = param(256, "units of each of the answer classifier's two hidden layers")
+        conv_filters: int = param(24, "channels of the image encoder's output (the size of one region/object)",
+                                  min=1)
+        embedding_size: int = param(32, "size of the learned word embeddings", min=1)
+        question_hidden_size: int = param(64, "units of the question LSTM", min=1)
+        classifier_hidden: int = param(256, "units of each of the answer classifier's two hidden layers", min=1)
         dropout: float = param(0.5, "dropout before the classifier's last layer (training only)")
 
     def __init__(self, params: CNN_LSTM.Params) -> None:

@@ -68,21 +68,17 @@ class RelationalNetwork(Model):
     class Params(CNN_LSTM.Params):
         """Parameters of the Relational Network: the CNN+LSTM baseline's (f_phi is its classifier), and g_theta's."""
 
-        question_hidden_size: int = param(128, "units of the question LSTM (the paper's 128)")
-        classifier_hidden: int = param(256, "units of each of f_phi's two hidden layers")
-        g_theta_layers: int = param(4, "number of layers of g_theta (Linear then ReLU each)")
-        g_theta_units: int = param(256, "units of each layer of g_theta")
+        question_hidden_size: int = param(128, "units of the question LSTM (the paper's 128)", min=1)
+        classifier_hidden: int = param(256, "units of each of f_phi's two hidden layers", min=1)
+        g_theta_layers: int = param(4, "number of layers of g_theta (Linear then ReLU each)", min=1)
+        g_theta_units: int = param(256, "units of each layer of g_theta", min=1)
         aggregation: str = param("sum", "how the pairs' g_theta outputs are combined: sum (the paper) or mean "
                                         "(the same up to a factor 1/n^2, which keeps f_phi's input at one scale)")
 
     def __init__(self, params: RelationalNetwork.Params) -> None:
         super().__init__(params)
         p = params
-        check_vqa_params(self.name, p, [(p.g_theta_layers >= 1, f"g_theta_layers must be at least 1, got "
-                                                                 f"{p.g_theta_layers}"),
-                                        (p.g_theta_units >= 1, f"g_theta_units must be positive, got "
-                                                                f"{p.g_theta_units}"),
-                                        (p.aggregation in ("sum", "mean"), f"aggregation must be sum or mean, got "
+        check_vqa_params(self.name, p, [(p.aggregation in ("sum", "mean"), f"aggregation must be sum or mean, got "
                                                                            f"{p.aggregation!r}")])
         self.image_encoder = ImageEncoder(p.image_encoder, p.num_channels, p.conv_filters, p.height, p.width)
         self.question_encoder = QuestionEncoder(p.question_vocabulary_size, p.embedding_size, p.question_hidden_size)

@@ -62,15 +62,13 @@ class SAN(Model):
     class Params(CNN_LSTM.Params):
         """Parameters of SAN: the CNN+LSTM baseline's, and the attention's."""
 
-        attention_size: int = param(128, "size a of the space where regions and query meet (h^k)")
-        num_hops: int = param(2, "number K of attention layers (the paper: 2 is best)")
+        attention_size: int = param(128, "size a of the space where regions and query meet (h^k)", min=1)
+        num_hops: int = param(2, "number K of attention layers (the paper: 2 is best)", min=1)
 
     def __init__(self, params: SAN.Params) -> None:
         super().__init__(params)
         p = params
-        check_vqa_params(self.name, p, [(p.attention_size >= 1, f"attention_size must be positive, got "
-                                                                 f"{p.attention_size}"),
-                                        (p.num_hops >= 1, f"num_hops must be at least 1, got {p.num_hops}")])
+        check_vqa_params(self.name, p)
         self.image_encoder = ImageEncoder(p.image_encoder, p.num_channels, p.conv_filters, p.height, p.width)
         self.question_encoder = QuestionEncoder(p.question_vocabulary_size, p.embedding_size, p.question_hidden_size)
         self.question_projection = nn.Linear(self.question_encoder.output_size, p.conv_filters)  # v_Q in R^C

@@ -225,7 +225,8 @@ class CLEVR(VQAProblem):
         cache_folder: str | None = param(None, "where the parsed questions are cached; null: "
                                                "<data_folder>/generated_files (or ~/.cache/miprometheus/clevr when "
                                                "data_folder is read-only)", path=True)
-        image_cache_size: int = param(128, "images: raw: decoded images kept in memory (read-through, per process)")
+        image_cache_size: int = param(128, "images: raw: decoded images kept in memory (read-through, per process)",
+                                      min=0)
 
     def __init__(self, params: Params) -> None:
         super().__init__(params)
@@ -258,16 +259,12 @@ class CLEVR(VQAProblem):
         if params.split in self.TEST_SPLITS:
             raise self.config_error(f"split '{params.split}' has no answers (the dataset's authors withhold the test "
                                     f"answers), so it can be neither trained nor tested on: {self.TEST_ADVICE}")
-        if params.batch_size < 1:
-            raise self.config_error(f"batch_size must be at least 1, got {params.batch_size}")
         if params.images not in ("raw", "features"):
             raise self.config_error(f"images must be raw or features, got {params.images!r}")
         size = params.resize
         if size is not None and not (isinstance(size, Sequence) and not isinstance(size, str) and len(size) == 2
                                      and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
             raise self.config_error(f"resize must be [height, width] with two positive integers, or null; got {size!r}")
-        if params.image_cache_size < 0:
-            raise self.config_error(f"image_cache_size must be 0 or more, got {params.image_cache_size}")
 
     def _records(self) -> dict[str, Any]:
         """The parsed questions file, from its cache when the file has not changed since it was parsed."""

@@ -229,8 +229,9 @@ class SortOfCLEVR(VQAProblem):
                                  path=True)
         split: Literal["train", "validation", "test"] = param(
             "train", "which scenes: each split name draws its own scenes from dataset_seed")
-        num_scenes: int = param(10000, "number of scenes (images); each gives 7 questions per object")
-        img_size: int = param(128, "side of the square images in pixels")
+        num_scenes: int = param(10000, "number of scenes (images); each gives 7 questions per object", min=1)
+        img_size: int = param(128, "side of the square images in pixels (from 23: grid cells wider than twice the "
+                                   "jitter of the object centres)", min=23)
         min_objects: int = param(2, "fewest objects in a scene (at least 2: relational questions need another)")
         max_objects: int = param(6, "most objects in a scene (at most 6, one per colour)")
         dataset_seed: int = param(0, "seed of the scenes (independent of the run's seed)")
@@ -278,15 +279,8 @@ class SortOfCLEVR(VQAProblem):
         for key in ("batch_size", "num_scenes", "img_size", "min_objects", "max_objects", "dataset_seed"):
             if not integer(getattr(p, key)):
                 raise self.config_error(f"{key} must be an integer, got {getattr(p, key)!r}")
-        if p.batch_size < 1:
-            raise self.config_error(f"batch_size must be at least 1, got {p.batch_size}")
         if p.split not in SPLITS:
             raise self.config_error(f"split must be one of {', '.join(SPLITS)}, got {p.split!r}")
-        if p.num_scenes < 1:
-            raise self.config_error(f"num_scenes must be at least 1, got {p.num_scenes}")
-        if block_size(p.img_size) <= 2 * JITTER:  # two jittered centres could then coincide
-            raise self.config_error(f"img_size must be at least 23 (grid cells wider than the ±{JITTER} px jitter "
-                                    f"twice), got {p.img_size}")
         if not 2 <= p.min_objects <= p.max_objects <= MAX_OBJECTS:
             raise self.config_error(f"need 2 <= min_objects <= max_objects <= {MAX_OBJECTS} (one colour per object),"
                                     f" got min_objects {p.min_objects}, max_objects {p.max_objects}")

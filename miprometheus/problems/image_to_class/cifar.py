@@ -117,7 +117,6 @@ class CIFARBase(ImageProblem):
 
     def __init__(self, params: Any) -> None:
         super().__init__(params)
-        self.check_batch_size()
         self.check_resize(params.resize)  # a bad value is reported before any file is read
         self.root = Path(os.path.expanduser(str(params.data_folder)))
         split = "train" if params.use_train_data else "test"

@@ -47,7 +47,7 @@ class ImageParams(ProblemParams):
     grey_to_rgb: bool = param(False, "replicate a grey-scale image to 3 channels (num_channels becomes 3), for "
                                      "models made for colour images")
     random_crop_padding: int = param(0, "training augmentation: pad each image by this many pixels (zeros), then "
-                                        "crop back to the output size at a random place (0 = off)")
+                                        "crop back to the output size at a random place (0 = off)", min=0)
     random_horizontal_flip: bool = param(False, "training augmentation: mirror each image left-right with "
                                                 "probability 0.5")
 
@@ -63,11 +63,6 @@ class ImageProblem(Problem):
     images: torch.Tensor
     targets: torch.Tensor
     label_names: Sequence[str]
-
-    def check_batch_size(self) -> None:
-        """ConfigError unless batch_size is positive (checked before any file is read)."""
-        if self.params.batch_size < 1:
-            raise ConfigError(f"problem {self.name}: batch_size must be at least 1, got {self.params.batch_size}")
 
     def check_resize(self, value: Any) -> tuple[int, int] | None:
         """The ``resize`` parameter as (height, width), or None; ConfigError if it is not two positive integers."""
@@ -120,8 +115,8 @@ class ImageProblem(Problem):
         if params.grey_to_rgb and stored_channels != 1:
             raise ConfigError(f"problem {self.name}: grey_to_rgb needs grey-scale images, these have "
                               f"{stored_channels} channels")
-        if not isinstance(params.random_crop_padding, int) or params.random_crop_padding < 0:
-            raise ConfigError(f"problem {self.name}: random_crop_padding must be a non-negative integer, got "
+        if not isinstance(params.random_crop_padding, int):
+            raise ConfigError(f"problem {self.name}: random_crop_padding must be an integer, got "
                               f"{params.random_crop_padding!r}")
         size = self.check_resize(params.resize)
         self.size = size if size is not None else tuple(int(s) for s in self.images.shape[-2:])

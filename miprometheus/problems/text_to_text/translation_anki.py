@@ -121,12 +121,12 @@ class TranslationAnkiParams(ProblemParams):
     normalize: bool = param(True, "the reference preprocessing (ASCII, lower case, punctuation spaced); false: "
                                   "the sentences as written, split on white space")
     max_sequence_length: int | None = param(10, "keep pairs whose two sides have fewer than this many tokens "
-                                                "(punctuation counts); null: no length filter")
+                                                "(punctuation counts); null: no length filter", min=2)
     eng_prefixes: list[str] | None = param(None, "keep pairs whose English side starts with one of these "
                                                  "(normalised) prefixes, e.g. the tutorial's 'i am ', 'he is', ...; "
                                                  "null: no prefix filter")
     reverse: bool = param(False, "translate into English (other language -> English) instead of from it")
-    min_count: int = param(1, "words seen fewer times in the training split are UNK")
+    min_count: int = param(1, "words seen fewer times in the training split are UNK", min=1)
     vocabulary_from: str | None = param(None, "take the vocabularies from another training run (its experiment "
                                               "folder or assets.json) instead of building them from this split",
                                         path=True)
@@ -181,11 +181,6 @@ class TranslationAnki(Problem):
         if params.validation_fraction + params.test_fraction >= 1.0:
             raise self.config_error("validation_fraction + test_fraction must leave pairs for training, got "
                                     f"{params.validation_fraction} + {params.test_fraction}")
-        if params.max_sequence_length is not None and params.max_sequence_length < 2:
-            raise self.config_error(
-                f"max_sequence_length must be at least 2 (or null), got {params.max_sequence_length}")
-        if params.min_count < 1:
-            raise self.config_error(f"min_count must be at least 1, got {params.min_count}")
         if params.eng_prefixes is not None and (not params.eng_prefixes or not all(params.eng_prefixes)):
             raise self.config_error("eng_prefixes must be a list of non-empty prefixes, or null")
 

@@ -82,8 +82,6 @@ class SequentialMNISTBase(Problem):
 
     def __init__(self, params: Params) -> None:
         super().__init__(params)
-        if params.batch_size < 1:
-            raise ConfigError(f"problem {self.name}: batch_size must be at least 1, got {params.batch_size}")
         if params.permutation not in PERMUTATIONS:
             raise ConfigError(f"problem {self.name}: permutation must be one of {', '.join(PERMUTATIONS)}, "
                               f"got {params.permutation!r}")

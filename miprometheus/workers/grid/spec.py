@@ -36,8 +36,8 @@ GRID_KEYS = ["grid_tasks", "grid_overwrite", "grid_settings", "description"]
 class GridSettings:
     """How a grid runs (``grid_settings``)."""
 
-    experiment_repetitions: int = param(1, "runs of each experiment, each with its own recorded seed")
-    max_concurrent_runs: int = param(1, "experiments running at the same time")
+    experiment_repetitions: int = param(1, "runs of each experiment, each with its own recorded seed", min=1)
+    max_concurrent_runs: int = param(1, "experiments running at the same time", min=1)
     executor: Literal["local", "ray", "slurm"] = param("local", "local (child processes), ray or slurm")
     cpus_per_experiment: int | None = param(None, "CPU threads of each experiment; null: the cores divided "
                                                   "by max_concurrent_runs")
@@ -154,10 +154,6 @@ def load_grid(path: Path | str, overrides: list[str] | None = None, validate_tas
         errors.append(f"{grid.where('grid_overwrite')}'grid_overwrite' must be a mapping")
         grid_overwrite = {}
     if isinstance(settings, GridSettings):
-        if settings.experiment_repetitions < 1:
-            errors.append(f"{grid.where('grid_settings.experiment_repetitions')}experiment_repetitions must be >= 1")
-        if settings.max_concurrent_runs < 1:
-            errors.append(f"{grid.where('grid_settings.max_concurrent_runs')}max_concurrent_runs must be >= 1")
         for key, values in settings.sweep.items():
             if not isinstance(values, list) or not values:
                 errors.append(f"{grid.where('grid_settings.sweep.' + key)}sweep '{key}' must be a non-empty list")

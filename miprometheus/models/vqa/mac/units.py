@@ -34,17 +34,17 @@ from miprometheus.params import param
 class MACBaseParams:
     """Parameters shared by MAC and S-MAC."""
 
-    question_vocabulary_size: int = param(doc="number of question tokens, PAD (0) and UNK included",
-                                          from_problem=True)
-    answer_vocabulary_size: int = param(doc="number of answers (size of the logits)", from_problem=True)
+    question_vocabulary_size: int = param(doc="number of question tokens, PAD (0) and UNK included (PAD and one "
+                                              "word at least)", from_problem=True, min=2)
+    answer_vocabulary_size: int = param(doc="number of answers (size of the logits)", from_problem=True, min=1)
     num_channels: int = param(3, "channels of the images (raw pixels) or of the pre-extracted feature maps",
-                              from_problem=True)
-    height: int = param(128, "height of the images or feature maps", from_problem=True)
-    width: int = param(128, "width of the images or feature maps", from_problem=True)
+                              from_problem=True, min=1)
+    height: int = param(128, "height of the images or feature maps", from_problem=True, min=1)
+    width: int = param(128, "width of the images or feature maps", from_problem=True, min=1)
     dim: int = param(512, "size d of the control, memory and knowledge vectors (the LSTM has d units per "
-                          "direction)")
-    max_step: int = param(12, "number p of reasoning steps")
-    embedding_size: int = param(300, "size of the learned word embeddings")
+                          "direction)", min=1)
+    max_step: int = param(12, "number p of reasoning steps", min=1)
+    embedding_size: int = param(300, "size of the learned word embeddings", min=1)
     dropout: float = param(0.15, "variational dropout rate on control and memory (one mask per forward pass, "
                                  "the same at every step; training only)")
     image_encoder: Literal["features", "conv4"] = param(
@@ -53,21 +53,10 @@ class MACBaseParams:
 
 
 def check_params(model: str, params: MACBaseParams) -> None:
-    """A ConfigError naming the model and the key for a value a MAC-like model cannot be built with."""
-    checks = [
-        ("question_vocabulary_size", params.question_vocabulary_size >= 2, "at least 2 (PAD and one word)"),
-        ("answer_vocabulary_size", params.answer_vocabulary_size >= 1, "at least 1"),
-        ("num_channels", params.num_channels >= 1, "at least 1"),
-        ("height", params.height >= 1, "at least 1"),
-        ("width", params.width >= 1, "at least 1"),
-        ("dim", params.dim >= 1, "at least 1"),
-        ("max_step", params.max_step >= 1, "at least 1"),
-        ("embedding_size", params.embedding_size >= 1, "at least 1"),
-        ("dropout", 0.0 <= params.dropout < 1.0, "in [0, 1)"),
-    ]
-    for key, ok, expected in checks:
-        if not ok:
-            raise ConfigError(f"model {model}: {key} must be {expected}, got {getattr(params, key)}")
+    """A ConfigError naming the model for a dropout rate a MAC-like model cannot be built with (the bounds
+    declared on its parameters are checked when the model is made)."""
+    if not 0.0 <= params.dropout < 1.0:
+        raise ConfigError(f"model {model}: dropout must be in [0, 1), got {params.dropout}")
 
 
 def input_definitions(params: MACBaseParams) -> dict[str, DataDefinition]:

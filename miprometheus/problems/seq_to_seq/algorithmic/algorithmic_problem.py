@@ -56,14 +56,14 @@ class AlgorithmicSeqToSeqProblem(GeneratedProblem):
         """Parameters shared by the algorithmic sequence-to-sequence tasks."""
 
         control_bits: int = param(2, "number of control channels: bit 0 = store marker, bit 1 = recall marker, "
-                                     "the others carry the optional control line")
-        data_bits: int = param(8, "number of bits of one data item")
-        min_sequence_length: int = param(1, "smallest number of items of a sequence")
+                                     "the others carry the optional control line", min=2)
+        data_bits: int = param(8, "number of bits of one data item", min=1)
+        min_sequence_length: int = param(1, "smallest number of items of a sequence", min=1)
         max_sequence_length: int = param(10, "largest number of items of a sequence "
                                              "(the ceiling of curriculum learning)")
-        bias: float = param(0.5, "probability that a data bit is 1")
+        bias: float = param(0.5, "probability that a data bit is 1", min=0, max=1)
         size: int = param(1_000_000, "nominal number of samples of one training epoch (generated on the fly); "
-                                     "validation and testing splits that do not set it have 1,000")
+                                     "validation and testing splits that do not set it have 1,000", min=1)
         use_mask: bool = param(True, "score only the recall steps (False: loss and accuracy over every step)")
         use_control_lines: bool = param(True, "put a nuisance control line on the recall steps "
                                               "(needs control_bits > 2)")
@@ -109,25 +109,11 @@ class AlgorithmicSeqToSeqProblem(GeneratedProblem):
         return ConfigError(f"problem {self.name}: {message}")
 
     def _validate(self, p: Params) -> None:
-        """Refuse bad parameters at construction; a task with its own parameters extends this (super first)."""
-        def fail(message: str) -> None:
-            raise self.config_error(message)
-
-        if p.batch_size < 1:
-            fail(f"batch_size must be at least 1, got {p.batch_size}")
-        if p.control_bits < 2:
-            fail(f"control_bits must be at least 2 (store and recall markers), got {p.control_bits}")
-        if p.data_bits < 1:
-            fail(f"data_bits must be at least 1, got {p.data_bits}")
-        if p.min_sequence_length < 1:
-            fail(f"min_sequence_length must be at least 1, got {p.min_sequence_length}")
+        """Refuse parameters that do not fit together, at construction (the bounds declared on each parameter are
+        checked before); a task with its own parameters extends this (super first)."""
         if p.max_sequence_length < p.min_sequence_length:
-            fail(f"min_sequence_length ({p.min_sequence_length}) must not exceed "
-                 f"max_sequence_length ({p.max_sequence_length})")
-        if not 0.0 <= p.bias <= 1.0:
-            fail(f"bias is a probability and must lie in [0, 1], got {p.bias}")
-        if p.size < 1:
-            fail(f"size must be at least 1, got {p.size}")
+            raise self.config_error(f"min_sequence_length ({p.min_sequence_length}) must not exceed "
+                                    f"max_sequence_length ({p.max_sequence_length})")
 
     # --- generation -----------------------------------------------------------------------------
     def generate_batch(self, batch_size: int) -> Batch:

@@ -32,13 +32,12 @@ class ManipulationSpatialRotation(AlgorithmicSeqToSeqProblem):
     class Params(AlgorithmicSeqToSeqProblem.Params):
         """Parameters of ManipulationSpatialRotation: the base ones and the shift amount."""
 
+        data_bits: int = param(8, "number of bits of one data item (at least 2: a rotation moves them)", min=2)
         num_bits_shifted: float = param(0.5, "shift of the bits towards higher indices: a fraction of data_bits if "
                                              "strictly between -1 and 1, else a number of bits (rounded half to even)")
 
     def _validate(self, p: Params) -> None:
         super()._validate(p)
-        if p.data_bits < 2:
-            raise self.config_error(f"data_bits must be at least 2, got {p.data_bits}")
 
     def make_targets(self, items: torch.Tensor) -> torch.Tensor:
         return bit_shift(items, self.params.num_bits_shifted)

@@ -33,13 +33,12 @@ class ManipulationTemporalRotation(AlgorithmicSeqToSeqProblem):
     class Params(AlgorithmicSeqToSeqProblem.Params):
         """Parameters of ManipulationTemporalRotation: the base ones and the rotation amount."""
 
+        data_bits: int = param(8, "number of bits of one data item (at least 2: a rotation moves them)", min=2)
         num_items: float = param(0.5, "rotation to the right: a fraction of L if strictly between -1 and 1, "
                                       "else a number of items (rounded half to even)")
 
     def _validate(self, p: Params) -> None:
         super()._validate(p)
-        if p.data_bits < 2:
-            raise self.config_error(f"data_bits must be at least 2, got {p.data_bits}")
 
     def make_targets(self, items: torch.Tensor) -> torch.Tensor:
         return rotate_seq(items, self.params.num_items, dim=1)

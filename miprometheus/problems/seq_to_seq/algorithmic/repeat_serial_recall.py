@@ -38,7 +38,7 @@ class RepeatSerialRecall(AlgorithmicSeqToSeqProblem):
     class Params(AlgorithmicSeqToSeqProblem.Params):
         """Parameters of the repeat tasks: the base ones and the range of the number of recalls R."""
 
-        min_recall_number: int = param(1, "smallest number R of recalls of the sequence")
+        min_recall_number: int = param(1, "smallest number R of recalls of the sequence", min=1)
         max_recall_number: int = param(5, "largest number R of recalls of the sequence")
 
     def __init__(self, params: Params) -> None:
@@ -47,8 +47,6 @@ class RepeatSerialRecall(AlgorithmicSeqToSeqProblem):
 
     def _validate(self, p: Params) -> None:
         super()._validate(p)
-        if p.min_recall_number < 1:
-            raise self.config_error(f"min_recall_number must be at least 1, got {p.min_recall_number}")
         if p.max_recall_number < p.min_recall_number:
             raise self.config_error(f"min_recall_number ({p.min_recall_number}) must not exceed "
                       f"max_recall_number ({p.max_recall_number})")

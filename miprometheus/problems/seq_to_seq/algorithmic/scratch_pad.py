@@ -43,8 +43,8 @@ class ScratchPad(AlgorithmicSeqToSeqProblem):
     class Params(AlgorithmicSeqToSeqProblem.Params):
         """Parameters of ScratchPad: the base ones and the range of the number of subsequences N."""
 
-        num_subseq_min: int = param(1, "smallest number N of stored subsequences")
-        num_subseq_max: int = param(3, "largest number N of stored subsequences")
+        num_subseq_min: int = param(1, "smallest number N of stored subsequences", min=1)
+        num_subseq_max: int = param(3, "largest number N of stored subsequences", max=MAX_SUBSEQUENCES)
 
     def __init__(self, params: Params) -> None:
         super().__init__(params)
@@ -53,13 +53,9 @@ class ScratchPad(AlgorithmicSeqToSeqProblem):
 
     def _validate(self, p: Params) -> None:
         super()._validate(p)
-        if p.num_subseq_min < 1:
-            raise self.config_error(f"num_subseq_min must be at least 1, got {p.num_subseq_min}")
         if p.num_subseq_max < p.num_subseq_min:
             raise self.config_error(f"num_subseq_min ({p.num_subseq_min}) must not exceed "
                                     f"num_subseq_max ({p.num_subseq_max})")
-        if p.num_subseq_max > MAX_SUBSEQUENCES:
-            raise self.config_error(f"num_subseq_max must be at most {MAX_SUBSEQUENCES}, got {p.num_subseq_max}")
 
     def draw_values(self, batch_size: int) -> dict[str, Any]:
         """N, the N lengths (shared by the batch), the control line and the bits of every subsequence."""

@@ -37,15 +37,11 @@ class SkipRecall(AlgorithmicSeqToSeqProblem):
     class Params(AlgorithmicSeqToSeqProblem.Params):
         """Parameters of SkipRecall: the base ones, the first recalled item s and the step k."""
 
-        seq_start: int = param(0, "index s of the first item to recall")
-        skip_step: int = param(2, "recall every k-th item from s on")
+        seq_start: int = param(0, "index s of the first item to recall", min=0)
+        skip_step: int = param(2, "recall every k-th item from s on", min=1)
 
     def _validate(self, p: Params) -> None:
         super()._validate(p)
-        if p.seq_start < 0:
-            raise self.config_error(f"seq_start must be at least 0, got {p.seq_start}")
-        if p.skip_step < 1:
-            raise self.config_error(f"skip_step must be at least 1, got {p.skip_step}")
         if p.min_sequence_length <= p.seq_start:
             # A sequence of L <= s items has nothing to recall: the masked loss would be 0/0.
             raise self.config_error(f"min_sequence_length ({p.min_sequence_length}) must exceed "

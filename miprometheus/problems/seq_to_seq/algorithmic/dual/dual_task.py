@@ -132,8 +132,8 @@ class DualTaskProblem(AlgorithmicSeqToSeqProblem):
         min_sequence_length: int = param(1, "shortest memory subsequence x_i (items)")
         max_sequence_length: int = param(6, "longest memory subsequence x_i (the ceiling of curriculum learning)")
         use_control_lines: bool = param(False, "must stay false: the dual tasks have no control lines")
-        num_subseq_min: int = param(1, "smallest number N of subsequence pairs (x_i, y_i)")
-        num_subseq_max: int = param(3, "largest number N of subsequence pairs (x_i, y_i)")
+        num_subseq_min: int = param(1, "smallest number N of subsequence pairs (x_i, y_i)", min=1)
+        num_subseq_max: int = param(3, "largest number N of subsequence pairs (x_i, y_i)", max=_MOST_SUBSEQUENCES)
 
     def __init__(self, params: Params) -> None:
         super().__init__(params)
@@ -157,13 +157,9 @@ class DualTaskProblem(AlgorithmicSeqToSeqProblem):
                                     f"got {p.control_bits}")
         if p.use_control_lines:
             raise self.config_error("the dual tasks have no control lines: set use_control_lines to false")
-        if p.num_subseq_min < 1:
-            raise self.config_error(f"num_subseq_min must be at least 1, got {p.num_subseq_min}")
         if p.num_subseq_max < p.num_subseq_min:
             raise self.config_error(f"num_subseq_min ({p.num_subseq_min}) must not exceed "
                                     f"num_subseq_max ({p.num_subseq_max})")
-        if p.num_subseq_max > _MOST_SUBSEQUENCES:
-            raise self.config_error(f"num_subseq_max must be at most {_MOST_SUBSEQUENCES}, got {p.num_subseq_max}")
 
     # --- draws ------------------------------------------------------------------------------------
     def draw_count(self) -> int:
@@ -279,7 +275,7 @@ class PairedSubsequenceTask(DualTaskProblem):
         """Parameters of the paired dual tasks: the dual ones and the range of the secondary lengths m_i."""
 
         min_secondary_length: int | None = param(None, "shortest secondary subsequence y_i; null: "
-                                                       "min_sequence_length")
+                                                       "min_sequence_length", min=1)
         max_secondary_length: int | None = param(None, "longest secondary subsequence y_i (a ceiling of "
                                                        "curriculum learning); null: max_sequence_length")
 
@@ -302,8 +298,6 @@ class PairedSubsequenceTask(DualTaskProblem):
     def _validate(self, p: Params) -> None:
         super()._validate(p)
         low, high = self.secondary_range(p)
-        if low < 1:
-            raise self.config_error(f"min_secondary_length must be at least 1, got {low}")
         if high < low:
             raise self.config_error(f"the secondary lengths' minimum ({low}) must not exceed their maximum ({high})")
 
