@@ -117,9 +117,10 @@ class Trainer:
         try:
             with self._signals_caught():
                 while self.stop_cause is None:
+                    per_epoch = self.loader.batches_per_epoch
                     for batch in self.loader.epoch(self.state.epoch, self.state.batch_in_epoch):
                         self.run_step(batch)
-                        self._end_episode()
+                        self._end_episode(per_epoch)
                         if self.stop_cause is not None:
                             break
                 self.read_back()
@@ -157,7 +158,7 @@ class Trainer:
                               **device_row(step.loss, statistics),
                               "time": round(self.state.elapsed + time.perf_counter() - self._started, 4)})
 
-    def _end_episode(self) -> None:
+    def _end_episode(self, per_epoch: int) -> None:
         state = self.state
         state.episode += 1
         state.batch_in_epoch += 1
@@ -167,7 +168,7 @@ class Trainer:
             return
         self._step_scheduler("episode")
         self._emit("on_episode_end")
-        if state.batch_in_epoch >= self.loader.batches_per_epoch:
+        if state.batch_in_epoch >= per_epoch:
             state.epoch += 1
             state.batch_in_epoch = 0
             self._step_scheduler("epoch")
