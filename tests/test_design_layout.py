@@ -96,3 +96,11 @@ def test_the_layout_parser_reads_folders_lines_and_several_modules_on_a_line():
         "models/model.py",
     }
     assert folders == {"problems", "problems/seq_to_seq/algorithmic", "problems/seq_to_seq/algorithmic/dual", "models"}
+
+
+def test_the_tests_folders_mirror_the_package():
+    # a test of miprometheus/<a>/<b>/x.py lives in tests/<a>/<b>/: every folder of tests/ is one of the package
+    tests = Path(__file__).resolve().parent
+    folders = [p.relative_to(tests) for p in tests.rglob("*") if p.is_dir() and p.name != "__pycache__"]
+    strays = [str(folder) for folder in folders if not (PACKAGE / folder).is_dir()]
+    assert not strays, f"test folders with no package folder of the same path: {strays}"

@@ -123,8 +123,8 @@ def data(tmp_path_factory) -> dict[str, str]:
 
     from miprometheus.problems.image_to_class.cifar_format import write_cifar10, write_cifar100
     from tests.clevr_fixtures import write_clevr_with_features
-    from tests.test_mnist import write_split
-    from tests.test_translation_anki import three_columns, write_zip
+    from tests.problems.image_to_class.test_mnist import write_split
+    from tests.problems.text_to_text.test_translation_anki import three_columns, write_zip
 
     root = tmp_path_factory.mktemp("device_placement")
     for train in (True, False):

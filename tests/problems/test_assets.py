@@ -28,7 +28,7 @@ from miprometheus.problems.problem import Problem, ProblemParams
 from miprometheus.problems.vocabulary import EOS, PAD, SOS, UNK, Vocabulary
 from miprometheus.statistics import StatisticDefinition, mean_of
 from tests.conftest import ROOT, SHARED_MNIST
-from tests.test_mnist import write_split
+from tests.problems.image_to_class.test_mnist import write_split
 
 needs_real_mnist = pytest.mark.skipif(not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").is_file(),
                                       reason=f"real MNIST test files not found in {SHARED_MNIST}")

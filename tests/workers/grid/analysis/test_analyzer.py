@@ -13,8 +13,7 @@ import yaml
 
 from miprometheus.workers.grid.analysis import analyze
 from miprometheus.workers.grid.manifest import DONE, FAILED, PENDING, ExperimentRecord, Manifest
-
-from .conftest import TINY_SERIAL
+from tests.conftest import TINY_SERIAL
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MODELS = {"LSTM": 0.01, "GRU": 0.001}  # model -> learning rate (a parameter that differs between tasks)

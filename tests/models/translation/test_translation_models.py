@@ -243,7 +243,7 @@ def test_the_real_corpus_settings_drop_the_synthetic_tests():
     from miprometheus.config import load_config
     from miprometheus.config.experiment_spec import validate
 
-    configs = Path(__file__).resolve().parents[1] / "configs" / "translation"
+    configs = Path(__file__).resolve().parents[3] / "configs" / "translation"
     spec = validate(load_config([configs / "attention_encoder_decoder_anki.yaml", configs / "default_anki_fra.yaml"]))
     assert set(spec.test_settings) == {"greedy", "beam"}
     assert spec.test_settings["beam"].section.model_overrides == {"decoding": "beam", "beam_width": 5}

@@ -14,7 +14,7 @@ from miprometheus.config import load_config, parse_overrides
 from miprometheus.config.experiment_spec import finalize_model_params, validate
 from miprometheus.errors import ConfigError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted(str(p) for p in (REPO / "configs").glob("*/*.yaml")
                  if not p.name.startswith(("default_", "extract_features_"))
                  and p.parent.name != "grids")  # grids, extraction: their own tests
@@ -672,3 +672,18 @@ def test_sampler_ranges_to_the_end_of_a_dataset(tmp_path):
     path = write(tmp_path, "exp.yaml", EXPERIMENT + "  sampler: {name: SubsetRandomSampler, indices: '5:'}\n")
     spec = validate(load_config([path]))
     assert spec.splits["training"].section.sampler.indices == "5:"  # not taken for a path
+
+
+def test_generated_validation_and_test_splits_default_to_a_small_size(tmp_path, tiny_config):
+    # before: without `size` they validated and tested on the nominal epoch of 1,000,000 samples
+    tree = yaml.safe_load(tiny_config.read_text())
+    del tree["validation"]["problem"]["size"], tree["testing"]["problem"]["size"]
+    tiny_config.write_text(yaml.safe_dump(tree))
+    from miprometheus.workers import runs
+
+    spec, report, _ = runs.check([str(tiny_config)], [])
+    assert spec.splits["validation"].problem_params.size == 1000
+    assert spec.splits["testing"].problem_params.size == 1000
+    assert spec.splits["training"].problem_params.size == 320
+    assert any(line.startswith("validation") and "1,000 samples" in line for line in report)
+    assert spec.effective_tree()["validation"]["problem"]["size"] == 1000  # recorded

@@ -17,9 +17,8 @@ from miprometheus.errors import BadInputError
 from miprometheus.statistics import read_csv
 from miprometheus.workers.grid.analysis import analyze
 from miprometheus.workers.grid.folders import experiment_folders, finished_tests, newest_test
-
-from .conftest import TINY_SERIAL
-from .test_grid_analyzer import effective_config, synthetic_grid, write_csv, write_experiment  # noqa: F401
+from tests.conftest import TINY_SERIAL
+from tests.workers.grid.analysis.test_analyzer import effective_config, synthetic_grid, write_csv, write_experiment  # noqa: F401
 
 
 def test_load_of_a_grid_is_its_analysis_table(synthetic_grid: Path) -> None:  # noqa: F811

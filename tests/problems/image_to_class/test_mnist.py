@@ -21,7 +21,7 @@ from miprometheus.problems.image_to_class import mnist
 from miprometheus.problems.image_to_class.mnist import MNIST
 from miprometheus.registry import get_problem
 
-REAL_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+REAL_MNIST = Path(__file__).resolve().parents[4] / "shared" / "data" / "mnist"
 REAL_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 NAMES = {True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
          False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}

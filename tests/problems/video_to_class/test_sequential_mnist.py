@@ -18,7 +18,7 @@ from miprometheus.problems.video_to_class.sequential_mnist import (
 )
 from miprometheus.registry import get_problem
 from tests.conftest import CONFIGS, SHARED_MNIST
-from tests.test_mnist import fixture_images, fixture_labels, write_split
+from tests.problems.image_to_class.test_mnist import fixture_images, fixture_labels, write_split
 
 SEQUENCE_CONFIGS = sorted(p for p in (CONFIGS / "vision").glob("*.yaml")
                           if ("row_mnist" in p.name or "pixel_mnist" in p.name) and not p.name.startswith("default_"))

@@ -7,13 +7,14 @@ proves no table of the spec was left out. It reads the spec from ../shared/specs
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
 
 SPEC = ROOT.parent / "shared" / "specs" / "algorithmic_tasks.md"
-TESTS = sorted((ROOT / "tests").glob("test_algorithmic_*.py"))
+TESTS = sorted(path for path in Path(__file__).resolve().parent.rglob("test_*.py") if path.name != Path(__file__).name)
 
 
 def numbers_only(row: str) -> str:

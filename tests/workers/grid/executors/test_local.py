@@ -291,7 +291,7 @@ def test_grid_run_trains_tests_and_analyzes(tmp_path):
 
 
 def test_shipped_grid_files_plan_and_validate():
-    root = Path(__file__).resolve().parents[1] / "configs" / "grids"
+    root = Path(__file__).resolve().parents[4] / "configs" / "grids"
     for path in root.glob("*.yaml"):
         spec = load_grid(path)
         assert spec.experiments, path

@@ -22,7 +22,7 @@ from miprometheus.workers.grid.executors.base import Job
 from miprometheus.workers.loaders import ProblemLoader
 from miprometheus.workers.run_folder import RunOptions
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 CONFIG = """
 training:

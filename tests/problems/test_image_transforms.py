@@ -20,9 +20,9 @@ from miprometheus.problems.image_transforms import (
 )
 from miprometheus.statistics import read_csv
 from tests.conftest import experiment_dirs, run_mip
-from tests.test_cifar import write10
-from tests.test_mnist import fixture_images, write_split
-from tests.test_resume import kill_after_rows
+from tests.problems.image_to_class.test_cifar import write10
+from tests.problems.image_to_class.test_mnist import fixture_images, write_split
+from tests.workers.test_resume import kill_after_rows
 
 
 def batch(problem) -> torch.Tensor:

@@ -19,6 +19,7 @@ from miprometheus.params import param
 from miprometheus.registry import register_model
 from miprometheus.statistics import read_csv
 from miprometheus.workers import runs
+from miprometheus.workers.callbacks import Callback
 from miprometheus.workers.run_folder import RunOptions
 from tests.conftest import SHARED_MNIST
 
@@ -211,7 +212,7 @@ def test_tester_writes_per_batch_and_aggregated_statistics(tmp_path, tiny_config
 @pytest.mark.slow
 @pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="shared MNIST data not present")
 def test_lenet5_learns_real_mnist_digits_in_two_epochs(tmp_path):
-    config = Path(__file__).resolve().parents[1] / "configs" / "vision" / "lenet5_mnist.yaml"
+    config = Path(__file__).resolve().parents[2] / "configs" / "vision" / "lenet5_mnist.yaml"
     result = train(tmp_path, config, "training.sampler.indices=[0, 4000]", "training.terminal_conditions.epoch_limit=2",
                    "validation.interval=null", "training.seed=1", test=True)
     assert result.episodes == 126  # 2 epochs of ceil(4000 / 64)
@@ -387,3 +388,29 @@ def test_an_exception_reaches_every_callback_then_train_end(tmp_path, tiny_confi
         trainer.fit()
     assert seen == [("exception", "boom"), ("end", "error")]
     assert trainer.stop_cause == "error"
+
+
+class ExplodesAtEpisode3(Callback):
+    def on_episode_end(self, trainer):
+        if trainer.state.episode == 3:
+            raise RuntimeError("a callback failed")
+
+
+def test_callbacks_close_their_files_when_training_raises(tmp_path, tiny_config):
+    from miprometheus.config import load_config
+    from miprometheus.config.experiment_spec import validate
+    from miprometheus.workers import callbacks as cb
+    from miprometheus.workers.run_folder import ExperimentFolder
+    from miprometheus.workers.trainer import Trainer
+
+    spec = validate(load_config([tiny_config]))
+    trainer = Trainer(spec, seed=1, callbacks=[*cb.default_callbacks(spec, options(tmp_path)), ExplodesAtEpisode3()])
+    experiment = ExperimentFolder(tmp_path, options(tmp_path))
+    trainer.attach(experiment)
+    with pytest.raises(RuntimeError, match="a callback failed"):
+        trainer.fit()
+    csv = next(c for c in trainer.callbacks if isinstance(c, cb.StatisticsCSVCallback))
+    assert csv.training._handle is None and csv.validation._handle is None  # closed
+    assert not (tmp_path / "models" / "model_best.pt").exists()  # no "best" made of a failed run
+    assert (tmp_path / "training_statistics.csv").read_text().count("\n") == 4  # header + 3 rows
+    experiment.close()
