@@ -414,3 +414,13 @@ def test_callbacks_close_their_files_when_training_raises(tmp_path, tiny_config)
     assert not (tmp_path / "models" / "model_best.pt").exists()  # no "best" made of a failed run
     assert (tmp_path / "training_statistics.csv").read_text().count("\n") == 4  # header + 3 rows
     experiment.close()
+
+
+def test_a_plateau_scheduler_stepped_every_episode_reads_that_episode_loss(tmp_path, tiny_config):
+    # before: stepped per episode, ReduceLROnPlateau was given the previous episode's statistics, which at the
+    # first episode do not exist yet (TypeError: 'NoneType' object is not subscriptable)
+    result = train(tmp_path, tiny_config, "training.scheduler={name: ReduceLROnPlateau, step_every: episode, "
+                   "patience: 0, factor: 0.5}", "training.terminal_conditions.episode_limit=30", log_interval=10)
+    last = load_checkpoint(result.folder / "models" / "model_last.pt")
+    assert last["optimizer"]["param_groups"][0]["lr"] < 0.01  # the loss did not improve at every episode
+    assert len(read_csv(result.folder / "training_statistics.csv")) == 30
