@@ -18,6 +18,8 @@ ASSETS = "assets.json"  # vocabularies / answer sets built from the training spl
 TRAINER_LOG = "trainer.log"
 TRAINING_CSV = "training_statistics.csv"  # one row per episode
 VALIDATION_CSV = "validation_statistics.csv"  # one row per validation (exact aggregates)
+#: written by another process (a search's pruner, a user) to end the run at its next validation or epoch end
+STOP_REQUEST = "stop_request.json"
 MODELS_DIR = "models"
 BEST = "model_best.pt"  # weights at the lowest validation loss
 LAST = "model_last.pt"  # the full resume state

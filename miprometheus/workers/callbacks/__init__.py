@@ -11,6 +11,7 @@ from miprometheus.workers.callbacks.console import ConsoleCallback
 from miprometheus.workers.callbacks.curriculum import CurriculumCallback
 from miprometheus.workers.callbacks.early_stopping import EarlyStoppingCallback
 from miprometheus.workers.callbacks.statistics_csv import StatisticsCSVCallback
+from miprometheus.workers.callbacks.stop_request import StopRequestCallback, request_stop
 from miprometheus.workers.callbacks.tensorboard import TensorBoardCallback
 from miprometheus.workers.callbacks.validation import ValidationCallback
 from miprometheus.workers.callbacks.visualization import VisualizationCallback
@@ -23,9 +24,9 @@ def default_callbacks(spec: ExperimentSpec, options: Any) -> list[Callback]:
     The order matters: the curriculum grows the problem at an epoch's end before validation runs; validation
     runs (and emits ``on_validation_end`` to everyone) before the checkpoints of that episode are written, so
     the best checkpoint holds the weights just validated; early stopping reads the validation just done; the
-    console and TensorBoard only report; visualization comes last (it reseeds only the validation problem, so
-    nothing it does changes training). On ``on_train_end``, the final validation runs before the best
-    checkpoint is settled and the files are closed.
+    console and TensorBoard only report; visualization comes next (it reseeds only the validation problem, so
+    nothing it does changes training); a stop requested from outside is honoured after all of them. On
+    ``on_train_end``, the final validation runs before the best checkpoint is settled and the files are closed.
     """
     training = spec.training
     validates = "validation" in spec.splits
@@ -45,9 +46,10 @@ def default_callbacks(spec: ExperimentSpec, options: Any) -> list[Callback]:
         callbacks.append(TensorBoardCallback(options.tensorboard, log_interval))
     if options.visualize is not None:
         callbacks.append(VisualizationCallback(options.visualize))
+    callbacks.append(StopRequestCallback())  # last: a stop asked for now ends the run after this episode's work
     return callbacks
 
 
 __all__ = ["Callback", "CheckpointCallback", "ConsoleCallback", "CurriculumCallback", "EarlyStoppingCallback",
-           "StatisticsCSVCallback", "TensorBoardCallback", "ValidationCallback", "VisualizationCallback",
-           "default_callbacks"]
+           "StatisticsCSVCallback", "StopRequestCallback", "TensorBoardCallback", "ValidationCallback",
+           "VisualizationCallback", "default_callbacks", "request_stop"]
