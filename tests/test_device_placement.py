@@ -38,7 +38,7 @@ from miprometheus.discovery import builtin_index
 from miprometheus.models.model import Model
 from miprometheus.problems.assets import apply_assets, build_training_assets
 from miprometheus.workers.components import build_model, build_problem, to_device
-from miprometheus.workers.step import run_step
+from miprometheus.workers.step import device_row, run_step
 from tests.conftest import CONFIGS
 
 BATCH = 2
@@ -300,3 +300,38 @@ def test_the_checks_catch_a_tensor_made_on_the_default_device(check):
                        if check is run_under_guard else "meta"):
         check(problem, ZerosWithoutDevice(), [0, 1])
 
+
+
+#: Problems whose statistics must read the device (they decide on the host what a batch holds).
+STATISTICS_READ_BACK = {
+    "SortOfCLEVR": "which question types a batch holds (counts.tolist(), once per batch)",
+    "ShapeColorQuery": "as SortOfCLEVR", "CLEVR": "as SortOfCLEVR", "CLEVRCoGenT": "as SortOfCLEVR",
+    "TranslationAnki": "BLEU and sentence accuracy need the words (tokens.tolist())",
+}
+
+
+def training_step_on_meta(problem: Any, model: Model, samples: list[Any]) -> None:
+    """What ``Trainer.run_step`` computes before its backward, with everything on meta: any read back to the
+    host (``.item()``, ``float()``, ``.tolist()``, a tensor as a bool) raises there."""
+    batch = to_device(problem.collate_fn(samples), "meta")
+    model = copy.deepcopy(model).to("meta").train(True)
+    done = run_step(problem, model, batch, check_first=True)
+    with torch.no_grad():
+        row = device_row(done.loss, problem.statistics(done.batch, done.predictions.detach()))
+    assert row and {t.device.type for t in tensors(list(row.values()))} <= {"meta"}
+
+
+@pytest.mark.parametrize("name", sorted(RUNS_ON_META))
+def test_the_training_step_reads_nothing_back_from_the_device(name, data):
+    # a GPU runs ahead of the host only if the step never waits: the loss and the statistics stay tensors
+    # until the Trainer reads a block of episodes back (workers/step.py)
+    problem, model, samples = build(CASES[name], data)
+    assert problem.name not in STATISTICS_READ_BACK
+    training_step_on_meta(problem, model, samples)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in PROBLEM_CASES if n not in STATISTICS_READ_BACK))
+def test_every_other_problem_s_training_step_reads_nothing_back(name, data):
+    problem, model, samples = build(PROBLEM_CASES[name], data)
+    if model.name in RUNS_ON_META:
+        training_step_on_meta(problem, model, samples)

@@ -87,6 +87,8 @@ class Problem(Dataset):
 
         A mean is a :class:`~miprometheus.statistics.Measure` (total, count) or a float (a mean over
         the batch's samples); a statistic may be left out of a batch that has nothing to say about it.
+        Values may be 0-d tensors (``statistics.mean_of`` keeps them): the Trainer reads a block of episodes
+        back at once, so a statistic computed without ``float()``/``.item()`` costs no wait for the device.
         """
         return {}
 

@@ -236,7 +236,7 @@ class AlgorithmicSeqToSeqProblem(GeneratedProblem):
             acc = self.correct_bits(batch, predictions.detach())
         return {
             "acc": acc,
-            "seq_length": float(batch["sequences_length"].max()),
+            "seq_length": batch["sequences_length"].max(),  # a tensor: read back with the block, no sync here
             "max_seq_length": float(self.max_sequence_length),
             "batch_size": float(batch["sequences"].shape[0]),
         }

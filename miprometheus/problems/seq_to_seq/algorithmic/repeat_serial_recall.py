@@ -82,5 +82,5 @@ class RepeatSerialRecall(AlgorithmicSeqToSeqProblem):
         """The base statistics and ``num_recalls``, read from the layout ``T = (R+1)(L+1)``."""
         stats = super().statistics(batch, predictions)
         steps = batch["sequences"].shape[1]
-        stats["num_recalls"] = float(steps // (int(batch["sequences_length"].max()) + 1) - 1)
+        stats["num_recalls"] = steps // (batch["sequences_length"].max() + 1) - 1  # a tensor, read back later
         return stats

@@ -91,5 +91,5 @@ class ScratchPad(AlgorithmicSeqToSeqProblem):
     def statistics(self, batch: Batch, predictions: torch.Tensor) -> dict[str, float | Measure]:
         """The base statistics and ``num_subsequences`` (N of the batch)."""
         stats = super().statistics(batch, predictions)
-        stats["num_subsequences"] = float(batch["num_subsequences"].max())
+        stats["num_subsequences"] = batch["num_subsequences"].max()  # a tensor, read back later
         return stats

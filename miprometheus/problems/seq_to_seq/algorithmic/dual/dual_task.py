@@ -240,7 +240,7 @@ class DualTaskProblem(AlgorithmicSeqToSeqProblem):
     def statistics(self, batch: Batch, predictions: torch.Tensor) -> dict[str, float | Measure]:
         """The algorithmic statistics, ``num_subsequences`` and, where both streams are scored, their accuracies."""
         stats = super().statistics(batch, predictions)
-        stats["num_subsequences"] = float(batch["num_subsequences"].max())
+        stats["num_subsequences"] = batch["num_subsequences"].max()  # a tensor, read back later
         if self.scores_secondary:
             with torch.no_grad():
                 stats.update(self.stream_accuracies(batch, predictions.detach()))
