@@ -50,9 +50,14 @@ class ConsoleCallback(Callback):
             self.task = self.progress.add_task("train", total=total, completed=trainer.state.episode, info="")
             self.progress.start()
 
+    def on_episode_end(self, trainer: Trainer) -> None:
+        # the bar moves with the episodes; the loss it shows comes with each block read back
+        if self.progress is not None and trainer.state.episode % 10 == 0:
+            self.progress.update(self.task, completed=trainer.state.episode)
+
     def on_training_statistics(self, trainer: Trainer, rows: list[dict[str, float]]) -> None:
         if self.progress is not None and rows:
-            self.progress.update(self.task, completed=int(rows[-1]["episode"]), info=f"loss {rows[-1]['loss']:.4g}")
+            self.progress.update(self.task, info=f"loss {rows[-1]['loss']:.4g}")
         for stats in rows:
             if int(stats["episode"]) % self.log_interval == 0:
                 trainer.logger.info("training   %s", format_stats(stats))
