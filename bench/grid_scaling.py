@@ -20,7 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_grid(folder: Path, concurrent: int, experiments: int, episodes: int) -> float:
+def run_grid(folder: Path, concurrent: int, experiments: int, episodes: int, settings: str = "") -> float:
+    """Seconds `mip grid train` takes over ``experiments`` runs, ``concurrent`` at a time (``settings``: more
+    ``grid_settings`` lines)."""
     grid = folder / f"grid_{concurrent}.yaml"
     grid.write_text(f"""
 grid_tasks:
@@ -32,7 +34,7 @@ grid_settings:
   experiment_repetitions: {experiments}
   max_concurrent_runs: {concurrent}
   cpus_per_experiment: 1
-""")
+""" + settings)
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "miprometheus", "grid", "train", str(grid), "--expdir",
                     str(folder / f"exp_{concurrent}"), "--no-progress"], check=True, capture_output=True)

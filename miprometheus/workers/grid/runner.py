@@ -37,6 +37,7 @@ from miprometheus.layout import (
 )
 from miprometheus.workers.commands import RESUME_FLAG, resume_command, shell_line
 from miprometheus.workers.grid.executors import Executor, Job, JobResult, make_executor
+from miprometheus.workers.grid.executors.base import pid_alive
 from miprometheus.workers.grid.folders import newest_experiment, newest_test
 from miprometheus.workers.grid.manifest import DONE, FAILED, PENDING, RUNNING, ExperimentRecord, Manifest, now
 from miprometheus.workers.grid.spec import GridSettings, GridSpec, load_grid, set_dotted
@@ -80,19 +81,6 @@ def load_settings(folder: Path) -> GridSettings:
     data = yaml.safe_load(path.read_text()) or {}
     known = {k: v for k, v in (data.get("grid_settings") or {}).items() if k in GridSettings.__dataclass_fields__}
     return GridSettings(**known)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is not alive
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 @dataclass
@@ -193,9 +181,9 @@ class GridRunner:
             pid = record.extra.get(f"{self.phase.name}_pid")
             if isinstance(pid, int):
                 deadline = time.time() + 60
-                while _pid_alive(pid) and time.time() < deadline:
+                while pid_alive(pid) and time.time() < deadline:
                     time.sleep(0.1)
-                if _pid_alive(pid):
+                if pid_alive(pid):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
             # the attempt was cut short by the grid's death, not by the experiment: it is not counted

@@ -42,6 +42,8 @@ class GridSettings:
     cpus_per_experiment: int | None = param(None, "CPU threads of each experiment; null: the cores divided "
                                                   "by max_concurrent_runs")
     gpus_per_experiment: float = param(0.0, "GPUs of each experiment (a fraction shares a GPU)")
+    warm_start: bool = param(True, "local executor: fork each experiment from a process that has imported torch "
+                                   "once (starts in a fraction of a second); false: a fresh process each")
     retries: int = param(1, "attempts after the first for an experiment that fails or is killed")
     sweep: dict[str, list[Any]] = param(factory=dict, doc="dotted key -> list of values; the grid runs the "
                                                           "Cartesian product with the tasks")

@@ -10,7 +10,7 @@ def make_executor(name: str, settings: object) -> Executor:
     if name == "local":
         from miprometheus.workers.grid.executors.local import LocalExecutor
 
-        return LocalExecutor()
+        return LocalExecutor(warm_start=getattr(settings, "warm_start", True))
     if name == "ray":
         from miprometheus.workers.grid.executors.ray_executor import RayExecutor
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+MIP_COMMAND = [sys.executable, "-m", "miprometheus"]
 
 
 @dataclass
@@ -29,10 +33,14 @@ class Job:
     env: dict[str, str] = field(default_factory=dict)
 
     def command(self) -> list[str]:
+        return [*MIP_COMMAND, *self.mip_arguments()]
+
+    def mip_arguments(self) -> list[str]:
+        """The arguments of `mip` this job runs (``command()`` without the interpreter)."""
         # A job holding a GPU token runs on it: CUDA_VISIBLE_DEVICES shows the child only its GPU(s),
         # which are then `cuda` (= cuda:0) to it.
         device = ["--device", "cuda"] if self.gpus > 0 and "--device" not in self.args else []
-        return [sys.executable, "-m", "miprometheus", *self.args, "--threads", str(self.threads), *device]
+        return [*self.args, "--threads", str(self.threads), *device]
 
     def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = dict(os.environ)
@@ -94,3 +102,36 @@ def signal_name(number: int) -> str:
 def killed_by(exit_code: int, error: str | None) -> str:
     """The error line of a child killed by a signal (``exit_code`` < 0, as subprocess reports it)."""
     return f"killed by signal {signal_name(-exit_code)}" + (f"; {error}" if error else "")
+
+
+# Looked up once in the parent: between fork and exec the child must not load libraries (the grid
+# process may have threads, e.g. the live table's, holding the loader's lock at fork time).
+_PRCTL = None
+if sys.platform.startswith("linux"):
+    with contextlib.suppress(OSError, AttributeError):
+        _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+
+
+def has_death_signal() -> bool:
+    """Whether this system can signal a child when its parent dies (Linux's PR_SET_PDEATHSIG)."""
+    return _PRCTL is not None
+
+
+def die_with_parent() -> None:
+    """In a child: get SIGTERM when its parent dies (even by SIGKILL), so it checkpoints and stops."""
+    if _PRCTL is not None:
+        _PRCTL(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie does not), whoever its parent is."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not alive
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True

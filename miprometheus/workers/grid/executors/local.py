@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
+import logging
 import os
 import signal
 import subprocess
-import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from miprometheus.workers.grid.executors.base import Executor, Job, JobResult, killed_by, last_error_line
+from miprometheus.workers.grid.executors.base import (
+    MIP_COMMAND,
+    Executor,
+    Job,
+    JobResult,
+    die_with_parent,
+    has_death_signal,
+    killed_by,
+    last_error_line,
+    pid_alive,
+)
+from miprometheus.workers.grid.executors.fork_server import ForkServer, ServerGone
+
+logger = logging.getLogger(__name__)
+CANCEL_SECONDS = 30  # how long a cancelled job may take to write its checkpoint before it is killed
 
 
 def visible_gpus() -> list[str]:
@@ -25,20 +39,6 @@ def visible_gpus() -> list[str]:
         return [str(i) for i in range(torch.cuda.device_count())]
     except Exception:  # noqa: BLE001 - no torch/CUDA: no GPUs
         return []
-
-
-# Looked up once in the parent: between fork and exec the child must not load libraries (the grid
-# process may have threads, e.g. the live table's, holding the loader's lock at fork time).
-_PRCTL = None
-if sys.platform.startswith("linux"):
-    with contextlib.suppress(OSError, AttributeError):
-        _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
-
-
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM when the grid process dies (even by SIGKILL), so it checkpoints and stops."""
-    if _PRCTL is not None:
-        _PRCTL(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
 
 
 class GPUTokens:
@@ -70,11 +70,18 @@ class GPUTokens:
 
 
 class LocalExecutor(Executor):
-    """A pool of child processes (the runner limits how many run at once)."""
+    """A pool of child processes (the runner limits how many run at once).
 
-    def __init__(self) -> None:
+    With ``warm_start``, a job's `mip` process is forked from a server that has imported torch once
+    (``fork_server.py``) instead of started afresh; jobs whose command is not `mip` (tests), and every
+    job once the server fails, start as subprocesses.
+    """
+
+    def __init__(self, warm_start: bool = True) -> None:
         self.gpus = GPUTokens(visible_gpus())
-        self.running: dict[int, tuple[subprocess.Popen, Job, list[str]]] = {}
+        self.running: dict[int, tuple[subprocess.Popen | None, Job, list[str]]] = {}
+        self.warm_start = warm_start
+        self.server: ForkServer | None = None
 
     def can_start(self, job: Job) -> bool:
         if job.gpus <= 0:
@@ -91,22 +98,51 @@ class LocalExecutor(Executor):
             raise RuntimeError(f"no GPU free for job {job.id} ({job.gpus} GPU)")
         log_path = Path(job.workdir) / job.log
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(log_path, "ab")  # noqa: SIM115 - closed when the job ends
         env = job.environment({"CUDA_VISIBLE_DEVICES": ",".join(gpus)})
-        process = subprocess.Popen(job.command(), cwd=job.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+        command = job.command()
+        pid = self._start_warm(command, job, env, log_path) if command[:len(MIP_COMMAND)] == MIP_COMMAND else None
+        if pid is not None:
+            self.running[pid] = (None, job, gpus)
+            return pid
+        log = open(log_path, "ab")  # noqa: SIM115 - closed when the job ends
+        process = subprocess.Popen(command, cwd=job.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True,
-                                   preexec_fn=_die_with_parent if _PRCTL is not None else None)
+                                   preexec_fn=die_with_parent if has_death_signal() else None)
         log.close()
         self.running[process.pid] = (process, job, gpus)
         return process.pid
 
+    def _start_warm(self, command: list[str], job: Job, env: dict[str, str], log: Path) -> int | None:
+        """The pid of the job forked by the warm-start server; None to start it as a subprocess."""
+        if not self.warm_start:
+            return None
+        try:
+            if self.server is None:
+                self.server = ForkServer()
+            return self.server.start(command[len(MIP_COMMAND):], Path(job.workdir).resolve(), env, log.resolve())
+        except (ServerGone, OSError) as error:
+            logger.warning("warm start off, jobs start as fresh processes: %s", error)
+            self.warm_start = False
+            return None
+
+    def _exit_code(self, handle: int) -> int | None:
+        process = self.running[handle][0]
+        if process is not None:
+            return process.poll()
+        assert self.server is not None
+        return self.server.exit_code(handle)
+
     def poll(self, handle: Any) -> JobResult | None:
         process, job, gpus = self.running[handle]
-        code = process.poll()
+        code = self._exit_code(handle)
         if code is None:
-            return None
+            if process is not None or not (self.server is not None and self.server.gone) or pid_alive(handle):
+                return None
+            code = self._exit_code(handle)  # the server ended: its last words may hold this exit
         del self.running[handle]
         self.gpus.give_back(gpus, job.gpus)
+        if code is None:
+            return JobResult(None, "lost: the warm-start server ended before the job's exit status reached it")
         error = None if code == 0 else last_error_line(Path(job.workdir) / job.log)
         if code < 0:
             error = killed_by(code, error)
@@ -117,14 +153,34 @@ class LocalExecutor(Executor):
         if entry is None:
             return
         process = entry[0]
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)  # the trainer writes its last checkpoint, then exits 130
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if process is not None:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)  # the trainer writes its last checkpoint, then exits 130
+                try:
+                    process.wait(timeout=CANCEL_SECONDS)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+            return
+        for number, seconds in ((signal.SIGTERM, CANCEL_SECONDS), (signal.SIGKILL, 10)):
+            if not self._wait_warm(handle, 0):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(handle, number)
+            if self._wait_warm(handle, seconds):
+                return
+
+    def _wait_warm(self, handle: int, seconds: float) -> bool:
+        """Whether the forked job ``handle`` ended within ``seconds``."""
+        deadline = time.monotonic() + seconds
+        while True:
+            if self._exit_code(handle) is not None or not pid_alive(handle):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
 
     def close(self) -> None:
         for handle in list(self.running):
             self.cancel(handle)
+        if self.server is not None:
+            self.server.close()
