@@ -20,6 +20,7 @@ import atexit
 import contextlib
 import json
 import os
+import runpy
 import select
 import signal
 import subprocess
@@ -196,11 +197,11 @@ def run_child(request: dict[str, Any], server: int, server_fds: tuple[int, ...])
         os.environ.clear()
         os.environ.update(request["env"])
         _reseed_after_fork()
-        argv = list(request["argv"])
-        sys.argv = [str(Path(__file__).resolve().parents[3] / "__main__.py"), *argv]
-        from miprometheus.cli import main
-
-        code = main(argv)
+        # The child runs the `mip` program as `python -m miprometheus` would (its __main__ raises SystemExit
+        # with the exit code): the executor starts a program, it does not call into the CLI's functions.
+        sys.argv = [str(Path(__file__).resolve().parents[3] / "__main__.py"), *request["argv"]]
+        runpy.run_module("miprometheus", run_name="__main__", alter_sys=True)
+        code = 0
     except SystemExit as exit_request:
         code = _exit_code(exit_request.code)
     except KeyboardInterrupt:
