@@ -29,15 +29,14 @@ def default_callbacks(spec: ExperimentSpec, options: Any) -> list[Callback]:
     ``on_train_end``, the final validation runs before the best checkpoint is settled and the files are closed.
     """
     training = spec.training
-    validates = "validation" in spec.splits
     log_interval = options.log_interval or training.log_interval
     callbacks: list[Callback] = []
     if spec.curriculum is not None:
         callbacks.append(CurriculumCallback(spec.curriculum.params))
-    if validates:
+    if "validation" in spec.splits:
         section = spec.splits["validation"].section
         callbacks.append(ValidationCallback(section.interval, section.every_epoch))
-    callbacks += [StatisticsCSVCallback(), CheckpointCallback(training.checkpoint_interval, validates)]
+    callbacks += [StatisticsCSVCallback(), CheckpointCallback(training.checkpoint_interval)]
     if training.early_stopping.patience:  # validate() made sure there is a validation section
         callbacks.append(EarlyStoppingCallback(training.early_stopping.patience, training.early_stopping.min_delta))
     callbacks.append(ConsoleCallback(log_interval, options.progress, training.terminal_conditions.episode_limit,

@@ -23,9 +23,8 @@ class CheckpointCallback(Callback):
     """Writes ``models/model_best.pt`` when the validation loss improves, and asks for ``model_last.pt``
     at every validation, at the end of every epoch and every ``checkpoint_interval`` episodes."""
 
-    def __init__(self, checkpoint_interval: int | None = None, validates: bool = True) -> None:
+    def __init__(self, checkpoint_interval: int | None = None) -> None:
         self.checkpoint_interval = checkpoint_interval
-        self.validates = validates  # whether the run has a validation section
         self.best_loss = math.inf
         self.best_episode: int | None = None
         self.best_statistics: dict[str, float] | None = None
@@ -63,7 +62,7 @@ class CheckpointCallback(Callback):
         last = trainer.last_training_stats or {"loss": math.nan}
         self.best_episode = trainer.state.episode
         # interrupted before the first validation: say so, mip test warns about it
-        self.save_best(trainer, last, NEVER_VALIDATED if self.validates else NO_VALIDATION)
+        self.save_best(trainer, last, NO_VALIDATION if trainer.validation is None else NEVER_VALIDATED)
 
     def run_info(self) -> dict[str, Any]:
         return {"best_episode": self.best_episode, "best_selected_by": self.selected_by,
