@@ -43,6 +43,8 @@ GRID_LOGS_DIR = "logs"  # logs/<id>.train.log, logs/<id>.test.log
 GRID_EXPERIMENTS_DIR = "experiments"  # experiments/<id>/<Problem>/<Model>/<timestamp>/
 #: experiments/<id>/_abandoned/: attempts killed before their first checkpoint, set aside (not experiments)
 GRID_ABANDONED_DIR = "_abandoned"
+SEARCH_JOURNAL = "search.journal"  # the Optuna studies of a grid's search (one per task), a JournalFileBackend log
+SEARCH_SUMMARY_CSV = "search_summary.csv"  # per task: best parameters, re-evaluated test mean ± std, CI, budget
 GRID_SLURM_DIR = "slurm"  # submitit's own files, with the slurm executor
 ANALYSIS_CSV = "grid_analysis.csv"
 SUMMARY_CSV = "grid_summary.csv"

@@ -14,6 +14,10 @@ from miprometheus.files import atomic_write_json
 from miprometheus.layout import MANIFEST
 
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
+#: the phases of a grid with a search (``grid_settings.search``); an ordinary grid's experiments have none
+SEARCH, REEVALUATION = "search", "reevaluation"
+#: the state of a search trial, as told to its Optuna study (RUNNING while its experiment trains or waits)
+PRUNED = "pruned"
 
 
 @dataclass
@@ -41,6 +45,16 @@ class ExperimentRecord:
     test_log: str | None = None
     test_exit_code: int | None = None
     test_last_error: str | None = None
+    #: with a search: "search" (a trial) or "reevaluation" (a best trial's configuration on a fresh seed)
+    phase: str | None = None
+    #: the trial's number in its task's Optuna study (a re-evaluation: the trial it re-trains)
+    trial: int | None = None
+    #: the sampled parameters, dotted config key -> value (a re-evaluation: the trial's)
+    params: dict[str, Any] = field(default_factory=dict)
+    #: a trial's state as told to the study: running, done, pruned or failed
+    search_state: str | None = None
+    #: the objective the trial reported (its best validation value of the objective statistic)
+    objective: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
