@@ -149,6 +149,7 @@ def _options(args: argparse.Namespace) -> Any:
                       tensorboard=args.tensorboard, log_level=args.log_level, log_interval=args.log_interval,
                       progress=False if args.no_progress else None, threads=args.threads,
                       visualize=args.visualize,
+                      hparams=list(dict.fromkeys(getattr(args, "hparams", None) or [])),  # mip train's only
                       command_line=list(sys.argv))
 
 
@@ -311,16 +312,25 @@ def _grid_logger() -> Any:
 
 
 def _grid_summary(manifest: Any, phase: str) -> int:
+    from miprometheus.workers.grid.search import search_lines
+
     prefix = "" if phase == "train" else "test_"
-    failed = [r for r in manifest.records if getattr(r, prefix + "status") == "failed"]
-    counts = manifest.counts(prefix + "status")
+    # a search's trials are chosen on validation and never tested: the test summary leaves them out
+    records = [r for r in manifest.records if phase == "train" or r.phase != "search"]
+    failed = [r for r in records if getattr(r, prefix + "status") == "failed"]
+    counts: dict[str, int] = {}
+    for record in records:
+        counts[getattr(record, prefix + "status")] = counts.get(getattr(record, prefix + "status"), 0) + 1
     print(f"grid folder: {manifest.folder}")
     print(f"grid {phase}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    lines, gave_up = search_lines(manifest) if phase == "train" else ([], False)
+    for line in lines:
+        print(line)
     for record in failed:
         log = getattr(record, prefix + "log")
         print(f"  FAILED {record.id} (exit code {getattr(record, prefix + 'exit_code')}): "
               f"{getattr(record, prefix + 'last_error')}\n         log: {manifest.folder / log if log else '-'}")
-    return EXIT_FAILED if failed else EXIT_OK
+    return EXIT_FAILED if failed or gave_up else EXIT_OK
 
 
 def cmd_grid(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -39,7 +40,18 @@ from miprometheus.workers.commands import RESUME_FLAG, resume_command, shell_lin
 from miprometheus.workers.grid.executors import Executor, Job, JobResult, make_executor
 from miprometheus.workers.grid.executors.base import pid_alive
 from miprometheus.workers.grid.folders import newest_experiment, newest_test
-from miprometheus.workers.grid.manifest import DONE, FAILED, PENDING, RUNNING, ExperimentRecord, Manifest, now
+from miprometheus.workers.grid.manifest import (
+    DONE,
+    FAILED,
+    PENDING,
+    RUNNING,
+    SEARCH,
+    ExperimentRecord,
+    Manifest,
+    now,
+)
+from miprometheus.workers.grid.search import Search, search_info, task_config_file
+from miprometheus.workers.grid.search_settings import SearchSettings
 from miprometheus.workers.grid.spec import GridSettings, GridSpec, load_grid, set_dotted
 
 POLL_SECONDS = 0.2
@@ -52,12 +64,20 @@ class GridInterrupted(MipError):
 
 
 def create_grid(spec: GridSpec, expdir: Path, savetag: str = "") -> Manifest:
-    """Make the grid folder: its effective grid file, one config per experiment, and the manifest."""
+    """Make the grid folder: its effective grid file, one config per experiment, and the manifest.
+
+    A grid with a search starts with no experiment: it keeps each task's base config, and its trials are
+    added to the manifest as the grid process asks for them (``search.py``).
+    """
     folder = create_unique_dir(Path(expdir), f"{GRID_DIR_PREFIX}{timestamp()}" + (f"_{savetag}" if savetag else ""))
     effective = dict(spec.raw)
-    effective["grid_tasks"] = [{"default_configs": t.default_configs, "overwrite": t.overwrite, "name": t.name}
+    effective["grid_tasks"] = [{"default_configs": t.default_configs, "overwrite": t.overwrite, "name": t.name,
+                                **({"search_space": t.search_space} if t.search_space else {})}
                                for t in spec.tasks]
-    effective["grid_settings"] = {**(spec.raw.get("grid_settings") or {}), **vars(spec.settings)}
+    settings = dict(vars(spec.settings))
+    if spec.settings.search is not None:
+        settings["search"] = spec.settings.search.to_dict()
+    effective["grid_settings"] = {**(spec.raw.get("grid_settings") or {}), **settings}
     atomic_write_text(folder / GRID_CONFIG, dump_yaml(effective))
     records = []
     for experiment in spec.experiments:
@@ -68,8 +88,13 @@ def create_grid(spec: GridSpec, expdir: Path, savetag: str = "") -> Manifest:
         records.append(ExperimentRecord(id=experiment.id, task=experiment.task, repetition=experiment.repetition,
                                         sweep=experiment.sweep, seed=experiment.seed, config=config,
                                         config_hash=experiment.config_hash, extra=extra))
-    manifest = Manifest(folder, records, {"grid_file": str(spec.path), "created": timestamp(),
-                                          "experiments": len(records)})
+    info: dict[str, Any] = {"grid_file": str(spec.path), "created": timestamp(), "experiments": len(records)}
+    if spec.settings.search is not None:
+        seed = spec.settings.seed if spec.settings.seed != -1 else secrets.randbelow(2**31 - 1)
+        info["search"] = search_info(spec.search_tasks, seed)
+        for task in spec.search_tasks:
+            atomic_write_text(folder / task_config_file(task.name), dump_yaml(task.config))
+    manifest = Manifest(folder, records, info)
     manifest.save()
     return manifest
 
@@ -80,6 +105,8 @@ def load_settings(folder: Path) -> GridSettings:
         raise ConfigError(f"{folder} is not a grid folder (no {GRID_CONFIG})")
     data = yaml.safe_load(path.read_text()) or {}
     known = {k: v for k, v in (data.get("grid_settings") or {}).items() if k in GridSettings.__dataclass_fields__}
+    if isinstance(known.get("search"), dict):
+        known["search"] = SearchSettings.from_dict(known["search"])
     return GridSettings(**known)
 
 
@@ -99,6 +126,8 @@ class Phase:
         return getattr(record, self.prefix() + "attempts")
 
     def eligible(self, record: ExperimentRecord) -> bool:
+        if self.name == "test" and record.phase == SEARCH:
+            return False  # a search trial is chosen on validation; only its re-evaluations are tested
         if self.name == "test":
             return record.status == DONE and record.folder is not None and record.test_status != DONE
         return record.status != DONE
@@ -118,6 +147,7 @@ class GridRunner:
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.logger = logger or logging.getLogger("miprometheus.grid")
         self._stop: str | None = None
+        self.search: Search | None = None
 
     # --- jobs -----------------------------------------------------------------------------------
     def threads(self) -> int:
@@ -145,7 +175,7 @@ class GridRunner:
                 aside = self.folder / output / GRID_ABANDONED_DIR / "_".join(parts)
                 aside.parent.mkdir(parents=True, exist_ok=True)
                 existing.rename(aside)
-            args = ["train", record.config, "--expdir", output, "--no-progress"]
+            args = ["train", record.config, "--expdir", output, "--no-progress", *self._tensorboard_args(record)]
             inputs = [record.config]
             after = record.extra.get("after") if self.phase.name == "train" else None
             if after:  # the experiment it starts from has trained (see _take_ready): point the keys at its folder
@@ -155,6 +185,13 @@ class GridRunner:
         self.logger.debug("%s attempt %d: mip %s", record.id, attempt, " ".join(args))
         return Job(record.id, args, self.folder, log, inputs=inputs, outputs=[output], threads=self.threads(),
                    gpus=self.settings.gpus_per_experiment)
+
+    def _tensorboard_args(self, record: ExperimentRecord) -> list[str]:
+        """``--tensorboard N`` with the grid's level; a search's experiments also name their parameters (HParams)."""
+        if self.settings.tensorboard is None:
+            return []
+        args = ["--tensorboard", str(self.settings.tensorboard)]
+        return args + (["--hparams", ",".join(record.params)] if record.params else [])
 
     def _write_after_config(self, record: ExperimentRecord, source: str) -> None:
         """Set the record's ``after_folder_keys`` in its config to the folder of the experiment it starts after,
@@ -201,13 +238,19 @@ class GridRunner:
         queue = deque(r.id for r in self.manifest.records
                       if self.phase.eligible(r) and self.phase.attempts(r) < allowed
                       and not (self.phase.status(r) == FAILED and r.extra.get(f"{self.phase.name}_bad_input")))
+        if self.phase.name == "train" and self.settings.search is not None:
+            self.search = Search(self.folder, self.manifest, self.settings.search, self.settings.max_concurrent_runs)
         if self.executor is None:
             self.executor = make_executor(self.settings.executor, self.settings)
         running: list[tuple[Any, str, Job]] = []  # (handle, experiment id, job); handles need not be hashable
         old = self._install_signal_handlers()
         live = self._start_live()
         try:
-            while (queue or running) and self._stop is None:
+            while self._stop is None:
+                if self.search is not None:  # new trials for the free slots, then the re-evaluations
+                    queue.extend(self.search.fill(self.settings.max_concurrent_runs - len(running) - len(queue)))
+                if not (queue or running):
+                    break
                 ready = self._take_ready(queue, len(running))
                 if not ready and not running and queue:  # only experiments whose `after` will never train
                     for experiment_id in list(queue):
@@ -232,6 +275,8 @@ class GridRunner:
                     elif self._finish(self.manifest.get(experiment_id), result, allowed):
                         queue.append(experiment_id)
                 running = still_running
+                if self.search is not None:
+                    self.search.watch([experiment_id for _, experiment_id, _ in running])
                 self._refresh_live(live, running)
                 time.sleep(POLL_SECONDS)
         finally:
@@ -312,6 +357,8 @@ class GridRunner:
             extra[f"{self.phase.name}_bad_input"] = True
             changes["extra"] = extra
         self._update(record, status=status, **changes)
+        if self.search is not None and not retry:
+            self.search.conclude(record, ok)
         if ok:
             self.logger.info("finished %s", record.id)
         else:

@@ -28,6 +28,7 @@ from miprometheus.config.loader import (
 from miprometheus.config.schema import Errors, build, unknown_key
 from miprometheus.errors import ConfigError, MipError
 from miprometheus.params import param
+from miprometheus.workers.grid.search_settings import Dimension, SearchSettings, parse_space, task_space, with_values
 
 GRID_KEYS = ["grid_tasks", "grid_overwrite", "grid_settings", "description"]
 
@@ -55,7 +56,12 @@ class GridSettings:
     slurm_partition: str | None = param(None, "SLURM partition")
     slurm_time_minutes: int = param(60, "SLURM time limit of one experiment")
     slurm_cluster: str | None = param(None, "submitit cluster: null (auto), slurm, local or debug")
-    seed: int = param(-1, "seed of the seed draws for repetitions; -1: random")
+    seed: int = param(-1, "seed of the seed draws for repetitions (and of a search's sampler); -1: random")
+    tensorboard: int | None = param(None, "TensorBoard level of every experiment (0 scalars, 1 + weights, "
+                                          "2 + gradients); null: none. A search's trials add their parameters "
+                                          "to TensorBoard's HParams tab", min=0, max=2)
+    search: SearchSettings | None = param(None, "a hyper-parameter search per task (Optuna, equal budgets, "
+                                                "pruning, re-evaluation of the best on fresh seeds)")
 
 
 @dataclass
@@ -69,6 +75,8 @@ class GridTask:
                                     "experiment of the same repetition (and sweep values) has trained")
     after_folder_keys: list[str] = param(factory=list, doc="dotted keys set to the folder of that experiment "
                                                            "when this one starts (e.g. model.init_from)")
+    search_space: dict[str, Any] = param(factory=dict, doc="with grid_settings.search: space entries this task "
+                                                           "adds or replaces (dotted key -> range or choices)")
 
 
 @dataclass
@@ -93,19 +101,31 @@ class PlannedExperiment:
 
 
 @dataclass
+class SearchTask:
+    """A task of a grid with a search: its checked base config and the space its trials are drawn from."""
+
+    name: str
+    config: dict[str, Any]  # the task's effective config; a trial sets its parameters and seed in a copy
+    dimensions: dict[str, Dimension]
+    seed: int | None  # a seed fixed in the task's config (every trial keeps it), else None: one drawn per trial
+
+
+@dataclass
 class GridSpec:
     path: Path
     settings: GridSettings
     tasks: list[GridTask]
     experiments: list[PlannedExperiment] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict)
+    search_tasks: list[SearchTask] = field(default_factory=list)
 
 
 def config_hash(tree: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(tree, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
+    """A task or value as a piece of an experiment id (letters, digits and dashes, at most 40)."""
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:40] or "task"
 
 
@@ -159,11 +179,137 @@ def load_grid(path: Path | str, overrides: list[str] | None = None, validate_tas
         for key, values in settings.sweep.items():
             if not isinstance(values, list) or not values:
                 errors.append(f"{grid.where('grid_settings.sweep.' + key)}sweep '{key}' must be a non-empty list")
+    if isinstance(settings, GridSettings) and settings.search is not None:
+        errors += _search_setting_errors(settings, grid)
     if errors:
         raise ConfigError(f"invalid grid file {path}:\n  - " + "\n  - ".join(errors))
     spec = GridSpec(path, settings, tasks, raw=grid.tree)
-    spec.experiments = plan(spec, grid_overwrite, validate_tasks)
+    if settings.search is not None:
+        spec.search_tasks = plan_search(spec, grid, grid_overwrite, validate_tasks)
+    else:
+        spec.experiments = plan(spec, grid_overwrite, validate_tasks)
     return spec
+
+
+def _search_setting_errors(settings: GridSettings, grid: LoadedConfig) -> list[str]:
+    """What a search cannot be combined with, and a re-evaluation larger than the budget."""
+    search = settings.search
+    assert search is not None
+    errors = []
+    where = grid.where("grid_settings.search")
+    if settings.sweep:
+        errors.append(f"{grid.where('grid_settings.sweep')}a grid with a search has no sweep: put the swept keys "
+                      "in grid_settings.search.space (as choices)")
+    if settings.experiment_repetitions != 1:
+        errors.append(f"{grid.where('grid_settings.experiment_repetitions')}a grid with a search runs each trial "
+                      "once: the best configurations' seeds are grid_settings.search.reevaluate.seeds")
+    if search.reevaluate.top > search.trials:
+        errors.append(f"{grid.where('grid_settings.search.reevaluate.top') or where}reevaluate.top "
+                      f"({search.reevaluate.top}) cannot exceed the trials of a task ({search.trials})")
+    return errors
+
+
+def plan_search(spec: GridSpec, grid: LoadedConfig, grid_overwrite: dict[str, Any],
+                validate_tasks: bool = True) -> list[SearchTask]:
+    """Each task's base config and space, checked: keys the config knows, values its schema accepts, the objective
+    a statistic its validation produces. Every problem of every task is reported at once, nothing runs."""
+    from miprometheus.config.experiment_spec import validate
+
+    search = spec.settings.search
+    assert search is not None
+    problems: list[str] = []
+    found: list[SearchTask] = []
+    labels = [task.name or Path(task.default_configs).stem for task in spec.tasks]
+    for t, task in enumerate(spec.tasks):
+        if task.after is not None:
+            problems.append(f"{grid.where(f'grid_tasks.{t}.after')}task {labels[t]}: a grid with a search has no "
+                            "'after' tasks")
+            continue
+
+        def where(key: str, t: int = t) -> str:
+            own = f"grid_tasks.{t}.search_space.{key}"
+            return grid.where(own) if own in grid.origins else grid.where(f"grid_settings.search.space.{key}")
+
+        raw_space = task_space(search, task.search_space)
+        if not raw_space:
+            problems.append(f"{grid.where('grid_settings.search')}task {labels[t]}: the search space is empty "
+                            "(grid_settings.search.space or the task's search_space)")
+            continue
+        dimensions, errors = parse_space(raw_space, where)
+        problems += [f"task {labels[t]}: {e}" for e in errors]
+        if errors:
+            continue
+        try:
+            loaded = load_config([task.default_configs], resolve=False)
+            _overwrite(loaded, grid_overwrite, f"{spec.path}: grid_overwrite")
+            _overwrite(loaded, task.overwrite, f"{spec.path}: grid_tasks[{t}].overwrite")
+            resolve_interpolations(loaded)
+            base = validate(loaded) if validate_tasks else None
+        except MipError as exc:
+            problems.append(f"task {labels[t]}: {exc}")
+            continue
+        problems += [f"task {labels[t]}: {p}" for p in _space_problems(loaded, dimensions, where, validate_tasks)]
+        if base is not None:
+            problems += [f"task {labels[t]}: {p}" for p in _objective_problems(base, search, grid)]
+        if search.sampler == "grid":
+            missing = [k for k, d in dimensions.items() if d.grid_values() is None]
+            if missing:
+                problems.append(f"{where(missing[0])}task {labels[t]}: sampler 'grid' needs choices, integer ranges "
+                                f"or a step for every key; {', '.join(missing)} is a continuous range")
+        task_seed = loaded.get("training.seed", -1)
+        found.append(SearchTask(labels[t], copy.deepcopy(loaded.tree), dimensions,
+                                None if task_seed in (-1, None) else int(task_seed)))
+    if len(set(labels)) != len(labels):
+        problems.append(f"{grid.where('grid_tasks')}tasks of a search need distinct names (each task is a study): "
+                        f"{', '.join(labels)}")
+    if problems:
+        raise ConfigError(f"grid {spec.path}: invalid search (nothing was run):\n  - " + "\n  - ".join(problems))
+    return found
+
+
+def _space_problems(loaded: LoadedConfig, dimensions: dict[str, Dimension], where: Any,
+                    validate_tasks: bool) -> list[str]:
+    """Each space key set to the values a trial may get must still be a valid config (unknown keys, types, bounds)."""
+    from miprometheus.config.experiment_spec import validate
+
+    problems: list[str] = []
+    for key, dimension in dimensions.items():
+        origin_text = where(key).rstrip(": ")
+        source, _, line = origin_text.rpartition(":")
+        origin = Origin(source, int(line)) if line.isdigit() else Origin(origin_text)
+        for value in dimension.examples():
+            trial = with_values(loaded, {key: value}, {key: origin})
+            if not validate_tasks:
+                break
+            try:
+                validate(trial)
+            except MipError as exc:
+                text = str(exc)
+                reason = text.split("\n  - ", 1)[-1].replace("\n  - ", "; ").replace(where(key), "")
+                problems.append(f"{where(key)}search space '{key}' = {value!r} makes the task's config invalid: "
+                                + reason)
+                break
+    return problems
+
+
+def _objective_problems(base: Any, search: SearchSettings, grid: LoadedConfig) -> list[str]:
+    """The objective must be a statistic the task's validation split produces (it must have one)."""
+    where = grid.where("grid_settings.search.objective.statistic") or grid.where("grid_settings.search")
+    if "validation" not in base.splits:
+        return [f"{where}the search reads its objective from validation statistics, and the task's config has no "
+                "validation section"]
+    from miprometheus.workers.components import build_problem
+
+    try:
+        problem = build_problem(base.splits["validation"])
+    except MipError as exc:
+        return [f"the validation problem cannot be built to check the objective: {exc}"]
+    produced = ["loss", *problem.statistic_definitions]
+    statistic = search.objective.statistic
+    if statistic not in produced:
+        return [f"{where}objective statistic '{statistic}' is not produced by the validation problem "
+                f"{type(problem).__name__} (it produces {', '.join(produced)})"]
+    return []
 
 
 def plan(spec: GridSpec, grid_overwrite: dict[str, Any], validate_tasks: bool = True) -> list[PlannedExperiment]:
@@ -212,8 +358,8 @@ def plan(spec: GridSpec, grid_overwrite: dict[str, Any], validate_tasks: bool = 
                     seed = int(task_seed)  # a seed fixed in the task config is kept
                 used_seeds.add(seed)
                 set_dotted(config, "training.seed", seed)
-                suffix = (f"_{_slug('-'.join(str(v) for v in combo))}" if len(combos) > 1 else "") + f"_r{r}"
-                experiment_id = f"{len(experiments):03d}_{_slug(label)}{suffix}"
+                suffix = (f"_{slug('-'.join(str(v) for v in combo))}" if len(combos) > 1 else "") + f"_r{r}"
+                experiment_id = f"{len(experiments):03d}_{slug(label)}{suffix}"
                 combo_key = json.dumps(sweep, sort_keys=True, default=str)
                 planned[(label, combo_key, r)] = experiment_id
                 after = planned.get((task.after, combo_key, r)) if task.after is not None else None
