@@ -33,6 +33,15 @@ def visualize_setting(text: str) -> int | str:
     return count
 
 
+def hparam_keys(text: str) -> list[str]:
+    """The value of ``--hparams``: comma-separated dotted config keys (``training.optimizer.lr,model.hidden_size``)."""
+    keys = [key.strip() for key in text.split(",")]
+    if not all(keys):
+        raise argparse.ArgumentTypeError(f"expected comma-separated config keys such as training.optimizer.lr, "
+                                         f"not {text!r}")
+    return keys
+
+
 def bare_visualize(argv: list[str]) -> list[str]:
     """A bare ``--visualize`` means one sample: argparse would otherwise take the next word (a config) as its value."""
     out = list(argv)
@@ -73,6 +82,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(RESUME_FLAG, type=Path, metavar="EXPERIMENT_DIR",
                         help="continue a stopped or killed run exactly where its last checkpoint left it")
     parser.add_argument("--test", action="store_true", help="test the best model on the testing section afterwards")
+    parser.add_argument("--hparams", type=hparam_keys, action="extend", default=None, metavar="KEY,KEY...",
+                        help="config keys (dotted, comma-separated; repeatable) that TensorBoard's HParams tab shows "
+                             "with the validation statistics (with --tensorboard; without it, the keys are only "
+                             "checked)")
     add_run_arguments(parser)
 
 

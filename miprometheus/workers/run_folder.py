@@ -35,6 +35,7 @@ class RunOptions:
     progress: bool | None = None  # None: a progress bar when the console is a terminal
     threads: int | None = None
     visualize: int | str | None = None  # --visualize: None (off), a number of samples, or "window"
+    hparams: list[str] = field(default_factory=list)  # --hparams: config keys TensorBoard's HParams tab shows
     command_line: list[str] = field(default_factory=lambda: list(sys.argv))
 
 

@@ -12,14 +12,15 @@ from miprometheus.workers.callbacks.curriculum import CurriculumCallback
 from miprometheus.workers.callbacks.early_stopping import EarlyStoppingCallback
 from miprometheus.workers.callbacks.statistics_csv import StatisticsCSVCallback
 from miprometheus.workers.callbacks.stop_request import StopRequestCallback, request_stop
-from miprometheus.workers.callbacks.tensorboard import TensorBoardCallback
+from miprometheus.workers.callbacks.tensorboard import TensorBoardCallback, check_hparam_keys
 from miprometheus.workers.callbacks.validation import ValidationCallback
 from miprometheus.workers.callbacks.visualization import VisualizationCallback
 
 
 def default_callbacks(spec: ExperimentSpec, options: Any) -> list[Callback]:
     """The callbacks of a training run, in the order every hook calls them. ``options``: the run's
-    command-line settings (``RunOptions``: ``log_interval``, ``progress``, ``tensorboard``, ``visualize``).
+    command-line settings (``RunOptions``: ``log_interval``, ``progress``, ``tensorboard``, ``hparams``,
+    ``visualize``). A ``hparams`` key the configuration lacks is a ConfigError, with or without TensorBoard.
 
     The order matters: the curriculum grows the problem at an epoch's end before validation runs; validation
     runs (and emits ``on_validation_end`` to everyone) before the checkpoints of that episode are written, so
@@ -29,6 +30,7 @@ def default_callbacks(spec: ExperimentSpec, options: Any) -> list[Callback]:
     ``on_train_end``, the final validation runs before the best checkpoint is settled and the files are closed.
     """
     training = spec.training
+    check_hparam_keys(spec, options.hparams)  # before the Trainer: bad input leaves no experiment folder behind
     log_interval = options.log_interval or training.log_interval
     callbacks: list[Callback] = []
     if spec.curriculum is not None:
@@ -42,7 +44,7 @@ def default_callbacks(spec: ExperimentSpec, options: Any) -> list[Callback]:
     callbacks.append(ConsoleCallback(log_interval, options.progress, training.terminal_conditions.episode_limit,
                                      training.terminal_conditions.epoch_limit))
     if options.tensorboard is not None:
-        callbacks.append(TensorBoardCallback(options.tensorboard, log_interval))
+        callbacks.append(TensorBoardCallback(options.tensorboard, log_interval, options.hparams))
     if options.visualize is not None:
         callbacks.append(VisualizationCallback(options.visualize))
     callbacks.append(StopRequestCallback())  # last: a stop asked for now ends the run after this episode's work
