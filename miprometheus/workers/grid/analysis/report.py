@@ -5,6 +5,9 @@
   repetitions, ``n``, ``failed`` and ``experiments``; columns that say nothing are left out (a setting
   column constant over the grid or repeating another, a statistic with the same value everywhere);
 - ``plots/<Problem>.png``: learning curves, mean ± std over repetitions, one line per setting;
+- with a search: ``search_summary.csv`` (``search_summary``: per task the best trial, its re-evaluation on
+  fresh seeds, the budget spent, the comparison of tasks on a problem) and ``plots/search_<task>_*.png``
+  (``search_plots``: history, importances, parallel coordinates, from the Optuna journal);
 - ``report.html``: all of the above on one self-contained page.
 """
 
@@ -17,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from miprometheus.files import atomic_write_text
-from miprometheus.layout import ANALYSIS_CSV, GRID_CONFIG, REPORT_HTML, SUMMARY_CSV
+from miprometheus.layout import ANALYSIS_CSV, GRID_CONFIG, REPORT_HTML, SEARCH_JOURNAL, SEARCH_SUMMARY_CSV, SUMMARY_CSV
 from miprometheus.workers.grid.analysis.collect import CollectedExperiment, collect, is_number, read_yaml
 from miprometheus.workers.grid.analysis.plots import main_statistic, write_plots
+from miprometheus.workers.grid.analysis.search_plots import SearchPlots, write_search_plots
+from miprometheus.workers.grid.analysis.search_summary import FEW_SEEDS, SIGNIFICANCE, SearchSummary, search_summary
 from miprometheus.workers.grid.analysis.tables import (
     csv_text,
     experiment_table,
@@ -45,6 +50,9 @@ class AnalysisResult:
     summary: list[dict[str, Any]]  # the columns of grid_summary.csv
     params: list[str]  # the differing config keys (dotted), as they appear in the tables
     failures: list[dict[str, Any]] = field(default_factory=list)
+    search_summary_csv: Path | None = None  # with a search
+    search: list[dict[str, Any]] = field(default_factory=list)  # the rows of search_summary.csv
+    search_plots: list[Path] = field(default_factory=list)  # plots/search_<task>_<figure>.png
 
 
 def _mean_pm_std(row: dict[str, Any], column: str) -> str:
@@ -81,6 +89,123 @@ def _failures(experiments: list[CollectedExperiment]) -> list[dict[str, Any]]:
     return failures
 
 
+# ------------------------------------------------------------------------------------------------ search
+
+
+def _interval_text(row: dict[str, Any], column: str) -> str:
+    """A re-evaluated test statistic as one cell: mean ± std, the 95 % interval and the number of seeds."""
+    n, mean, std = row.get(f"{column}_n"), row.get(f"{column}_mean"), row.get(f"{column}_std")
+    if not is_number(mean):
+        return "—"
+    if not is_number(std):
+        return f"{mean:.4g} (n={n})"
+    low, high = row.get(f"{column}_ci_low"), row.get(f"{column}_ci_high")
+    return f"{mean:.4g} ± {std:.2g} [{low:.4g}, {high:.4g}] n={n}"
+
+
+def _trials_text(row: dict[str, Any]) -> str:
+    """``7 done, 2 pruned, 1 failed of 10``: the states a task's trials are in (none left out but zeros)."""
+    states = [f"{row[c]} {c[len('trials_'):]}" for c in row
+              if c.startswith("trials_") and c != "trials_budget" and (row[c] or c == "trials_done")]
+    budget = row.get("trials_budget")
+    return ", ".join(states) + (f" of {budget}" if budget is not None else "")
+
+
+def _compute_text(row: dict[str, Any]) -> str:
+    wall, episodes = row.get("compute_wall_time_s"), row.get("compute_episodes")
+    parts = [f"{wall:.0f} s" if is_number(wall) else "", f"{episodes} episodes" if is_number(episodes) else ""]
+    return ", ".join(part for part in parts if part)
+
+
+def _p_text(p: Any, comparison: str) -> str:
+    """A p-value as a cell, flagged where few seeds make it weak (the comparison sentence says why)."""
+    if not is_number(p):
+        return ""
+    return f"{p:.3g}" + (" (few seeds)" if "few seeds" in comparison else "")
+
+
+def search_display(summary: SearchSummary) -> tuple[list[dict[str, Any]], list[str]]:
+    """The search summary as the console and the HTML page show it: one readable cell per idea."""
+    statistic = summary.settings.objective.statistic
+    tests = {c: "test" if c.startswith("test_") else c[len("test["):c.index("]")] for c in summary.tests}
+    tests = {c: f"{name} {statistic} [95% CI]" for c, name in tests.items()}
+    shown = []
+    for row in summary.rows:
+        p = row.get("p_value")
+        shown.append({"task": row["task"], "problem": row.get("problem"), "trials": _trials_text(row),
+                      "best trial": row.get("best_trial"), "best parameters": row.get("best_params"),
+                      f"search {statistic}": row.get("search_value"), "compute": _compute_text(row),
+                      **{label: _interval_text(row, c) for c, label in tests.items()},
+                      "p vs best": _p_text(p, str(row.get("comparison"))), "comparison": row.get("comparison")})
+    columns = ["task", "problem", "trials", "best trial", "best parameters", f"search {statistic}", "compute",
+               *tests.values(), "p vs best", "comparison"]
+    return shown, columns
+
+
+def _search_intro(summary: SearchSummary) -> list[str]:
+    """What the search table means, sentence by sentence (the console and the page say the same)."""
+    settings = summary.settings
+    objective = settings.objective
+    budget = f"{settings.trials} trials per task" if settings.trials is not None else "trials per task not recorded"
+    seeds = f"{settings.seeds} fresh seeds" if settings.seeds is not None else "fresh seeds"
+    sentences = [f"Objective: {objective.direction} the best validation {objective.statistic}; budget: {budget}.",
+                 f"Each task's best trial is re-trained on {seeds} and tested: mean ± sample std, 95% CI from "
+                 f"Student's t (n - 1 degrees of freedom). On each problem the task with the best mean of "
+                 f"{summary.compared} is compared with each other one by Welch's t-test, significant below "
+                 f"{SIGNIFICANCE}."]
+    if summary.few_seeds:
+        sentences.append(f"Few seeds (at most {FEW_SEEDS} on a side) give wide intervals: a p-value from them "
+                         f"misses real differences and is no proof of equality.")
+    return sentences
+
+
+def _search_section(grid_dir: Path, summary: SearchSummary, plots: SearchPlots) -> str:
+    rows, columns = search_display(summary)
+    journal = html.escape(str(grid_dir / SEARCH_JOURNAL))
+    parts = ["<h2>Search</h2>", *(f"<p>{html.escape(s)}</p>" for s in _search_intro(summary)),
+             f"<div class='scroll'>{_html_table(rows, columns)}</div>",
+             f"<p class='meta'>Every trial in detail: <code>optuna-dashboard {journal}</code>; "
+             f"the numbers: <code>{SEARCH_SUMMARY_CSV}</code>.</p>"]
+    if plots.error:
+        parts.append(f"<p>No search figures: {html.escape(plots.error)}. The table above comes from the manifest "
+                     "and the experiment folders, not from the journal.</p>")
+    for task in summary.tasks:
+        figures = plots.plots.get(task, [])
+        notes = plots.notes.get(task, [])
+        if not figures and not notes:
+            continue
+        parts.append(f"<h3>{html.escape(task)}</h3>")
+        for plot in figures:
+            relative = plot.relative_to(grid_dir).as_posix()
+            parts.append(f"<div><img src='{html.escape(relative)}' alt='{html.escape(plot.stem)}'></div>")
+        parts += [f"<p class='meta'>{html.escape(note)}</p>" for note in notes]
+    return "\n".join(parts)
+
+
+def _print_search(console: Any, grid_dir: Path, summary: SearchSummary) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    rows, columns = search_display(summary)
+    # The long cells follow the table, one line per task: the table stays readable in 140 columns.
+    below = ("best parameters", "compute", "comparison")
+    # Column names hold brackets (test[length_20]_loss, [95% CI]) that rich would read as markup.
+    table = Table(title=escape(f"Search of {grid_dir.name}"))
+    numbers = ("search ", "best trial", "p vs")
+    for column in columns:
+        if column not in below:
+            table.add_column(escape(column), justify="right" if column.startswith(numbers) else "left",
+                             no_wrap=column in ("task", "problem"))
+    for row in rows:
+        table.add_row(*(escape(format_value(row.get(column))) for column in columns if column not in below))
+    console.print(table)
+    lines = [f"{row['task']}: best trial {format_value(row.get('best trial'))}; "
+             + "; ".join(format_value(row.get(column)) for column in below if row.get(column)) for row in rows]
+    lines += [*_search_intro(summary), f"every trial: optuna-dashboard {grid_dir / SEARCH_JOURNAL}"]
+    for line in lines:
+        console.print(line, soft_wrap=True, highlight=False, markup=False)
+
+
 _CSS = """
 body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em; color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; }
@@ -96,7 +221,8 @@ img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
 
 
 def _report(grid_dir: Path, manifest: Manifest, summary: list[dict[str, Any]], summary_columns: list[str],
-            rows: list[dict[str, Any]], columns: list[str], failures: list[dict[str, Any]], plots: list[Path]) -> str:
+            rows: list[dict[str, Any]], columns: list[str], failures: list[dict[str, Any]], plots: list[Path],
+            search: str = "") -> str:
     grid_file = read_yaml(grid_dir / GRID_CONFIG) if (grid_dir / GRID_CONFIG).is_file() else None
     description = grid_file.get("description") if isinstance(grid_file, dict) else None
     name = html.escape(grid_dir.name)
@@ -115,6 +241,8 @@ def _report(grid_dir: Path, manifest: Manifest, summary: list[dict[str, Any]], s
     shown = [{**{c: row.get(c) for c in plain}, **{s: _mean_pm_std(row, s) for s in stats}} for row in summary]
     parts.append("<h2>Summary (over repetitions: mean ± sample std of the finished ones)</h2>"
                  f"<div class='scroll'>{_html_table(shown, plain + stats)}</div>")
+    if search:
+        parts.append(search)
     parts.append("<h2>Failures</h2>")
     if failures:
         parts.append(_html_table(failures, ["id", "stage", "log", "exit_code", "last_error"]))
@@ -132,7 +260,7 @@ def _report(grid_dir: Path, manifest: Manifest, summary: list[dict[str, Any]], s
 
 
 def print_console(grid_dir: Path, summary: list[dict[str, Any]], names: list[str], statistics: list[str],
-                   plots: list[Path], extra: list[str] | None = None) -> None:
+                  plots: list[Path], extra: list[str] | None = None, search: SearchSummary | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -155,6 +283,8 @@ def print_console(grid_dir: Path, summary: list[dict[str, Any]], names: list[str
                       *(_mean_pm_std(row, f"{p}{stat}") for p, stat in extra_columns))
     console = Console() if sys.stdout.isatty() else Console(width=140)  # logs and pipes: no wrapping
     console.print(table)
+    if search is not None:
+        _print_search(console, grid_dir, search)
     for plot in plots:
         console.print(f"plot: {plot}", soft_wrap=True, highlight=False)
 
@@ -176,13 +306,21 @@ def analyze(grid_dir: Path, console: bool = True) -> AnalysisResult:
     atomic_write_text(summary_csv, csv_text(summary.frame, summary.columns))
     plots = write_plots(grid_dir, experiments, table.rows, setting_ids(table, experiments), settings, table.params)
     failures = _failures(experiments)
+    search = search_summary(collection, table) if table.search else None
+    search_csv, search_plots, section = None, SearchPlots(), ""
+    if search is not None:
+        search_csv = grid_dir / SEARCH_SUMMARY_CSV
+        atomic_write_text(search_csv, csv_text(search.frame(), search.columns))
+        search_plots = write_search_plots(grid_dir, search.tasks, search.settings.objective.statistic)
+        section = _search_section(grid_dir, search, search_plots)
     report = grid_dir / REPORT_HTML
     atomic_write_text(report, _report(grid_dir, manifest, shown, summary.columns, table.rows, table.columns,
-                                      failures, plots))
+                                      failures, plots, section))
     if console:
-        print_console(grid_dir, settings, names, summary.statistics, plots, _report_statistics(grid_dir))
+        print_console(grid_dir, settings, names, summary.statistics, plots, _report_statistics(grid_dir), search)
     return AnalysisResult(grid_dir, analysis_csv, summary_csv, report, plots, table.rows, shown, table.params,
-                          failures)
+                          failures, search_csv, search.rows if search is not None else [],
+                          [p for task_plots in search_plots.plots.values() for p in task_plots])
 
 
 def _report_statistics(grid_dir: Path) -> list[str]:

@@ -11,7 +11,13 @@ Column names (those of ``grid_analysis.csv``, stable across versions):
   ``test[max_sequence_length=20]_acc``); each named setting of ``testing.settings`` gives
   ``test[<setting>]_<statistic>`` (``test[length_20]_acc``);
 - ``best_episode``, ``episodes``, ``wall_time_s``, ``termination_cause``, (grids:) ``attempts``,
-  ``test_status``, ``last_error``; ``folder``.
+  ``test_status``, ``last_error``; ``folder``;
+- a grid with a search (``grid_settings.search``) also has ``phase`` (``search``: a trial, ``reevaluation``:
+  the best trial's configuration on a fresh seed), ``trial`` (its number in the task's Optuna study; a
+  re-evaluation's is the trial it re-trains), ``state`` (a trial's as told to its study: running, done,
+  pruned, failed; a re-evaluation's is its status) and ``objective`` (the trial's best validation value of
+  the objective statistic), after ``status``; every sampled parameter is one of the parameter columns,
+  named by its dotted key, even where all trials drew the same value.
 
 A statistic that only some experiments have (``acc_relational`` of one problem) is empty (NaN) elsewhere.
 """
@@ -34,7 +40,7 @@ from miprometheus.workers.grid.analysis.collect import (
     collect,
     read_curves,
 )
-from miprometheus.workers.grid.manifest import DONE, FAILED
+from miprometheus.workers.grid.manifest import DONE, FAILED, SEARCH
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,6 +53,8 @@ AGGREGATE_SUFFIXES = ("_min", "_max", "_std")
 VALIDATION_PREFIX, TEST_PREFIX = "val_", "test_"
 # Columns only a grid's manifest can fill.
 MANIFEST_COLUMNS = ("task", "repetition", "attempts", "test_status", "last_error")
+# Columns only a grid with a search has (after ``status``).
+SEARCH_COLUMNS = ("phase", "trial", "state", "objective")
 # The statistic shown beside the loss (second plot panel, console column), first one present wins. These and
 # the loss are results: kept in the summary even where every experiment has the same value (a ceiling reached).
 MAIN_STATISTICS = ("acc", "accuracy", "bleu", "f1", "top1", "precision", "recall")
@@ -71,15 +79,20 @@ class Table:
 
     rows: list[dict[str, Any]]
     columns: list[str]
-    params: list[str]  # the differing config keys (dotted)
+    params: list[str]  # the differing config keys (dotted), and with a search every sampled one
     statistics: list[str]  # the val_/test_ statistic columns, in column order
+    search: bool = False  # a grid with a search: rows have the SEARCH_COLUMNS
 
     def frame(self) -> pd.DataFrame:
         """The table as a DataFrame: whole-number columns as nullable integers, numbers as floats, NaN when empty."""
-        import pandas as pd
+        return typed_frame(self.rows, self.columns)
 
-        return pd.DataFrame({column: _series([row.get(column) for row in self.rows]) for column in self.columns},
-                            columns=self.columns)
+
+def typed_frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
+    """Rows of Python values (None when empty) as a DataFrame typed like ``load``'s (Int64, float64, object)."""
+    import pandas as pd
+
+    return pd.DataFrame({column: _series([row.get(column) for row in rows]) for column in columns}, columns=columns)
 
 
 def _series(values: list[Any]) -> pd.Series:
@@ -110,6 +123,31 @@ def differing_keys(experiments: list[CollectedExperiment]) -> list[str]:
     if values.empty:
         return []
     return [str(key) for key in values.columns[values.nunique(dropna=True) > 1]]
+
+
+def is_search(collection: Collection) -> bool:
+    """Whether a grid searched: some experiment of its manifest is a trial or a re-evaluation."""
+    return any(e.record is not None and e.record.phase is not None for e in collection.experiments)
+
+
+def parameter_keys(experiments: list[CollectedExperiment]) -> list[str]:
+    """The parameter columns: the differing config keys, then the sampled keys not among them (each once).
+
+    A sampled parameter is a column even when every trial so far drew the same value: it is what the
+    search varies, and a notebook selects it by its dotted key.
+    """
+    keys = differing_keys(experiments)
+    sampled = [key for e in experiments if e.record is not None for key in e.record.params]
+    return list(dict.fromkeys([*keys, *sampled]))
+
+
+def _search_cells(experiment: CollectedExperiment) -> dict[str, Any]:
+    """A grid experiment's phase, trial, state and objective (a re-evaluation's state is its status)."""
+    record = experiment.record
+    if record is None or record.phase is None:
+        return dict.fromkeys(SEARCH_COLUMNS)
+    state = record.search_state if record.phase == SEARCH else record.status
+    return {"phase": record.phase, "trial": record.trial, "state": state, "objective": record.objective}
 
 
 def _means(statistics_row: Any) -> dict[str, Any]:
@@ -196,8 +234,8 @@ def _test_prefixes(experiments: list[CollectedExperiment]) -> dict[str, str]:
     return prefixes
 
 
-def _row(experiment: CollectedExperiment, params: list[str],
-         prefixes: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+def _row(experiment: CollectedExperiment, params: list[str], prefixes: dict[str, str],
+         search: bool = False) -> tuple[dict[str, Any], list[str]]:
     """An experiment's row, and its statistic columns in the order found."""
     record, info, flat = experiment.record, experiment.run_info, experiment.flat
     row: dict[str, Any] = {"id": experiment.id}
@@ -205,7 +243,11 @@ def _row(experiment: CollectedExperiment, params: list[str],
         row.update(task=record.task, repetition=record.repetition, status=record.status)
     else:
         row["status"] = info.get("status")
-    row.update({key: _display(flat.get(key)) for key in params})
+    if search:
+        row.update(_search_cells(experiment))
+    # A sampled value the config does not hold yet (a trial not started) is the manifest's.
+    sampled = record.params if record is not None else {}
+    row.update({key: _display(flat[key] if key in flat else sampled.get(key)) for key in params})
     seed = info.get("seed", flat.get("training.seed"))
     row["seed"] = seed if seed is not None or record is None else record.seed
     row["model"] = flat.get("model.name")
@@ -229,15 +271,17 @@ def _row(experiment: CollectedExperiment, params: list[str],
 def experiment_table(collection: Collection) -> Table:
     """The table of a grid or an experiments folder: identity, parameters, statistics (loss first), facts."""
     experiments = collection.experiments
-    params = differing_keys(experiments)
+    search = is_search(collection)
+    params = parameter_keys(experiments) if search else differing_keys(experiments)
     prefixes = _test_prefixes(experiments)
     rows, found = [], []
     for experiment in experiments:
-        row, statistics = _row(experiment, params, prefixes)
+        row, statistics = _row(experiment, params, prefixes, search)
         rows.append(row)
         found += [key for key in statistics if key not in found]
     grid = collection.manifest is not None
-    head = ["id", *(["task", "repetition"] if grid else []), "status", *params, "seed", "model", "problem"]
+    head = ["id", *(["task", "repetition"] if grid else []), "status", *(SEARCH_COLUMNS if search else ()),
+            *params, "seed", "model", "problem"]
     tail = ["best_episode", "episodes", "wall_time_s", "termination_cause",
             *(["attempts", "test_status", "last_error"] if grid else []), "folder"]
     ordered = []
@@ -245,7 +289,7 @@ def experiment_table(collection: Collection) -> Table:
     for prefix in (VALIDATION_PREFIX, *sorted(dict.fromkeys(prefixes.values()), key=lambda p: p != TEST_PREFIX)):
         group = [key for key in found if key.startswith(prefix) and key not in ordered]
         ordered += sorted(group, key=lambda k, p=prefix: (k != f"{p}loss", group.index(k)))
-    return Table(rows, head + ordered + tail, params, ordered)
+    return Table(rows, head + ordered + tail, params, ordered, search)
 
 
 # ----------------------------------------------------------------------------------------------- load
@@ -282,9 +326,13 @@ def load(path: str | Path, curves: bool = False) -> pd.DataFrame | tuple[pd.Data
 # --------------------------------------------------------------------------------------------- summary
 
 
-def setting_columns(params: list[str]) -> list[str]:
-    """The columns that identify a setting (everything but the repetition and its seed)."""
-    return ["task", "model", "problem", *params]
+def setting_columns(params: list[str], search: bool = False) -> list[str]:
+    """The columns that identify a setting (everything but the repetition and its seed).
+
+    With a search, the phase too: the re-evaluations of the best trial are repetitions of one another,
+    not of the trial they re-train (chosen for its validation value, it would bias their mean).
+    """
+    return ["task", *(["phase"] if search else []), "model", "problem", *params]
 
 
 def setting_ids(table: Table, experiments: list[CollectedExperiment]) -> list[int]:
@@ -293,7 +341,7 @@ def setting_ids(table: Table, experiments: list[CollectedExperiment]) -> list[in
     A row whose config lacks some parameters (an experiment that has not run yet has only the grid's
     sparse config) joins the first setting it agrees with on the parameters it has.
     """
-    columns = setting_columns(table.params)
+    columns = setting_columns(table.params, table.search)
     missing = [{OWN_COLUMNS.get(k, k) for k in (*table.params, "model.name", "training.problem.name")
                 if k not in e.flat} for e in experiments]
     keys = [{c: canonical(row.get(c)) for c in columns if c not in absent}
@@ -341,7 +389,7 @@ def summarize(table: Table, experiments: list[CollectedExperiment]) -> Summary:
     import pandas as pd
 
     frame = table.frame()
-    setting = setting_columns(table.params)
+    setting = setting_columns(table.params, table.search)
     # Statistics that some experiment measured (a number): only those get a mean and std.
     values = frame[table.statistics].apply(pd.to_numeric, errors="coerce").replace([np.inf, -np.inf], np.nan)
     measured = [c for c in table.statistics if values[c].notna().any()]
@@ -387,7 +435,7 @@ def labels(settings: list[dict[str, Any]], params: list[str]) -> list[str]:
 
     The task already names its model and problem, so a task with one setting is named by the task alone.
     """
-    columns = ["model", "problem", *params]
+    columns = ["model", "problem", *(["phase"] if any("phase" in row for row in settings) else []), *params]
     by_task: dict[str, list[dict[str, Any]]] = {}
     for row in settings:
         by_task.setdefault(str(row.get("task")), []).append(row)
