@@ -186,14 +186,16 @@ def task_space(settings: SearchSettings, task_space_raw: dict[str, Any]) -> dict
 
 def with_values(loaded: LoadedConfig, values: dict[str, Any], origins: dict[str, Origin]) -> LoadedConfig:
     """A copy of a task's loaded config with dotted ``values`` set (each remembering where it was written)."""
-    from miprometheus.workers.grid.spec import set_dotted
-
     tree = copy.deepcopy(loaded.tree)
     result = LoadedConfig(tree, dict(loaded.origins), list(getattr(loaded, "files", [])))
     nested: dict[str, Any] = {}
     for key, value in values.items():
         piece: dict[str, Any] = {}
-        set_dotted(piece, key, value)
+        node = piece
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = copy.deepcopy(value)
         deep_merge(nested, {}, piece, {})
     deep_merge(result.tree, result.origins, nested, {k: origins[k] for k in dotted_keys(nested) if k in origins})
     return result

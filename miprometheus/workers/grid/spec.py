@@ -7,6 +7,7 @@ task config -> its defaults.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -140,6 +141,36 @@ def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = copy.deepcopy(value)
 
 
+def pin_paths(tree: dict[str, Any], spec: Any) -> None:
+    """Write the paths of a task's config (data folders, index files, ``model.init_from``) as the absolute paths
+    they were read as: a relative path is relative to the file that set it, and the grid writes each
+    experiment's config elsewhere (its ``configs/`` folder)."""
+    for split in spec.splits.values():
+        node = tree.get(split.name)
+        _pin(split.section, node)
+        if isinstance(node, dict):
+            _pin(split.problem_params, node.get("problem"))
+    init_from = getattr(spec.model, "init_from", None)
+    model = tree.get("model")
+    if isinstance(model, dict) and isinstance(model.get("init_from"), dict) and init_from is not None:
+        _pin(init_from, model["init_from"])
+    elif isinstance(model, dict) and isinstance(model.get("init_from"), str) and init_from is not None:
+        model["init_from"] = getattr(init_from, "path", model["init_from"])
+
+
+def _pin(instance: Any, node: Any) -> None:
+    if not (dataclasses.is_dataclass(instance) and isinstance(node, dict)):
+        return
+    for f in dataclasses.fields(instance):
+        if f.name not in node:
+            continue
+        value = getattr(instance, f.name)
+        if f.metadata.get("path") and isinstance(value, str) and isinstance(node[f.name], str):
+            node[f.name] = value
+        elif dataclasses.is_dataclass(value):
+            _pin(value, node[f.name])
+
+
 def _overwrite(base: LoadedConfig, values: dict[str, Any], source: str) -> None:
     """Merge a nested (or dotted-key) overwrite mapping into a loaded config."""
     nested: dict[str, Any] = {}
@@ -245,6 +276,8 @@ def plan_search(spec: GridSpec, grid: LoadedConfig, grid_overwrite: dict[str, An
             _overwrite(loaded, task.overwrite, f"{spec.path}: grid_tasks[{t}].overwrite")
             resolve_interpolations(loaded)
             base = validate(loaded) if validate_tasks else None
+            if base is not None:
+                pin_paths(loaded.tree, base)
         except MipError as exc:
             problems.append(f"task {labels[t]}: {exc}")
             continue
@@ -343,7 +376,7 @@ def plan(spec: GridSpec, grid_overwrite: dict[str, Any], validate_tasks: bool = 
                 _overwrite(loaded, sweep, f"{spec.path}: grid_settings.sweep")
                 resolve_interpolations(loaded)
                 if validate_tasks:
-                    validate(loaded)
+                    pin_paths(loaded.tree, validate(loaded))
             except MipError as exc:
                 problems.append(f"task {t} ({label}{', sweep ' + str(sweep) if sweep else ''}): {exc}")
                 continue
