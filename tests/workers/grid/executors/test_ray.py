@@ -402,3 +402,44 @@ def test_a_grid_on_ray_gives_the_same_analysis_as_locally(cluster, tmp_path):
                             for row in read_csv(manifest.folder / "grid_analysis.csv")]
     assert tables["ray"] == tables["local"]
     assert all(row["status"] == "done" and row["test_acc"] for row in tables["ray"])
+
+
+SEARCH_GRID = """
+grid_tasks:
+  - {{name: lstm, default_configs: tiny.yaml}}
+  - {{name: gru, default_configs: tiny.yaml, overwrite: {{model.name: GRU}}}}
+grid_overwrite: {{training: {{seed: -1, terminal_conditions: {{episode_limit: 40}}}}}}
+grid_settings:
+  max_concurrent_runs: 1
+  cpus_per_experiment: 1
+  seed: 5
+  executor: {executor}
+  ray_address: {address}
+  search:
+    space:
+      training.optimizer.lr: {{low: 1.0e-3, high: 3.0e-2, log: true}}
+      model.hidden_size: {{choices: [8, 16]}}
+    trials: 3
+    reevaluate: {{top: 1, seeds: 1}}
+"""
+
+
+@pytest.mark.slow
+def test_the_same_search_on_ray_as_locally(cluster, tmp_path):
+    """A search on the loopback Ray cluster: the grid process owns the studies, the trials run on Ray's workers;
+    one trial at a time, it proposes what the local search proposes, and re-evaluates and tests the same."""
+    from miprometheus.workers.grid.manifest import REEVALUATION, SEARCH
+    from miprometheus.workers.grid.runner import test_grid, train_grid
+
+    (tmp_path / "tiny.yaml").write_text(TINY_SERIAL)
+    found = {}
+    for executor in ("local", "ray"):
+        path = tmp_path / f"search_{executor}.yaml"
+        path.write_text(SEARCH_GRID.format(executor=executor, address=cluster if executor == "ray" else "null"))
+        manifest = train_grid(path, [], tmp_path / executor, progress=False)
+        assert manifest.counts() == {"done": 8}, [(r.id, r.last_error) for r in manifest.records]
+        tested = test_grid(manifest.folder, progress=False)
+        assert [r.test_status for r in tested.records if r.phase == REEVALUATION] == ["done", "done"]
+        found[executor] = sorted((r.phase, r.task, r.trial, str(r.params)) for r in manifest.records
+                                 if r.phase in (SEARCH, REEVALUATION))
+    assert found["ray"] == found["local"]

@@ -266,3 +266,33 @@ grid_settings: {{experiment_repetitions: 2, max_concurrent_runs: 2, cpus_per_exp
     again = Manifest.load(manifest.folder)
     assert all((manifest.folder / r.folder / "models" / "model_best.pt").is_file() for r in again.records)
     assert len(list((manifest.folder / "slurm").glob("*"))) > 0  # submitit's files stay in the grid folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cluster", ["local", pytest.param("slurm", marks=needs_slurm)])
+def test_a_search_through_the_slurm_executor(tmp_path: Path, cluster: str) -> None:
+    """The grid process owns the studies; SLURM runs the trials (a job array when several are ready)."""
+    from miprometheus.workers.grid.manifest import REEVALUATION, SEARCH
+    from miprometheus.workers.grid.runner import test_grid, train_grid
+
+    (tmp_path / "tiny.yaml").write_text(TINY_SERIAL)
+    (tmp_path / "grid.yaml").write_text(f"""
+grid_tasks: [{{name: lstm, default_configs: tiny.yaml}}]
+grid_overwrite: {{training: {{terminal_conditions: {{episode_limit: 40}}}}}}
+grid_settings:
+  max_concurrent_runs: 2
+  cpus_per_experiment: 1
+  executor: slurm
+  slurm_cluster: {cluster}
+  seed: 3
+  search:
+    space: {{training.optimizer.lr: {{low: 1.0e-3, high: 3.0e-2, log: true}}}}
+    trials: 4
+    reevaluate: {{top: 1, seeds: 2}}
+""")
+    manifest = train_grid(tmp_path / "grid.yaml", [], tmp_path / "exp", progress=False)
+    assert manifest.counts() == {"done": 6}, [(r.id, r.last_error) for r in manifest.records]
+    assert sorted(r.trial for r in manifest.records if r.phase == SEARCH) == [0, 1, 2, 3]
+    assert all(r.search_state in ("done", "pruned") for r in manifest.records if r.phase == SEARCH)
+    tested = test_grid(manifest.folder, progress=False)
+    assert [r.test_status for r in tested.records if r.phase == REEVALUATION] == ["done", "done"]
