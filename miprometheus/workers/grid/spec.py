@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import importlib.util
 import itertools
 import json
 import random
@@ -234,6 +235,9 @@ def _search_setting_errors(settings: GridSettings, grid: LoadedConfig) -> list[s
     if settings.experiment_repetitions != 1:
         errors.append(f"{grid.where('grid_settings.experiment_repetitions')}a grid with a search runs each trial "
                       "once: the best configurations' seeds are grid_settings.search.reevaluate.seeds")
+    if search.sampler == "cmaes" and importlib.util.find_spec("cmaes") is None:
+        errors.append(f"{grid.where('grid_settings.search.sampler') or where}sampler 'cmaes' needs the cmaes package, "
+                      "which is not installed: pip install cmaes (or choose tpe, random, gp or grid)")
     if search.reevaluate.top > search.trials:
         errors.append(f"{grid.where('grid_settings.search.reevaluate.top') or where}reevaluate.top "
                       f"({search.reevaluate.top}) cannot exceed the trials of a task ({search.trials})")

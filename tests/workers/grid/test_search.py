@@ -116,6 +116,16 @@ def test_a_bad_search_exits_2_naming_the_grid_file_line_before_anything_runs(tmp
     assert not (tmp_path / "out").exists()
 
 
+def test_the_cmaes_sampler_without_its_package_is_bad_input(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "cmaes" else real(name, *a))
+    grid = write_grid(tmp_path, GOOD_SEARCH + "    sampler: cmaes\n")
+    code, err = mip_in_process(capsys, "grid", "train", grid, "--expdir", tmp_path / "out")
+    assert code == 2 and f"{grid}:14: " in err and "pip install cmaes" in err, err
+
+
 def test_a_search_grid_has_no_sweep_nor_repetitions(tmp_path, capsys):
     grid = write_grid(tmp_path, GOOD_SEARCH, extra="  experiment_repetitions: 3\n  sweep: {model.hidden_size: [8]}\n")
     code, err = mip_in_process(capsys, "grid", "train", grid, "--expdir", tmp_path / "out")
