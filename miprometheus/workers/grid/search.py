@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import csv
 import io
-import json
 import logging
 import math
 import random
@@ -32,6 +31,7 @@ from miprometheus.config.yaml_loader import dump_yaml
 from miprometheus.files import atomic_write_text
 from miprometheus.layout import RUN_INFO, SEARCH_JOURNAL, VALIDATION_CSV, grid_config_file, grid_output_dir
 from miprometheus.workers.callbacks.stop_request import request_stop
+from miprometheus.workers.grid.analysis.collect import read_json
 from miprometheus.workers.grid.folders import newest_experiment
 from miprometheus.workers.grid.manifest import (
     DONE,
@@ -340,7 +340,7 @@ class Search:
         if ok and folder is not None:
             if folder.is_dir():
                 self._report(record, folder)  # the validations written since the last look
-            cause = _read_json(folder / RUN_INFO).get("termination_cause")
+            cause = read_json(folder / RUN_INFO).get("termination_cause")
             value = self._objective(folder)
             state = PRUNED if cause == StopCause.PRUNED.value else (DONE if value is not None else FAILED)
         if frozen is not None and frozen.state.name == "RUNNING":
@@ -456,11 +456,3 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     import yaml
 
     return yaml.safe_load(path.read_text()) or {}
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
