@@ -1,12 +1,14 @@
 """RelationalNetwork: the Relational Network of Santoro et al., NIPS 2017, from pixels ("CLEVR from pixels").
 
     objects o_i = [CNN cell i; x_i; y_i]             [B, n, k + 2], n = h w cells, row by row
-    q = LSTM(question)                               [B, |q|]
+    q = LSTM(question), or its fixed binary code      [B, |q|]
     RN = f_phi( sum over all ordered pairs (i, j) of g_theta([o_i; o_j; q]) )     answer logits
 
 All n^2 ordered pairs count, (i, i) and both orders included (the original's [o_c; o_a; q] with c = i, a = j).
 g_theta is 4 x (Linear 256, ReLU), f_phi is Linear 256, ReLU, Linear 256, ReLU, Dropout 0.5, Linear (logits).
-The coordinates are ``linspace(-0.5, 0.5)``: x along the columns, y along the rows.
+The coordinates are ``linspace(-0.5, 0.5)``: x along the columns, y along the rows. ``question_input: code``
+feeds Sort-of-CLEVR's 13-bit question code (6 colour + 7 type one-hot bits) straight to g_theta, as the paper does
+on Sort-of-CLEVR (Santoro et al. 2017, supplementary material D); ``lstm`` reads the tokens (its CLEVR set-up).
 
 The memory pitfall: g_theta runs on B n^2 pair vectors. Building them ([B, n^2, 2(k+2) + |q|], by
 repeating each object n times) is never done. The first layer of g_theta is linear, so
@@ -35,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from miprometheus.data import ANY, DataDefinition
 from miprometheus.models.model import Model
 from miprometheus.models.vqa.cnn_lstm import CNN_LSTM, AnswerClassifier, ImageEncoder, check_vqa_params, vqa_definitions
 from miprometheus.models.vqa.components import QuestionEncoder
@@ -74,21 +77,49 @@ class RelationalNetwork(Model):
         g_theta_units: int = param(256, "units of each layer of g_theta", min=1)
         aggregation: str = param("sum", "how the pairs' g_theta outputs are combined: sum (the paper) or mean "
                                         "(the same up to a factor 1/n^2, which keeps f_phi's input at one scale)")
+        question_input: str = param("lstm", "how g_theta reads the question: lstm (its tokens through the question "
+                                            "LSTM) or code (the problem's fixed binary code, questions_encoding, "
+                                            "flattened: the paper's Sort-of-CLEVR set-up)")
+        question_code_size: int = param(13, "values of the flattened question code when question_input is code "
+                                            "(13 = Sort-of-CLEVR's 6 colour + 7 type bits; 21 for ShapeColorQuery)",
+                                        min=1)
 
     def __init__(self, params: RelationalNetwork.Params) -> None:
         super().__init__(params)
         p = params
-        check_vqa_params(self.name, p, [(p.aggregation in ("sum", "mean"), f"aggregation must be sum or mean, got "
-                                                                           f"{p.aggregation!r}")])
+        check_vqa_params(self.name, p, [
+            (p.aggregation in ("sum", "mean"), f"aggregation must be sum or mean, got {p.aggregation!r}"),
+            (p.question_input in ("lstm", "code"), f"question_input must be lstm or code, got {p.question_input!r}")])
         self.image_encoder = ImageEncoder(p.image_encoder, p.num_channels, p.conv_filters, p.height, p.width)
-        self.question_encoder = QuestionEncoder(p.question_vocabulary_size, p.embedding_size, p.question_hidden_size)
+        if p.question_input == "lstm":
+            self.question_encoder: QuestionEncoder | None = QuestionEncoder(
+                p.question_vocabulary_size, p.embedding_size, p.question_hidden_size)
+            question_size = self.question_encoder.output_size
+        else:
+            self.question_encoder = None
+            question_size = p.question_code_size
         self.object_size = p.conv_filters + 2
-        pair_size = 2 * self.object_size + self.question_encoder.output_size
+        pair_size = 2 * self.object_size + question_size
         self.g_theta = nn.ModuleList([nn.Linear(pair_size, p.g_theta_units)] +
                                      [nn.Linear(p.g_theta_units, p.g_theta_units) for _ in range(p.g_theta_layers - 1)])
         self.classifier = AnswerClassifier(p.g_theta_units, p.classifier_hidden, p.answer_vocabulary_size,
                                            p.dropout)  # f_phi
         self.input_definitions, self.output_definitions = vqa_definitions(p)
+        if p.question_input == "code":
+            self.input_definitions["questions_encoding"] = DataDefinition(
+                (ANY, ANY), "float32", f"the question's fixed binary code ({p.question_code_size} values once "
+                                       "flattened)")
+
+    def question(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The question vector g_theta reads, ``[B, |q|]``: the LSTM's final state or the flattened binary code."""
+        if self.question_encoder is None:
+            code = batch["questions_encoding"].flatten(1)
+            if code.shape[1] != self.params.question_code_size:
+                raise ValueError(f"{self.name}: questions_encoding holds {code.shape[1]} values per question, "
+                                 f"question_code_size is {self.params.question_code_size}")
+            return code
+        _, question = self.question_encoder(batch["questions"], batch["questions_length"])
+        return question
 
     def objects(self, images: torch.Tensor) -> torch.Tensor:
         """The CNN's cells tagged with their coordinates, ``[B, n, k + 2]`` (row by row)."""
@@ -116,7 +147,7 @@ class RelationalNetwork(Model):
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
         """Answer logits [B, answers]; while recording, ``internals["pair_norms"]`` [B, n, n] = ||g_theta(i, j)||."""
         objects = self.objects(batch["images"])
-        _, question = self.question_encoder(batch["questions"], batch["questions_length"])
+        question = self.question(batch)
         relations = self.relations(objects, question)
         if self.recording:
             self.internals["pair_norms"] = relations.detach().norm(dim=-1)
