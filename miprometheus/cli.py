@@ -67,6 +67,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", type=Path, metavar="GRID_DIR")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
+    p = sub.add_parser("book", help="render the results book from the committed results; re-run or check it",
+                       description=(
+        "Render docs/results/*.md from the templates in docs/book/ and the result files in docs/results/data/ "
+        "(seconds, byte for byte). --rerun CHAPTER measures a chapter again (hours); --import GRID_DIR --entry ID "
+        "takes a grid folder's results; --check re-runs the drift check's slice and exits 1 naming every figure "
+        "that moved beyond its tolerance (and when a page is not what its results render)."))
+    p.add_argument("--book", type=Path, metavar="FILE", help="the book file (default: docs/book/book.yaml)")
+    action = p.add_mutually_exclusive_group()
+    action.add_argument("--check", action="store_true", help="run the drift check's slice and compare")
+    action.add_argument("--rerun", metavar="CHAPTER", help="run the chapter's grids again and replace its results")
+    action.add_argument("--import", dest="import_dir", type=Path, metavar="GRID_DIR",
+                        help="take a finished grid folder's results as those of --entry")
+    p.add_argument("--entry", metavar="ID", help="the entry --import fills")
+    p.add_argument("--update", action="store_true", help="with --check: store the new figures instead of comparing")
+    p.add_argument("--only", action="append", metavar="RUN", help="with --check: only this run (repeatable)")
+    p.add_argument("--runs-dir", type=Path, default=Path(EXPDIR) / "book", metavar="DIR",
+                   help="with --rerun: parent folder of the grid folders (default: experiments/book)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+
     p = sub.add_parser("split", help="write reproducible index files for samplers")
     p.add_argument("items", nargs="+", metavar="CONFIG|key=value")
     p.add_argument("--section", default="training", choices=["training", "validation", "testing"])
@@ -367,8 +386,72 @@ def cmd_grid(args: argparse.Namespace) -> int:
     return code
 
 
-COMMANDS = {"train": cmd_train, "test": cmd_test, "check": cmd_check, "list": cmd_list, "split": cmd_split,
-            "grid": cmd_grid, "extract-features": cmd_extract_features}
+def cmd_book(args: argparse.Namespace) -> int:
+    import time
+
+    from miprometheus.book import import_results, load_book, render, rerun
+
+    start = time.monotonic()
+    book = load_book(args.book)
+    if (args.update or args.only) and not args.check:
+        raise _usage("--update and --only go with --check")
+    if args.entry and args.import_dir is None:
+        raise _usage("--entry goes with --import GRID_DIR")
+    if args.check:
+        return _book_check(book, args.only, args.update, start)
+    if args.import_dir is not None:
+        if not args.entry:
+            raise _usage("--import GRID_DIR needs --entry ID (the book's entry it fills)")
+        print(f"imported {args.import_dir} as {args.entry}: {import_results(book, args.entry, args.import_dir)}")
+        written = render.write(book)
+    elif args.rerun:
+        written = rerun(book, args.rerun, args.runs_dir)
+    else:
+        written = render.write(book)
+    pages = len(book.chapters) + 1
+    relative = [str(p.relative_to(book.root)) if p.is_relative_to(book.root) else str(p) for p in written]
+    print(f"the book: {pages} pages in {book.output}, {len(written)} changed"
+          f"{': ' + ', '.join(relative) if written else ''} ({time.monotonic() - start:.1f} s)")
+    return EXIT_OK
+
+
+def _book_check(book: Any, only: list[str] | None, update: bool, start: float) -> int:
+    import time
+
+    from miprometheus.book import check, render
+
+    outcomes = check.run_slice(book, only)
+    for outcome in outcomes:
+        if outcome.skipped:
+            print(f"skipped {outcome.run.name}: {outcome.skipped}")
+    errors = [o for o in outcomes if o.error]
+    if update:
+        path = check.store(book, outcomes)
+        render.write(book)
+        print(f"stored the new figures in {path}: commit them with the reason they moved "
+              f"({time.monotonic() - start:.0f} s)")
+        return EXIT_FAILED if errors else EXIT_OK
+    drifts = check.compare(book, outcomes)
+    stale = render.stale(book)
+    for outcome in errors:
+        print(f"FAILED {outcome.run.name}: {outcome.error}")
+    for drift in drifts:
+        print(f"DRIFT {drift.message()}")
+    for path in stale:
+        print(f"STALE {path}: not what the committed results render (run `mip book` and commit the pages)")
+    measured = sum(len(o.figures) for o in outcomes if not o.skipped and not o.error)
+    if errors or drifts or stale:
+        print(f"mip book --check: {len(drifts)} figure(s) moved, {len(errors)} run(s) failed, {len(stale)} stale "
+              f"page(s) ({time.monotonic() - start:.0f} s). A change that moves a figure on purpose stores it "
+              "(`mip book --check --update`) in the same commit, with the reason in its message.")
+        return EXIT_FAILED
+    print(f"mip book --check: {measured} figures within their tolerances, the book is current "
+          f"({time.monotonic() - start:.0f} s)")
+    return EXIT_OK
+
+
+COMMANDS = {"train": cmd_train, "book": cmd_book, "test": cmd_test, "check": cmd_check, "list": cmd_list,
+            "split": cmd_split, "grid": cmd_grid, "extract-features": cmd_extract_features}
 
 
 def main(argv: list[str] | None = None) -> int:
