@@ -2,6 +2,8 @@
 #   make demo   a grid: LSTM and GRU x serial and reverse recall x 3 seeds, trained, tested and compared
 #               (configs/grids/quickstart.yaml); prints the comparison table and the plots' paths
 #   make test   lint + the whole test suite
+#   make results  the results book docs/results/*.md rendered from the committed results (seconds);
+#               make check-results re-runs its drift check (a few minutes)
 # Both create (once) and reuse the virtual environment .venv.
 
 VENV ?= .venv
@@ -11,7 +13,7 @@ PYTHON ?= python3
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: demo experiment test bench install clean
+.PHONY: demo experiment test results check-results bench install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +33,12 @@ experiment: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q $(ARGS)
+
+results: $(STAMP)
+	$(VENV)/bin/mip book $(ARGS)
+
+check-results: $(STAMP)
+	$(VENV)/bin/mip book --check $(ARGS)
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/overhead.py
