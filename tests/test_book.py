@@ -73,6 +73,7 @@ def book_root(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow
 def test_rerun_import_and_render_byte_for_byte(book_root: Path) -> None:
     """--rerun runs the chapter's grid and stores compact results; rendering them again changes nothing."""
     result = run_mip("book", "--rerun", "recall", "--runs-dir", book_root / "runs", cwd=book_root, timeout=300)
@@ -100,6 +101,7 @@ def test_rerun_import_and_render_byte_for_byte(book_root: Path) -> None:
     assert render.stale(book) == [book_root / "docs" / "results" / "recall.md"]
 
 
+@pytest.mark.slow
 def test_import_takes_a_grid_folder(book_root: Path) -> None:
     grid = run_mip("grid", "run", "configs/grid.yaml", "--expdir", "runs", "--no-progress", cwd=book_root)
     assert grid.returncode == 0, grid.stdout + grid.stderr
@@ -115,6 +117,7 @@ def test_import_takes_a_grid_folder(book_root: Path) -> None:
     assert bad.returncode == 2 and "is not a grid folder" in bad.stderr
 
 
+@pytest.mark.slow
 def test_drift_check_passes_then_names_the_moved_figure(book_root: Path) -> None:
     stored = run_mip("book", "--check", "--update", cwd=book_root)
     assert stored.returncode == 0, stored.stdout + stored.stderr
