@@ -3,8 +3,12 @@ token questions and their original float encoding, the vocabulary and the groupe
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import hashlib
+import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
@@ -28,10 +32,14 @@ from miprometheus.problems.image_text_to_class.sort_of_clevr import (
     QUESTION_TYPE_NAMES,
     SHAPE_NAMES,
     SortOfCLEVR,
+    ask_questions,
     block_size,
     describe_scene,
+    draw_layouts,
     generate,
     half_size,
+    relational_ties,
+    tie_ceiling,
 )
 from miprometheus.statistics import Aggregator, Measure
 from miprometheus.workers import runs
@@ -159,6 +167,128 @@ def test_the_description_of_a_scene():
     text = describe_scene(data["colors"][0].tolist(), data["shapes"][0].tolist(), data["centers"][0].tolist())
     assert text == "| " + " | ".join(objects) + " | "
     assert ".0, " in text and ".0) | " in text  # floats, as the original printed them: (42.0, 70.0)
+
+
+# --- jitter ties and tie_margin ---------------------------------------------------------------------------
+def brute_force_ties(layouts: dict, img_size: int, tie_margin: float = 0.0) -> list[tuple]:
+    """Every relational question that tie_margin keeps, recomputed with plain Python: (scene, object, type,
+    answer, margin, tied, ambiguous, reordered, ceiling) — the oracle knows the cells, not the jitter."""
+    block, rows = block_size(img_size), []
+    for scene, n in enumerate(layouts["num_objects"].tolist()):
+        colors, shapes = layouts["colors"][scene, :n].tolist(), layouts["shapes"][scene, :n].tolist()
+        centers = layouts["centers"][scene, :n].tolist()
+        cells = [(x // block, y // block) for x, y in centers]
+        for i in range(n):
+            squared = [(x - centers[i][0]) ** 2 + (y - centers[i][1]) ** 2 for x, y in centers]
+            order = sorted(range(n), key=lambda j: squared[j])
+            others = [j for j in range(n) if j != i]
+            in_cells = {j: (cells[j][0] - cells[i][0]) ** 2 + (cells[j][1] - cells[i][1]) ** 2 for j in others}
+            for kind, answering, extreme in ((3, order[1], min), (4, order[-1], max), (5, order[1], min),
+                                             (6, order[-1], max)):
+                own = [6 + shape for shape in shapes] if kind in (3, 4) else colors  # each object's answer
+                answer = own[answering]
+                margin = min((abs(math.dist(centers[i], centers[j]) - math.dist(centers[i], centers[answering]))
+                              for j in others if own[j] != answer), default=math.inf)
+                if margin < tie_margin:
+                    continue
+                best = extreme(in_cells.values())
+                choice = [j for j in others if in_cells[j] == best]
+                rows.append((scene, i, kind, answer, margin, len(choice) > 1, len({own[j] for j in choice}) > 1,
+                             answering not in choice, sum(own[j] == answer for j in choice) / len(choice)))
+    return rows
+
+
+def as_rows(ties: dict) -> list[tuple]:
+    keys = ("scene", "object", "type", "answer", "margin", "tied", "ambiguous", "reordered", "ceiling")
+    return list(zip(*(ties[key].tolist() for key in keys)))
+
+
+@pytest.mark.parametrize(("img_size", "tie_margin"), [(64, 0.0), (64, 2.0), (32, 1.5), (128, 4)])
+def test_relational_ties_equal_a_brute_force_oracle_over_the_cells(img_size, tie_margin):
+    layouts = draw_layouts(torch.Generator().manual_seed(7), 60, 3, 6, img_size)
+    ties, expected = as_rows(relational_ties(layouts, img_size, tie_margin)), brute_force_ties(layouts, img_size,
+                                                                                              tie_margin)
+    assert [row[:4] + row[5:8] for row in ties] == [row[:4] + row[5:8] for row in expected]
+    assert [row[4] for row in ties] == pytest.approx([row[4] for row in expected], abs=1e-9)
+    assert [row[8] for row in ties] == pytest.approx([row[8] for row in expected], abs=1e-12)
+    flags = relational_ties(layouts, img_size, tie_margin)
+    assert bool(flags["tied"][flags["ambiguous"]].all())  # different answers among the oracle's choice: a tie
+    assert bool((flags["ceiling"][~flags["ambiguous"] & ~flags["reordered"]] == 1).all())
+    if tie_margin == 0:
+        assert bool(flags["tied"].any()) and bool(flags["ambiguous"].any()) and bool((flags["ceiling"] < 1).any())
+
+
+def one_scene(centers: list[tuple[float, float]], colors: list[int], shapes: list[int]) -> dict:
+    return {"num_objects": torch.tensor([len(centers)]), "colors": torch.tensor([colors]),
+            "shapes": torch.tensor([shapes]), "centers": torch.tensor([centers], dtype=torch.float32)}
+
+
+def test_two_neighbours_one_cell_away_are_a_tie_that_the_jitter_decides():
+    # 64 px: cells of 14 px, centres at 7 + 14 k. Object 0 in cell (0, 0); object 1 (green) one cell to the right
+    # and 1 px nearer, object 2 (red) one cell up; object 3 far away. All rectangles.
+    layouts = one_scene([(7, 7), (20, 7), (7, 21), (49, 49)], [0, 1, 2, 3], [0, 0, 0, 0])
+    ties = relational_ties(layouts, 64)
+    first = {QUESTION_TYPE_NAMES[t]: row for t, row in zip(ties["type"].tolist(), as_rows(ties)) if row[1] == 0}
+    assert first["nearest_color"][3:] == (1, 1.0, True, True, False, 0.5)  # green, by 1 px: a coin toss
+    assert first["nearest_shape"][3:] == (6, math.inf, True, False, False, 1.0)  # both rectangles: no rival
+    # the farthest's closest rival is the red object, 14 px away
+    assert first["farthest_color"][3:5] == (3, pytest.approx(math.dist((7, 7), (49, 49)) - 14))
+    assert not first["farthest_color"][5]
+    table = tie_ceiling(ties)
+    assert table["relational"]["questions"] == 16 and set(table) == {*QUESTION_TYPE_NAMES[3:], "relational"}
+    assert table["nearest_color"]["margin_below_2"] == pytest.approx(
+        float((ties["margin"][ties["type"] == 5] < 2).double().mean()))
+
+    asked = ask_questions(layouts, 64, tie_margin=2)
+    asked_rows = set(zip(asked["object"].tolist(), asked["type"].tolist()))
+    assert (0, 5) not in asked_rows and (0, 3) in asked_rows  # the 1 px colour tie is dropped, not the shape
+    assert {(obj, t) for obj in range(4) for t in range(3)} <= asked_rows  # never a non-relational question
+    assert (0, 5) in set(zip(*(ask_questions(layouts, 64, tie_margin=1)[k].tolist() for k in ("object", "type"))))
+
+
+def test_with_a_tie_margin_no_kept_relational_question_is_ambiguous_and_the_scenes_stay(folder):
+    full, kept = make(folder, num_scenes=40, img_size=64, min_objects=4), make(folder, num_scenes=40, img_size=64,
+                                                                              min_objects=4, tie_margin=2.0)
+    assert kept.cache_file != full.cache_file
+    assert torch.equal(kept.scene_images, full.scene_images) and torch.equal(kept.scene_centers, full.scene_centers)
+    questions = list(zip(kept.question_scene.tolist(), kept.question_object.tolist(),
+                         kept.question_types_tensor.tolist(), kept.answers.tolist()))
+    every = list(zip(full.question_scene.tolist(), full.question_object.tolist(),
+                     full.question_types_tensor.tolist(), full.answers.tolist()))
+    expected_relational = {row[:4] for row in brute_force_ties(full.scene_layouts(), 64, 2.0)}
+    assert questions == [q for q in every if q[2] < 3 or q in expected_relational]  # same order, same answers
+    assert len(questions) < len(every) and sum(q[2] < 3 for q in questions) == sum(q[2] < 3 for q in every)
+    for scene, obj, kind, answer in questions:  # the definition, from the stored scene
+        if kind < 3:
+            continue
+        n = int(kept.scene_objects[scene])
+        centers = kept.scene_centers[scene, :n].tolist()
+        own = [int(kept.scene_shapes[scene, j]) + 6 if kind in (3, 4) else int(kept.scene_colors[scene, j])
+               for j in range(n)]
+        distance = [math.dist(centers[obj], c) for c in centers]
+        answering = [j for j in range(n) if j != obj and own[j] == answer]
+        best = (min if kind in (3, 5) else max)(distance[j] for j in answering)
+        assert all(abs(distance[j] - best) >= 2.0 for j in range(n) if j != obj and own[j] != answer)
+    query = make(folder, ShapeColorQuery, num_scenes=40, img_size=64, min_objects=4, tie_margin=2)
+    assert query.cache_file == kept.cache_file and torch.equal(query.answers, kept.answers)
+
+
+def test_the_default_generation_and_its_cache_name_are_those_from_before_the_tie_margin(tmp_path):
+    problem = SortOfCLEVR(SortOfCLEVR.Params(data_folder=str(tmp_path), num_scenes=4, img_size=32))
+    assert problem.params.tie_margin == 0 and "tie_margin" not in problem.cache_params()
+    assert problem.cache_file.name == "sort_of_clevr-28b8beb1676a8b0e98a9.pt"  # the name before the option
+    data = cache_content(problem.cache_file)
+    digest = hashlib.sha256()
+    for key in sorted(data):
+        if key != "images":  # (the images come from Pillow, whose drawing may change between versions)
+            digest.update(data[key].numpy().tobytes())
+    # scenes and questions as the generator made them before the option (commit ed2ad9b)
+    assert digest.hexdigest() == "c8391dd844f52f8af28640c4732c1e8871e8909504efbb0bd78f17cd2c5f1e34"
+    assert len(problem) == 84 and torch.equal(data["question_type"], torch.arange(7).repeat(12).to(torch.uint8))
+    same = SortOfCLEVR(SortOfCLEVR.Params(data_folder=str(tmp_path), num_scenes=4, img_size=32, tie_margin=0))
+    assert same.cache_file == problem.cache_file
+    two = [SortOfCLEVR.Params(data_folder=str(tmp_path), num_scenes=4, img_size=32, tie_margin=m) for m in (2, 2.0)]
+    assert SortOfCLEVR(two[0]).cache_file == SortOfCLEVR(two[1]).cache_file != problem.cache_file
 
 
 # --- randomness and the cache -----------------------------------------------------------------------------
@@ -330,6 +460,11 @@ def test_the_plot_shows_the_question_in_words(folder):
     ({"split": "dev"}, "split must be one of train, validation, test"),
     ({"num_scenes": 0}, "num_scenes must be at least 1"),
     ({"batch_size": 0}, "batch_size must be at least 1"),
+    ({"tie_margin": -1.0}, "tie_margin must be at least 0"),
+    ({"tie_margin": "2px"}, "tie_margin must be a finite number"),
+    ({"tie_margin": True}, "tie_margin must be a finite number"),
+    ({"tie_margin": float("nan")}, "tie_margin must be a finite number"),
+    ({"tie_margin": float("inf")}, "tie_margin must be a finite number"),
 ])
 def test_bad_parameters_are_config_errors(tmp_path, values, message):
     with pytest.raises(ConfigError, match=message):
@@ -416,3 +551,34 @@ def test_a_short_training_run_with_test_and_visualisation(tmp_path, tiny_vqa_mod
     columns = read_csv(result.folder / "validation_statistics.csv")[0].keys()
     assert {"acc_relational", "acc_non_relational", "acc_farthest_color"} <= set(columns)
     assert list(result.folder.glob("visualizations/*/sample_0_ShapeColorQuery.png"))
+
+
+def test_the_ceiling_bench_writes_compact_deterministic_tables(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("sort_of_clevr_ceiling", ROOT / "bench" / "sort_of_clevr_ceiling.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    arguments = ["--data-folder", str(tmp_path / "data"), "--train-scenes", "30", "--margins", "0", "2",
+                 "--set", "validation.problem.num_scenes=6", "--set", "testing.problem.num_scenes=8"]
+    assert bench.main([*arguments, "--out", str(tmp_path / "a")]) == 0
+    assert bench.main([*arguments, "--out", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "validation 6 scenes, test 8 scenes" in out and "Answer priors" in out
+    for name in ("tie_ceiling.csv", "priors.csv"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    with open(tmp_path / "a" / "tie_ceiling.csv") as file:
+        ceiling = list(csv.DictReader(file))
+    assert list(ceiling[0]) == ["split", "tie_margin", "group", "questions", "kept", "tied", "ambiguous",
+                                "reordered", "ceiling", "margin_below_1", "margin_below_2", "margin_below_4"]
+    groups = [*QUESTION_TYPE_NAMES[3:], "relational"]
+    assert [(r["split"], r["tie_margin"], r["group"]) for r in ceiling] == [
+        (split, margin, group) for split in ("validation", "test") for margin in ("0.0", "2.0") for group in groups]
+    test = SortOfCLEVR(SortOfCLEVR.Params(data_folder=str(tmp_path / "data"), split="test", num_scenes=8,
+                                          img_size=64))
+    expected = tie_ceiling(relational_ties(test.scene_layouts(), 64, 2.0))["relational"]
+    row = ceiling[-1]
+    assert int(row["questions"]) == expected["questions"] and float(row["ceiling"]) == round(expected["ceiling"], 4)
+    assert float(row["margin_below_2"]) == 0 and float(row["kept"]) <= 1
+    with open(tmp_path / "a" / "priors.csv") as file:
+        priors = list(csv.DictReader(file))
+    assert list(priors[0]) == ["train_scenes", "split", "group", "accuracy"] and len(priors) == 2 * 10
+    assert all(0 <= float(r["accuracy"]) <= 1 for r in priors)
