@@ -29,9 +29,11 @@ from typing import Any
 
 from miprometheus.book.spec import Book, BookError, Entry
 from miprometheus.files import atomic_write_text
+from miprometheus.layout import SEARCH_SUMMARY_CSV
 
 MAX_POINTS = 120
-EXPERIMENTS_CSV, CURVES_CSV, SEARCH_CSV, META_JSON = "experiments.csv", "curves.csv", "search_summary.csv", "meta.json"
+EXPERIMENTS_CSV, CURVES_CSV, META_JSON = "experiments.csv", "curves.csv", "meta.json"
+SEARCH_CSV = SEARCH_SUMMARY_CSV  # the grid's own search table, kept under its name
 FIGURES = "figures"
 #: columns of ``load()`` that are bookkeeping, not results
 _DROPPED = {"folder", "last_error", "attempts", "test_status", "id"}
