@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--book", type=Path, metavar="FILE", help="the book file (default: docs/book/book.yaml)")
     action = p.add_mutually_exclusive_group()
     action.add_argument("--check", action="store_true", help="run the drift check's slice and compare")
-    action.add_argument("--rerun", metavar="CHAPTER", help="run the chapter's grids again and replace its results")
+    action.add_argument("--rerun", metavar="CHAPTER|ENTRY",
+                        help="run the chapter's grids (or one entry's) again and replace their results")
     action.add_argument("--import", dest="import_dir", type=Path, metavar="GRID_DIR",
                         help="take a finished grid folder's results as those of --entry")
     p.add_argument("--entry", metavar="ID", help="the entry --import fills")

@@ -60,12 +60,18 @@ def run_entry(book: Book, entry: Entry, runs_dir: Path, log: Callable[[str], Any
     return import_results(book, entry.id, manifest.folder)
 
 
-def rerun(book: Book, chapter_name: str, runs_dir: Path, log: Callable[[str], Any] = print) -> list[Path]:
-    """Measure a whole chapter again (its grids and commands, in order), then render the book."""
+def rerun(book: Book, name: str, runs_dir: Path, log: Callable[[str], Any] = print) -> list[Path]:
+    """Measure a whole chapter (its grids and commands, in order) or one entry again, then render the book."""
     from miprometheus.book import render
 
-    chapter = book.chapter(chapter_name)
-    for entry in chapter.entries:
+    if any(chapter.name == name for chapter in book.chapters):
+        entries = book.chapter(name).entries
+    elif any(entry.id == name for chapter in book.chapters for entry in chapter.entries):
+        entries = [book.entry(name)]
+    else:
+        book.chapter(name)  # the error names the chapters
+        entries = []
+    for entry in entries:
         run_entry(book, entry, runs_dir, log)
     return render.write(book)
 
