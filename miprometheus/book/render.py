@@ -113,12 +113,16 @@ class Results:
 
     def statistics(self, frame: Any) -> list[str]:
         if self.entry.statistics:
-            missing = [s for s in self.entry.statistics if s not in frame.columns]
-            if missing:
-                raise BookError(f"entry {self.entry.id}: its results have no column {missing[0]!r} (columns: "
-                                f"{', '.join(c for c in frame.columns if c.startswith(('val_', 'test')))})")
             return list(self.entry.statistics)
         return [c for c in frame.columns if c in ("val_loss", "val_acc", "test_loss", "test_acc")]
+
+    def missing(self, frame: Any) -> str:
+        """A note under a table naming the statistics the results lack (a grid not tested yet, or a misspelt name)."""
+        absent = [s for s in self.statistics(frame) if s not in frame.columns]
+        if not absent:
+            return ""
+        return (f"\n\n*Not in the results (not measured yet, or misspelt in the book file): {', '.join(absent)}. "
+                f"The results have {', '.join(c for c in frame.columns if c.startswith(('val_', 'test')))}.*")
 
 
 def _interval(values: list[float]) -> str:
@@ -158,7 +162,7 @@ def summary(results: Results) -> str:
         seeds = f"{len(part)}" + (f" ({failed} not done)" if failed else "")
         row = [task, models, seeds]
         for statistic in statistics:
-            row.append(_interval([float(v) for v in part[statistic].dropna()]))
+            row.append(_interval([float(v) for v in part[statistic].dropna()]) if statistic in part.columns else "")
         walls = [float(v) for v in part.get("wall_time_s", []) if _clean(v) is not None]
         row.append("" if not walls else (seconds(sum(walls) / len(walls)) if len(walls) == 1 else
                                          f"{seconds(sum(walls) / len(walls))} ({seconds(min(walls))}–"
@@ -166,7 +170,7 @@ def summary(results: Results) -> str:
         if published:
             row.append(results.entry.published.get(task, ""))
         rows.append(row)
-    return markdown_table(header, rows)
+    return markdown_table(header, rows) + results.missing(frame)
 
 
 def seeds(results: Results) -> str:
@@ -183,7 +187,7 @@ def seeds(results: Results) -> str:
         row += [seconds(_clean(record.get("wall_time_s"))), str(_clean(record.get("termination_cause")) or ""),
                 str(_clean(record.get("status")) or "")]
         rows.append(row)
-    return markdown_table(header, rows)
+    return markdown_table(header, rows) + results.missing(frame)
 
 
 def search(results: Results) -> str:
@@ -269,7 +273,9 @@ def machine(results: Results) -> str:
     commit = ", ".join(c[:10] for c in meta.get("commit") or []) or "unknown"
     ran = (f"{str(meta.get('started'))[:16].replace('T', ' ')} → {str(meta.get('ended'))[:16].replace('T', ' ')} "
            f"UTC, wall time {seconds(meta.get('wall_time_s'))}") if meta.get("started") else "dates unknown"
-    return (f"*Measured by* {grid} ({meta.get('experiments')} experiments, grid folder `{meta.get('grid_folder')}`): "
+    unfinished = f", {meta['unfinished']} unfinished when stored" if meta.get("unfinished") else ""
+    return (f"*Measured by* {grid} ({meta.get('experiments')} experiments{unfinished}, grid folder "
+            f"`{meta.get('grid_folder')}`): "
             f"{ran}; {where}; Python {versions.get('python', '?')}, torch {versions.get('torch', '?')}, "
             f"MI-Prometheus {versions.get('miprometheus', '?')} at commit {commit}"
             f"{' (with uncommitted changes)' if meta.get('dirty') else ''}.")

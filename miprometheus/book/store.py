@@ -23,7 +23,7 @@ import json
 import math
 import os
 import platform
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -70,14 +70,33 @@ def machine() -> dict[str, Any]:
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "gpu": gpu, "system": platform.system()}
 
 
+def experiment_folders(grid_dir: Path, frame: Any) -> list[str | None]:
+    """Each row's experiment folder relative to the grid; a running experiment's (which ``load`` leaves empty until
+    the manifest records it) is the newest folder holding a run_info.json under ``experiments/<id>/``."""
+    from miprometheus.layout import GRID_EXPERIMENTS_DIR, RUN_INFO
+
+    folders: list[str | None] = []
+    for identifier, folder in zip(frame["id"], frame.get("folder", [None] * len(frame))):
+        if not (isinstance(folder, str) and folder):
+            found = sorted((grid_dir / GRID_EXPERIMENTS_DIR / str(identifier)).glob(f"**/{RUN_INFO}"),
+                           key=lambda path: path.parent.name)
+            folder = found[-1].parent.relative_to(grid_dir).as_posix() if found else None
+        folders.append(folder)
+    return folders
+
+
 def _run_infos(grid_dir: Path, frame: Any) -> list[dict[str, Any]]:
-    from miprometheus.layout import RUN_INFO
+    from miprometheus.layout import RUN_INFO, VALIDATION_CSV
     from miprometheus.workers.grid.analysis.collect import read_json
 
     infos = []
-    for folder in frame.get("folder", []):
-        if isinstance(folder, str) and folder:
+    for folder in experiment_folders(grid_dir, frame):
+        if folder:
             info = read_json(grid_dir / folder / RUN_INFO)
+            if info and not info.get("end_time") and (grid_dir / folder / VALIDATION_CSV).is_file():
+                # still running: its end so far is its last validation
+                last = (grid_dir / folder / VALIDATION_CSV).stat().st_mtime
+                info = {**info, "end_time": datetime.fromtimestamp(last, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S%z")}
             if info:
                 infos.append(info)
     return infos
@@ -117,6 +136,7 @@ def grid_meta(grid_dir: Path, entry: Entry, frame: Any) -> dict[str, Any]:
         "grid_folder": grid_dir.name,
         **_when(infos),
         "experiments": int(len(frame)),
+        "unfinished": int(sum(status not in ("done", "failed") for status in frame.get("status", []))),
         "machine": {**machine(), "devices": devices,
                     "threads_per_experiment": settings.get("cpus_per_experiment"),
                     "experiments_at_once": settings.get("max_concurrent_runs"),
@@ -135,8 +155,8 @@ def _curves(grid_dir: Path, frame: Any, statistics: list[str]) -> Any:
 
     wanted = ["loss", *[s for s in statistics if s != "loss"]]
     parts = []
-    for identifier, folder in zip(frame["id"], frame.get("folder", [None] * len(frame))):
-        if not isinstance(folder, str) or not folder:
+    for identifier, folder in zip(frame["id"], experiment_folders(grid_dir, frame)):
+        if not folder:
             continue
         rows = [r for r in read_rows(grid_dir / folder / VALIDATION_CSV) if r.get("episode") not in (None, "")]
         if not rows:
