@@ -9,7 +9,8 @@ local executor's GPU tokens (0.5 GPU each), and each must have trained on it.
     bash bench/gpu_check.sh                                   # --device cuda, well under 5 minutes
     python bench/gpu_check.py --device cpu --episodes 40      # the same path without a GPU (a dry run)
 
-LeNet5 reads the MNIST test set from --mnist when its IDX files are there; otherwise it writes a small
+LeNet5 reads the MNIST test set from --mnist (default: $MIP_MNIST_DIR, else ../shared/data/mnist beside the
+repository) when its IDX files are there; otherwise it writes a small
 synthetic set in the same IDX format (ten classes of noisy strokes), so the check runs on a machine that
 has nothing but this repository. Exit code 0 when every check passes, 1 otherwise.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import statistics
 import struct
 import subprocess
@@ -29,7 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DEFAULT_MNIST = ROOT.parent / "shared" / "data" / "mnist"
+DEFAULT_MNIST = Path(os.environ.get("MIP_MNIST_DIR", ROOT.parent / "shared" / "data" / "mnist"))
 
 LENET5 = """
 training:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +13,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
-SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
+#: the real MNIST t10k files (the shipped configs read ~/data/mnist; tests and benchmarks override data_folder)
+SHARED_MNIST = Path(os.environ.get("MIP_MNIST_DIR", ROOT.parent / "shared" / "data" / "mnist"))
 
 # Two torch processes with two threads each on two cores slow each other down by orders of
 # magnitude (OpenMP spin-waits); tests use one thread per process.
@@ -101,3 +104,16 @@ def tiny_model():
     for kind, names in before.items():
         registry._registered[kind].clear()
         registry._registered[kind].update(names)
+
+
+@pytest.fixture(scope="session")
+def blank_mnist(tmp_path_factory) -> Path:
+    """A folder holding the four official MNIST files at their official sizes (60,000 and 10,000 blank digits,
+    labels 0-9 in turn): configs on the standard splits check against it without the real files or a download."""
+    folder = tmp_path_factory.mktemp("blank_mnist")
+    for prefix, count in (("train", 60_000), ("t10k", 10_000)):
+        images = struct.pack(">IIII", 2051, count, 28, 28) + bytes(count * 28 * 28)
+        labels = struct.pack(">II", 2049, count) + bytes(i % 10 for i in range(count))
+        (folder / f"{prefix}-images-idx3-ubyte.gz").write_bytes(gzip.compress(images, compresslevel=1, mtime=0))
+        (folder / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(labels, compresslevel=1, mtime=0))
+    return folder

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CONFIGS, SHARED_MNIST, experiment_dirs, run_mip
+from tests.conftest import CONFIGS, experiment_dirs, run_mip
 
 
 def tree_digest(folder: Path) -> dict[str, str]:
@@ -98,10 +98,10 @@ def test_model_problem_mismatch_gives_the_handshake_message(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="shared MNIST data not present")
-def test_sequence_model_on_images_gives_the_handshake_message(tmp_path):
-    result = run_mip("train", CONFIGS / "vision" / "lenet5_mnist.yaml", "model.name=LSTM",
-                     "model.input_item_size=10", "model.output_item_size=10", "--expdir", tmp_path / "exp")
+def test_sequence_model_on_images_gives_the_handshake_message(tmp_path, blank_mnist):
+    result = run_mip("train", CONFIGS / "vision" / "lenet5_mnist.yaml", f"training.problem.data_folder={blank_mnist}",
+                     "model.name=LSTM", "model.input_item_size=10", "model.output_item_size=10",
+                     "--expdir", tmp_path / "exp")
     assert result.returncode == 2
     assert "model LSTM does not fit problem MNIST" in result.stderr
     assert "'sequences'" in result.stderr and "'predictions'" in result.stderr
@@ -111,10 +111,32 @@ def test_sequence_model_on_images_gives_the_handshake_message(tmp_path):
 @pytest.mark.slow
 def test_missing_data_files_are_named(tmp_path):
     result = run_mip("train", CONFIGS / "vision" / "lenet5_mnist.yaml", f"training.problem.data_folder={tmp_path}/none",
-                     "--expdir", tmp_path / "exp")
+                     "training.problem.download=false", "--expdir", tmp_path / "exp")  # every split follows
     assert result.returncode == 2
-    assert "t10k-images-idx3-ubyte" in result.stderr and f"{tmp_path}/none" in result.stderr
+    assert "train-images-idx3-ubyte" in result.stderr and f"{tmp_path}/none" in result.stderr
+    assert "download: false" in result.stderr
     assert not (tmp_path / "exp").exists()
+
+
+def test_the_shipped_mnist_recipe_offline_is_bad_input_naming_the_files_mirrors_and_folder(tmp_path, monkeypatch,
+                                                                                           capsys):
+    import urllib.error
+    import urllib.request
+
+    from miprometheus.cli import main
+    from miprometheus.problems.image_to_class import mnist
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)  # what mnist.fetch calls: no network, on any machine
+    folder = tmp_path / "mnist"
+    assert main(["train", str(CONFIGS / "vision" / "lenet5_mnist.yaml"), f"training.problem.data_folder={folder}",
+                 "--expdir", str(tmp_path / "exp")]) == 2
+    error = capsys.readouterr().err
+    assert "train-images-idx3-ubyte.gz" in error and "no network" in error
+    assert all(mirror in error for mirror in mnist.MIRRORS) and str(folder / "raw") in error
+    assert not (tmp_path / "exp").exists() and not list(tmp_path.rglob("*.gz"))
 
 
 @pytest.mark.slow
@@ -204,16 +226,15 @@ def test_no_cuda_here_is_bad_input(tiny_config, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="shared MNIST data not present")
-def test_split_writes_index_files_usable_by_a_sampler(tmp_path):
+def test_split_writes_index_files_usable_by_a_sampler(tmp_path, blank_mnist):
     result = run_mip("split", CONFIGS / "vision" / "lenet5_mnist.yaml", "training.sampler.indices=[0, 100]",
-                     "--fractions", "0.8", "0.2", "--output", tmp_path)
+                     f"training.problem.data_folder={blank_mnist}", "--fractions", "0.8", "0.2", "--output", tmp_path)
     assert result.returncode == 0, result.stderr
     parts = [set(map(int, (tmp_path / f"training_split_{i}.txt").read_text().strip().split(","))) for i in (0, 1)]
     assert len(parts[0]) == 80 and len(parts[1]) == 20 and parts[0] | parts[1] == set(range(100))
     again = tmp_path / "again"
     run_mip("split", CONFIGS / "vision" / "lenet5_mnist.yaml", "training.sampler.indices=[0, 100]",
-            "--fractions", "0.8", "0.2", "--output", again, check=True)
+            f"training.problem.data_folder={blank_mnist}", "--fractions", "0.8", "0.2", "--output", again, check=True)
     assert (again / "training_split_0.txt").read_text() == (tmp_path / "training_split_0.txt").read_text()
 
 

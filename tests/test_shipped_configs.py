@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from miprometheus.cli import main
 from miprometheus.workers import runs
-from tests.conftest import CONFIGS, SHARED_MNIST
+from tests.conftest import CONFIGS
 
 #: CIFAR configs read ~/data/cifar10; here they read a tiny set in the official format, with splits that fit it.
 CIFAR_SPLITS = ["training.sampler.indices=[0,40]", "validation.sampler.indices=[40,50]"]
@@ -47,7 +48,10 @@ def cogent_overrides(tmp_path_factory) -> list[str]:
 
 
 def overrides_for(path: Path, request, tmp_path_factory) -> list[str]:
-    """What makes a config read small data: a tiny CIFAR or CLEVR set, Sort-of-CLEVR scenes cached in a tmp folder."""
+    """What makes a config read small data: a tiny CIFAR or CLEVR set, Sort-of-CLEVR scenes cached in a tmp folder,
+    blank MNIST files at the official sizes (the standard splits need the training files, the shared copy has t10k)."""
+    if "mnist" in path.name:
+        return [f"training.problem.data_folder={request.getfixturevalue('blank_mnist')}"]
     if "cifar" in path.name:
         return [f"training.problem.data_folder={request.getfixturevalue('cifar_folder')}", *CIFAR_SPLITS]
     if "cogent" in path.name and "finetune" in path.name:  # valB holds 2 questions in the fixture
@@ -66,8 +70,6 @@ def overrides_for(path: Path, request, tmp_path_factory) -> list[str]:
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_mip_check_accepts_every_shipped_config(path: Path, capsys, request, tmp_path_factory):
-    if "vision" in path.parts and "cifar" not in path.name and not SHARED_MNIST.is_dir():
-        pytest.skip("shared MNIST data not present")
     overrides = overrides_for(path, request, tmp_path_factory)
     assert main(["check", str(path), *overrides, "--quiet"]) == 0, capsys.readouterr().err
     spec, report, _ = runs.check([str(path)], overrides)
@@ -98,8 +100,6 @@ def test_the_values_problems_hand_to_models_use_one_set_of_names(request, tmp_pa
     from miprometheus.problems.assets import apply_assets, build_training_assets
 
     for path in SHIPPED:
-        if "vision" in path.parts and "cifar" not in path.name and not SHARED_MNIST.is_dir():
-            continue
         spec = validate(load_config([path], overrides_for(path, request, tmp_path_factory)))
         assets = None
         for name, split in spec.splits.items():
@@ -109,3 +109,38 @@ def test_the_values_problems_hand_to_models_use_one_set_of_names(request, tmp_pa
             apply_assets(problem, assets)
             unknown = set(problem.default_values) - set(VALUE_NAMES)
             assert not unknown, f"{problem.name} publishes {unknown}: add them to VALUE_NAMES and DESIGN §4"
+
+
+MNIST_RECIPES = [p for p in SHIPPED if p.parent.name == "vision" and "mnist" in p.name]
+#: (use_train_data, sampler indices) of training, validation and testing, and the digits a training epoch holds
+STANDARD_SPLITS = ({"training": (True, [0, 55000]), "validation": (True, [55000, 60000]),
+                    "testing": (False, [0, 10000])}, 55000)
+T10K_SPLITS = ({"training": (False, [0, 8000]), "validation": (False, [8000, 9000]),
+                "testing": (False, [9000, 10000])}, 8000)
+
+
+@pytest.mark.parametrize("path", MNIST_RECIPES, ids=lambda p: p.name)
+def test_mnist_recipes_read_the_users_data_folder_and_anneal_over_the_whole_run(path: Path):
+    import math
+
+    from miprometheus.config import load_config
+
+    loaded = load_config([path])
+    splits, epoch_digits = T10K_SPLITS if path.stem.endswith("_t10k") else STANDARD_SPLITS
+    for section, (use_train_data, indices) in splits.items():
+        assert loaded.get(f"{section}.problem.data_folder") == "~/data/mnist", section  # never a path out of the repo
+        assert loaded.get(f"{section}.problem.download") is True, section
+        assert loaded.get(f"{section}.problem.use_train_data") is use_train_data, section
+        assert loaded.get(f"{section}.sampler.indices") == indices, section
+    # the cosine schedule reaches 0 at the last episode: T_max is counted in this split's episodes
+    episodes = math.ceil(epoch_digits / loaded.get("training.problem.batch_size"))
+    assert loaded.get("training.scheduler.T_max") == loaded.get("training.terminal_conditions.epoch_limit") * episodes
+
+
+def test_every_mnist_recipe_has_its_t10k_variant_and_the_grids_measure_those():
+    standard = {p.stem for p in MNIST_RECIPES if not p.stem.endswith("_t10k")}
+    variants = {p.stem.removesuffix("_t10k") for p in MNIST_RECIPES if p.stem.endswith("_t10k")}
+    assert variants == standard - {"lstm_sequential_pixel_mnist"}  # too slow to measure on a CPU
+    for grid in ("vision_suite.yaml", "search_vision.yaml", "vision_tuned.yaml"):
+        tasks = yaml.safe_load((CONFIGS / "grids" / grid).read_text())["grid_tasks"]
+        assert all(task["default_configs"].endswith("_mnist_t10k.yaml") for task in tasks), grid

@@ -312,8 +312,9 @@ def test_training_without_validation_draws_the_last_training_batch(tmp_path, tin
 @needs_mnist
 def test_lenet5_on_mnist_writes_images_with_predictions_and_feature_maps(tmp_path):
     options = RunOptions(expdir=tmp_path / "exp", progress=False, command_line=["test"], visualize=1)
-    result = runs.train([str(CONFIGS / "vision" / "lenet5_mnist.yaml")], [
-        "training.sampler.indices=[0, 128]", "training.terminal_conditions.episode_limit=2",
+    result = runs.train([str(CONFIGS / "vision" / "lenet5_mnist_t10k.yaml")], [
+        f"training.problem.data_folder={SHARED_MNIST}", "training.sampler.indices=[0, 128]",
+        "training.terminal_conditions.episode_limit=2",
         "validation.sampler.indices=[8000, 8250]", "testing.sampler.indices=[9000, 9250]", "training.seed=1"], options)
     options.visualize = 3
     test_folder, _ = runs.test(result.folder, [], options)

@@ -8,6 +8,7 @@ file that holds them.
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,10 +163,33 @@ def dotted_keys(tree: dict[str, Any], prefix: str = "") -> list[str]:
     return keys
 
 
+#: a value that is one interpolation and nothing else: ``${training.problem.data_folder}``
+WHOLE_INTERPOLATION = re.compile(r"\$\{([A-Za-z_][\w.]*)\}")
+
+
+def _follow_interpolated_origins(config: LoadedConfig) -> None:
+    """A value that is one interpolation is the referenced value: a relative path in it is relative to the file (or
+    the working directory of the override) that wrote that value, not to the file holding the interpolation."""
+    references = {}
+    for key in dotted_keys(config.tree):
+        value = config.get(key)
+        if isinstance(value, str) and (match := WHOLE_INTERPOLATION.fullmatch(value)):
+            references[key] = match.group(1)
+    for key, target in references.items():
+        seen = {key}
+        while target in references and target not in seen:  # a chain of interpolations: follow it to its end
+            seen.add(target)
+            target = references[target]
+        own, source = config.origins.get(key), config.origin(target)
+        if own is not None and source is not None:
+            config.origins[key] = Origin(own.source, own.line, source.base_dir)
+
+
 def _resolve_interpolations(config: LoadedConfig) -> None:
     """Resolve OmegaConf interpolations such as ``${training.problem.batch_size}``."""
     if "${" not in repr(config.tree):
         return
+    _follow_interpolated_origins(config)
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 

@@ -387,7 +387,7 @@ def test_shipped_configs_validate(path):
             continue
         assert Path(folder).is_absolute()
         # as the config wrote it: "~" is the user's home, a relative folder is relative to the file that wrote it
-        # (configs/vision/default_mnist.yaml's ../../../shared/data/mnist), never the cwd
+        # (configs/vision/default_mnist.yaml's ~/data/mnist), never the cwd
         written = loaded.get(f"{section}.problem.data_folder")
         origin = loaded.origin(f"{section}.problem.data_folder")
         assert written is not None and origin is not None, f"{section}: data_folder {folder} not from the config"
@@ -528,7 +528,7 @@ def test_path_fields_resolve_relative_to_the_file_that_set_them(tmp_path, monkey
     assert spec.splits["training"].problem_params.data_folder == str(tmp_path.resolve() / "abs")
 
 
-def test_interpolated_path_follows_the_value(tmp_path):
+def test_interpolated_path_follows_the_value(tmp_path, monkeypatch):
     path = write(tmp_path, "exp.yaml", MNIST_EXPERIMENT + """
 testing:
   problem:
@@ -537,6 +537,12 @@ testing:
 """)
     spec = validate(load_config([path]))
     assert spec.splits["testing"].problem_params.data_folder == str(tmp_path.resolve() / "data/mnist")
+    # a relative folder given on the command line is relative to the working directory, in every split that follows it
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    spec = validate(load_config([path], ["training.problem.data_folder=here/mnist"]))
+    assert {split.problem_params.data_folder for split in spec.splits.values()} == {str(cwd.resolve() / "here/mnist")}
 
 
 def test_curriculum_learning_on_a_problem_without_curriculum_is_an_error(tmp_path):

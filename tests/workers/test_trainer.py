@@ -212,8 +212,9 @@ def test_tester_writes_per_batch_and_aggregated_statistics(tmp_path, tiny_config
 @pytest.mark.slow
 @pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="shared MNIST data not present")
 def test_lenet5_learns_real_mnist_digits_in_two_epochs(tmp_path):
-    config = Path(__file__).resolve().parents[2] / "configs" / "vision" / "lenet5_mnist.yaml"
-    result = train(tmp_path, config, "training.sampler.indices=[0, 4000]", "training.terminal_conditions.epoch_limit=2",
+    config = Path(__file__).resolve().parents[2] / "configs" / "vision" / "lenet5_mnist_t10k.yaml"
+    result = train(tmp_path, config, f"training.problem.data_folder={SHARED_MNIST}",
+                   "training.sampler.indices=[0, 4000]", "training.terminal_conditions.epoch_limit=2",
                    "validation.interval=null", "training.seed=1", test=True)
     assert result.episodes == 126  # 2 epochs of ceil(4000 / 64)
     assert result.validation["acc"] > 0.8  # chance: 0.1

@@ -28,11 +28,14 @@ from miprometheus.config.loader import (
     resolve_interpolations,
 )
 from miprometheus.config.schema import Errors, build, unknown_key
+from miprometheus.config.sections import TOP_LEVEL
 from miprometheus.errors import ConfigError, MipError
 from miprometheus.params import param
 from miprometheus.workers.grid.search_settings import Dimension, SearchSettings, parse_space, task_space, with_values
 
 GRID_KEYS = ["grid_tasks", "grid_overwrite", "grid_settings", "description"]
+#: sections of an experiment config; on a grid's command line, ``training.x=1`` is ``grid_overwrite.training.x=1``
+EXPERIMENT_SECTIONS = [key for key in TOP_LEVEL if key not in GRID_KEYS]
 
 
 @dataclass
@@ -183,10 +186,18 @@ def _overwrite(base: LoadedConfig, values: dict[str, Any], source: str) -> None:
     deep_merge(base.tree, base.origins, nested, origins)
 
 
+def grid_overrides(overrides: list[str]) -> list[str]:
+    """A grid's command-line overrides, each a key of the grid file: one that names an experiment section
+    (``training.problem.data_folder=DIR``) is a ``grid_overwrite`` entry, so every task gets it and the saved grid
+    file records it."""
+    return [f"grid_overwrite.{item}" if item.partition("=")[0].strip().split(".")[0] in EXPERIMENT_SECTIONS
+            else item for item in overrides]
+
+
 def load_grid(path: Path | str, overrides: list[str] | None = None, validate_tasks: bool = True) -> GridSpec:
     """Read and validate a grid file, and plan its experiments (configs validated before anything runs)."""
     path = Path(path).resolve()
-    grid = load_config([path], overrides or [])
+    grid = load_config([path], grid_overrides(overrides or []))
     errors = Errors()
     for key in grid.tree:
         if key not in GRID_KEYS:

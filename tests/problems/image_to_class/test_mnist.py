@@ -20,8 +20,8 @@ from miprometheus.errors import ConfigError, DataError
 from miprometheus.problems.image_to_class import mnist
 from miprometheus.problems.image_to_class.mnist import MNIST
 from miprometheus.registry import get_problem
+from tests.conftest import SHARED_MNIST
 
-REAL_MNIST = Path(__file__).resolve().parents[4] / "shared" / "data" / "mnist"
 REAL_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 NAMES = {True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
          False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
@@ -266,14 +266,14 @@ def test_loss_and_accuracy(tmp_path):
 
 
 # --- the real MNIST test set ------------------------------------------------------------------------
-needs_real_mnist = pytest.mark.skipif(not (REAL_MNIST / "t10k-images-idx3-ubyte.gz").is_file(),
-                                      reason=f"real MNIST test files not found in {REAL_MNIST}")
+needs_real_mnist = pytest.mark.skipif(not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").is_file(),
+                                      reason=f"real MNIST test files not found in {SHARED_MNIST}")
 
 
 @needs_real_mnist
 def test_real_test_set_loads_fast_with_the_official_label_counts():
     start = time.perf_counter()
-    problem = load(REAL_MNIST, use_train_data=False)
+    problem = load(SHARED_MNIST, use_train_data=False)
     elapsed = time.perf_counter() - start
     assert elapsed < 1.0, f"loading 10,000 images took {elapsed:.2f} s"
     assert len(problem) == 10_000
@@ -286,7 +286,7 @@ def test_real_test_set_loads_fast_with_the_official_label_counts():
 
 @needs_real_mnist
 def test_real_test_set_resized_to_32():
-    problem = load(REAL_MNIST, use_train_data=False, resize=[32, 32])
+    problem = load(SHARED_MNIST, use_train_data=False, resize=[32, 32])
     assert problem.collate_fn([problem[0]])["images"].shape == (1, 1, 32, 32)
     assert problem.default_values["height"] == 32 and problem.default_values["width"] == 32
 
@@ -295,7 +295,7 @@ def test_real_test_set_resized_to_32():
 @needs_real_mnist
 def test_a_linear_classifier_learns_real_mnist():
     """A real learning check: softmax regression on 2,000 digits generalises far above chance."""
-    problem = load(REAL_MNIST, use_train_data=False)
+    problem = load(SHARED_MNIST, use_train_data=False)
     torch.manual_seed(0)
     model = torch.nn.Linear(28 * 28, 10)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)

@@ -233,19 +233,17 @@ def test_lstm_overfits_32_row_mnist_digits():
 
 
 @pytest.mark.parametrize("path", SEQUENCE_CONFIGS, ids=lambda p: p.name)
-def test_mip_check_accepts_every_sequence_config(path: Path, capsys):
+def test_mip_check_accepts_every_sequence_config(path: Path, capsys, blank_mnist):
     from miprometheus.cli import main
 
-    if not SHARED_MNIST.is_dir():
-        pytest.skip("shared MNIST data not present")
-    assert main(["check", str(path), "--quiet"]) == 0, capsys.readouterr().err
+    assert main(["check", str(path), f"training.problem.data_folder={blank_mnist}", "--quiet"]) == 0, \
+        capsys.readouterr().err
 
 
-def test_a_section_with_another_permutation_seed_is_refused_by_mip_check(capsys):
+def test_a_section_with_another_permutation_seed_is_refused_by_mip_check(capsys, blank_mnist):
     from miprometheus.cli import main
 
-    if not SHARED_MNIST.is_dir():
-        pytest.skip("shared MNIST data not present")
     config = CONFIGS / "vision" / "lstm_permuted_row_mnist.yaml"
-    assert main(["check", str(config), "validation.problem.permutation_seed=3", "--quiet"]) == 2
+    assert main(["check", str(config), f"training.problem.data_folder={blank_mnist}",
+                 "validation.problem.permutation_seed=3", "--quiet"]) == 2
     assert "permutation_seed 3" in capsys.readouterr().err

@@ -20,7 +20,7 @@ from miprometheus.workers.grid.executors.local import GPUTokens, LocalExecutor
 from miprometheus.workers.grid.manifest import Manifest
 from miprometheus.workers.grid.runner import create_grid
 from miprometheus.workers.grid.spec import load_grid
-from tests.conftest import SHARED_MNIST, TINY_SERIAL, run_mip, wait_job
+from tests.conftest import TINY_SERIAL, run_mip, wait_job
 
 TASK = TINY_SERIAL.replace("seed: 7", "seed: -1").replace("episode_limit: 60", "episode_limit: 40")
 
@@ -70,6 +70,25 @@ def test_plan_precedence_sweep_and_seeds(tmp_path):
 def test_a_seed_fixed_in_a_task_config_is_kept(tmp_path):
     path = grid_file(tmp_path, overwrite="grid_overwrite: {training: {seed: 1234}}\n")
     assert {e.seed for e in load_grid(path).experiments} == {1234}
+
+
+def test_an_experiment_key_on_the_command_line_is_a_grid_overwrite_of_every_task(tmp_path):
+    spec = load_grid(grid_file(tmp_path), ["model.hidden_size=5", "training.problem.size=96",
+                                           "grid_settings.experiment_repetitions=1"])
+    # the saved grid file records it, and a task's own overwrite still wins (precedence of grid_overwrite)
+    assert spec.raw["grid_overwrite"] == {"model": {"hidden_size": 5}, "training": {"problem": {"size": 96}}}
+    assert {e.task: e.config["model"]["hidden_size"] for e in spec.experiments} == {"serial": 5, "reverse": 8}
+    assert {e.config["training"]["problem"]["size"] for e in spec.experiments} == {96}
+
+
+def test_a_data_folder_on_the_command_line_reaches_every_split_of_the_vision_grids(tmp_path, monkeypatch):
+    root = Path(__file__).resolve().parents[4] / "configs" / "grids"
+    monkeypatch.chdir(tmp_path)  # a relative folder is relative to the working directory, as for `mip train`
+    for name in ("vision_suite.yaml", "vision_tuned.yaml"):
+        spec = load_grid(root / name, ["training.problem.data_folder=mnist"])
+        folders = {e.config[split]["problem"]["data_folder"] for e in spec.experiments
+                   for split in ("training", "validation", "testing")}
+        assert folders == {str(tmp_path / "mnist")}, name
 
 
 def test_bad_grid_file_names_file_line_and_suggestion(tmp_path):
@@ -290,12 +309,12 @@ def test_grid_run_trains_tests_and_analyzes(tmp_path):
     assert again.returncode == 0 and "reverse" in again.stdout
 
 
-def test_shipped_grid_files_plan_and_validate():
+def test_shipped_grid_files_plan_and_validate(blank_mnist):
     root = Path(__file__).resolve().parents[4] / "configs" / "grids"
     for path in root.glob("*.yaml"):
-        if path.name == "search_vision.yaml" and not SHARED_MNIST.is_dir():
-            continue  # a search builds each task's validation problem to check its objective: it needs the digits
-        spec = load_grid(path)
+        # a search builds each task's validation problem to check its objective: it reads the digits
+        overrides = [f"training.problem.data_folder={blank_mnist}"] if path.name == "search_vision.yaml" else []
+        spec = load_grid(path, overrides)
         assert spec.experiments or spec.search_tasks, path  # a search plans its tasks; trials come as it runs
     quickstart = load_grid(root / "quickstart.yaml")
     assert len(quickstart.experiments) == 12
