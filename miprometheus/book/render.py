@@ -137,26 +137,43 @@ def _interval(values: list[float]) -> str:
     return text + f" [{number(result.low)}, {number(result.high)}]"
 
 
-def _tasks(frame: Any) -> list[str]:
-    return list(dict.fromkeys(frame["task"])) if "task" in frame.columns else [""]
-
-
-def _of_task(frame: Any, task: str) -> Any:
-    return frame[frame["task"] == task] if "task" in frame.columns else frame
+def _settings(frame: Any) -> list[tuple[str, Any]]:
+    """The rows grouped by setting, in order of appearance: ``(label, mask)``. A setting is the task with its
+    model, problem and every configuration key the grid varies (a sweep's ``model.name``); a task with several
+    settings names what differs (``serial_recall / LSTM``)."""
+    keys = [c for c in ("task", "model", "problem") if c in frame.columns]
+    keys += [c for c in frame.columns if "." in c and not c.startswith(("val_", "test"))]
+    if not keys:
+        return [("", frame.index == frame.index)]
+    values = frame[keys].astype(str)
+    tuples = [tuple(row) for row in values.itertuples(index=False)]
+    order = list(dict.fromkeys(tuples))
+    by_task: dict[str, list[tuple[str, ...]]] = {}
+    for setting in order:
+        by_task.setdefault(setting[0], []).append(setting)
+    labelled = []
+    for setting in order:
+        siblings = by_task[setting[0]]
+        differing = [i for i in range(1, len(keys)) if len({s[i] for s in siblings}) > 1]
+        label = setting[0]
+        if differing:
+            label += " / " + ", ".join(setting[i] if keys[i] in ("model", "problem") else f"{keys[i]}={setting[i]}"
+                                       for i in differing)
+        labelled.append((label, [t == setting for t in tuples]))
+    return labelled
 
 
 def summary(results: Results) -> str:
     frame = results.frame()
     statistics = results.statistics(frame)
-    done = frame[frame["status"] == "done"] if "status" in frame.columns else frame
     header = ["task", "model", "seeds", *[f"{s} (mean ± std [95 % CI])" for s in statistics], "wall time per seed"]
     published = bool(results.entry.published)
     if published:
         header.append("published")
     rows = []
-    for task in _tasks(frame):
-        part = _of_task(done, task)
-        everything = _of_task(frame, task)
+    for task, mask in _settings(frame):
+        everything = frame[mask]
+        part = everything[everything["status"] == "done"] if "status" in everything.columns else everything
         models = ", ".join(dict.fromkeys(str(m) for m in everything.get("model", [])))
         failed = len(everything) - len(part)
         seeds = f"{len(part)}" + (f" ({failed} not done)" if failed else "")
@@ -168,7 +185,7 @@ def summary(results: Results) -> str:
                                          f"{seconds(sum(walls) / len(walls))} ({seconds(min(walls))}–"
                                          f"{seconds(max(walls))})"))
         if published:
-            row.append(results.entry.published.get(task, ""))
+            row.append(results.entry.published.get(task, results.entry.published.get(task.split(" / ")[0], "")))
         rows.append(row)
     return markdown_table(header, rows) + results.missing(frame)
 
