@@ -153,6 +153,22 @@ def test_the_output_uses_the_previous_hidden_state_and_the_first_read_sees_the_i
     assert torch.allclose(model({"sequences": x})[:, 0, 0], torch.tensor(0.01))
 
 
+def test_the_current_item_only_adds_to_the_output_so_an_answer_cannot_compare_it_with_the_past():
+    # y_t = W_y [x_t; r_t; h_{t-1}]: x_t enters linearly and nothing else at step t sees it, so
+    # y_t(past, a) - y_t(past, b) is the same whatever the past. Sequence comparison's answer at step t
+    # needs x'_t == x_i, which no sum f(x'_t) + g(past) can decide: the DWM stays at chance there.
+    model = dwm(hidden_size=6, use_content_addressing=True)
+    pasts = torch.rand(2, 5, 10)  # two different histories
+    a, b = torch.rand(1, 1, 10), torch.rand(1, 1, 10)
+    with torch.no_grad():
+        def last(item: torch.Tensor) -> torch.Tensor:
+            return model({"sequences": torch.cat([pasts, item.expand(2, 1, 10)], dim=1)})[:, -1]
+
+        difference = last(a) - last(b)  # [2 pasts, 8]
+    assert not torch.allclose(difference[0], torch.zeros(8))
+    assert torch.allclose(difference[0], difference[1], atol=1e-6)
+
+
 def test_long_sequences_stay_finite_with_every_option():
     model = dwm(num_heads=2, use_content_addressing=True)
     with torch.no_grad():

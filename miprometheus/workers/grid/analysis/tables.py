@@ -115,10 +115,18 @@ def differing_keys(experiments: list[CollectedExperiment]) -> list[str]:
 
     A key is compared only between the experiments that have it: a key missing from some because
     their sub-config is absent (or because only the grid's sparse config exists yet) is no difference.
+    Nor is a key the grid set to the folder of the experiment one started after (``after_folder_keys``,
+    ``model.init_from.path``): it differs in every repetition by construction, like the seed, and would
+    split the repetitions of one task into groups of one.
     """
     import pandas as pd
 
-    values = pd.DataFrame([{k: canonical(v) for k, v in e.flat.items() if k not in OWN_COLUMNS}
+    folders = {key for e in experiments if e.record is not None for key in e.record.extra.get("after_folder_keys", [])}
+
+    def is_folder(key: str) -> bool:
+        return any(key == f or key.startswith(f + ".") for f in folders)
+
+    values = pd.DataFrame([{k: canonical(v) for k, v in e.flat.items() if k not in OWN_COLUMNS and not is_folder(k)}
                            for e in experiments])
     if values.empty:
         return []

@@ -236,6 +236,26 @@ def test_summary_table(synthetic_grid: Path) -> None:
     assert by_task["gru_serialrecall"]["failed"] == "0"
 
 
+def test_the_folder_a_task_starts_from_is_no_parameter_so_its_repetitions_stay_one_group(tmp_path: Path) -> None:
+    # `after` + `after_folder_keys: [model.init_from.path]`: each repetition starts from another folder.
+    grid = new_grid(tmp_path)
+    records = []
+    for rep in range(3):
+        exp_id, seed = f"{rep:03d}_finetune_r{rep}", 10 + rep
+        config = effective_config("LSTM", "SerialRecall", 0.01, seed)
+        config["model"]["init_from"] = {"path": f"/grid/experiments/source_r{rep}", "strict": False}
+        folder = write_experiment(grid, exp_id, config, 0.5 + rep / 10, 0.8, 0.7)
+        records.append(record(grid, exp_id, "finetune", rep, seed, sparse("LSTM", "SerialRecall", 0.01, seed),
+                              status=DONE, attempts=1, folder=folder, exit_code=0, test_status=DONE,
+                              extra={"after": f"source_r{rep}", "after_folder_keys": ["model.init_from.path"]}))
+    Manifest(grid, records, {"grid_file": "grids/test.yaml", "experiments": 3}).save()
+    result = analyze(grid, console=False)
+    assert "model.init_from.path" not in result.params
+    [row] = read_csv(result.summary_csv)
+    assert row["task"] == "finetune" and row["n"] == "3"
+    assert float(row["val_loss_mean"]) == pytest.approx(0.6)
+
+
 def test_report_plots_and_console(synthetic_grid: Path, capsys: pytest.CaptureFixture[str]) -> None:
     result = analyze(synthetic_grid, console=True)
     assert sorted(p.name for p in result.plots) == ["ReverseRecall.png", "SerialRecall.png"]
