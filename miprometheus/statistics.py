@@ -13,15 +13,17 @@ sufficient statistics (matched and total n-grams, lengths), summed over the spli
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-from miprometheus.files import atomic_write_text
+from miprometheus.files import atomic_write_text, write_failure
 
 #: bookkeeping columns that are not statistics
 CONTEXT_COLUMNS = ("episode", "epoch")
@@ -179,66 +181,116 @@ def _format(value: Any) -> str:
 
 
 class CSVWriter:
-    """A CSV file written one row at a time, flushed after every row so a kill leaves it well-formed.
+    """A CSV file written in whole rows, flushed after every row (or block) so a kill leaves it well-formed.
 
     Its columns are the declared ``columns`` (a row may leave some empty: a statistic absent from a
-    batch); a key that is not a column is an error, never silently dropped. With
-    ``keep_until_episode``, an existing file is kept up to that episode (rows after it, and any torn
-    last line, are dropped): that is how a resumed run continues the statistics of the run it resumes.
+    batch); a key that is not a column is an error, never silently dropped. Rows go to the file in one
+    ``write`` per block; one that fails (a full disk, a file-size limit) is cut off again, so the file
+    never holds a torn row, and the error is a ``files.WriteFailed`` naming the file. With
+    ``keep_until_episode``, an existing file is kept up to that episode (rows after it, and a torn last
+    line left by a kill, are dropped): that is how a resumed run continues the statistics of the run it
+    resumes. A damaged row before that (not numbers, a wrong number of cells) is bad input
+    (:func:`check_statistics_csv`), found before anything is written.
     """
 
     def __init__(self, path: Path, columns: list[str], keep_until_episode: int | None = None) -> None:
         self.path = Path(path)
         self.columns = list(columns)
-        self._handle: io.TextIOWrapper | None = None
+        self._handle: io.FileIO | None = None
         if keep_until_episode is not None and self.path.exists():
             self._truncate(keep_until_episode)
 
     def _truncate(self, episode: int) -> None:
-        with open(self.path, newline="") as handle:
-            lines = handle.read().splitlines(keepends=True)
-        if not lines:
+        header, rows = _statistics_rows(self.path)
+        if header is None:
+            if self.path.stat().st_size:
+                atomic_write_text(self.path, "")  # a header torn by a kill: written again
             return
-        header = next(csv.reader([lines[0]]))
-        kept = [lines[0]]
-        for line in lines[1:]:
-            if not line.endswith("\n"):
-                break  # torn by a kill
-            row = next(csv.reader([line]))
-            if len(row) != len(header):
-                break
-            record = dict(zip(header, row))
-            if "episode" in record and int(float(record["episode"])) > episode:
-                break
-            kept.append(line)
-        atomic_write_text(self.path, "".join(kept))
+        kept = [line for line, record in rows if "episode" not in record or int(float(record["episode"])) <= episode]
+        text = ",".join(header) + "\n" + "".join(kept)
+        if text.encode() != self.path.read_bytes():
+            atomic_write_text(self.path, text)
         self.columns = header
 
     def write(self, row: dict[str, Any], flush: bool = True) -> None:
-        if self._handle is None:
-            exists = self.path.exists() and self.path.stat().st_size > 0
-            self._handle = open(self.path, "a", newline="")  # kept open for the run
-            if not exists:
-                self._handle.write(",".join(self.columns) + "\n")
-        unknown = [key for key in row if key not in self.columns]
-        if unknown:
-            raise KeyError(f"{self.path.name}: {', '.join(unknown)} not among the declared columns")
-        self._handle.write(",".join(_format(row.get(c, "")) for c in self.columns) + "\n")
-        if flush:
-            self._handle.flush()
+        self.write_rows([row])
 
     def write_rows(self, rows: Iterable[dict[str, Any]]) -> None:
-        """Several rows, flushed once after the last: a kill leaves whole rows (a torn last line is dropped
-        when the file is kept by ``keep_until_episode``)."""
+        """Several rows in one write: a kill or a failed write leaves whole rows only."""
+        lines = []
         for row in rows:
-            self.write(row, flush=False)
-        if self._handle is not None:
-            self._handle.flush()
+            unknown = [key for key in row if key not in self.columns]
+            if unknown:
+                raise KeyError(f"{self.path.name}: {', '.join(unknown)} not among the declared columns")
+            lines.append(",".join(_format(row.get(c, "")) for c in self.columns) + "\n")
+        if self._handle is None:
+            exists = self.path.exists() and self.path.stat().st_size > 0
+            self._handle = open(self.path, "ab", buffering=0)  # kept open for the run; unbuffered: whole writes
+            if not exists:
+                lines.insert(0, ",".join(self.columns) + "\n")
+        if lines:
+            self._append("".join(lines).encode())
+
+    def _append(self, data: bytes) -> None:
+        handle = self._handle
+        start = os.fstat(handle.fileno()).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[handle.write(view):]
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                os.ftruncate(handle.fileno(), start)  # no torn row
+            failed = write_failure(error, self.path)
+            if failed is not None:
+                raise failed from None
+            raise
 
     def close(self) -> None:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+
+
+def _statistics_rows(path: Path) -> tuple[list[str] | None, list[tuple[str, dict[str, str]]]]:
+    """The header and the (line, record) of every whole row of a statistics CSV; a torn last line (no
+    newline: a kill in a write) is left out. A row that is not numbers in the header's columns is bad input."""
+    from miprometheus.errors import BadInputError
+
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise BadInputError(f"{path} is damaged: it is not text (a statistics CSV file)") from None
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines = lines[:-1]  # torn by a kill: repaired by dropping it
+    if not lines:
+        return None, []
+    header = next(csv.reader([lines[0]]))
+    if not header or any(not name for name in header):
+        raise BadInputError(f"{path} is damaged: its first line is not a header of column names")
+    rows = []
+    for number, line in enumerate(lines[1:], start=2):
+        cells = next(csv.reader([line]), [])
+        bad = len(cells) != len(header)
+        if not bad:
+            try:
+                [float(cell) for cell in cells if cell != ""]
+            except ValueError:
+                bad = True
+        if bad:
+            raise BadInputError(
+                f"{path} is damaged at line {number}: {line.strip()[:80]!r} is not a row of {len(header)} numbers "
+                f"({', '.join(header[:4])}, ...). Fix or remove that line (the rows after it are kept), or "
+                "delete the file to lose the statistics before the checkpoint; nothing was written.")
+        rows.append((line, dict(zip(header, cells))))
+    return header, rows
+
+
+def check_statistics_csv(path: Path) -> None:
+    """Raise BadInputError naming ``path`` and the line when a statistics CSV is damaged (a missing file is fine)."""
+    if Path(path).exists():
+        _statistics_rows(Path(path))
 
 
 def write_csv(path: Path, rows: Iterable[dict[str, Any]]) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import getpass
+import json
 import logging
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,8 +20,10 @@ from typing import Any
 from miprometheus import __version__
 from miprometheus.config.experiment_spec import ExperimentSpec
 from miprometheus.config.yaml_loader import dump_yaml
-from miprometheus.files import atomic_write_json, atomic_write_text, create_unique_dir, timestamp
+from miprometheus.errors import BadInputError
+from miprometheus.files import atomic_write_json, atomic_write_text, publish_dir, staging_dir, timestamp
 from miprometheus.layout import EXPDIR, RUN_INFO, TRAINER_LOG, TRAINING_CONFIG
+from miprometheus.locks import FolderLock
 
 
 @dataclass
@@ -66,6 +70,22 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
+def read_run_info(folder: Path) -> dict[str, Any]:
+    """An experiment's run_info.json ({} when there is none); damaged (not JSON, not an object) is bad input."""
+    path = Path(folder) / RUN_INFO
+    if not path.exists():
+        return {}
+    try:
+        info = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"{path} is damaged: it is not valid JSON ({exc}). Repair it (it is the run's record: "
+                            "command line, seed, status) or delete it; nothing was written.") from None
+    if not isinstance(info, dict):
+        raise BadInputError(f"{path} is damaged: it holds a JSON {type(info).__name__}, not the run's record "
+                            "(an object); repair or delete it; nothing was written.")
+    return info
+
+
 class ExperimentFolder:
     """An experiment folder (DESIGN §6): its log, its run_info.json, its files."""
 
@@ -73,6 +93,8 @@ class ExperimentFolder:
         self.folder = folder
         self.options = options
         self.run_info: dict[str, Any] = {}
+        self.folder_lock: FolderLock | None = None  # held while a run trains in the folder (hold_lock)
+        self._final_name: str | None = None  # while staged: the name publish() gives the folder
         self._lock = threading.Lock()
         self._git_thread: threading.Thread | None = None
         self.logger = logging.getLogger(f"miprometheus.experiment.{id(self)}")
@@ -86,11 +108,31 @@ class ExperimentFolder:
 
     @classmethod
     def create(cls, spec: ExperimentSpec, options: RunOptions, split: str = "training") -> ExperimentFolder:
+        """A new experiment folder, staged under a temporary name (``.<name>.tmp-<pid>``) until
+        :meth:`publish`: under its real name a folder is complete (resumable) from its first instant."""
         problem = spec.splits[split].problem_cls.__name__
         model = spec.model.cls.__name__ if spec.model else "NoModel"
         name = timestamp() + (f"_{options.savetag}" if options.savetag else "")
-        folder = create_unique_dir(Path(options.expdir) / problem / model, name)
-        return cls(folder, options)
+        experiment = cls(staging_dir(Path(options.expdir) / problem / model, name), options)
+        experiment._final_name = name
+        return experiment
+
+    def publish(self) -> Path:
+        """Give a staged folder its real name (``<timestamp>[_<savetag>]``, ``_1``... when taken); its path."""
+        with self._lock:  # the background run_info writer must not write into the old path
+            if self._final_name is not None:
+                self.folder, self._final_name = publish_dir(self.folder, self._final_name), None
+        return self.folder
+
+    def discard(self) -> None:
+        """Remove a folder that was never published (setting it up failed or was interrupted)."""
+        if self._final_name is not None:
+            self.close()
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    def hold_lock(self, what: str = "training") -> None:
+        """Take the folder's lock (``locks.py``) for this run; BadInputError names the process holding it."""
+        self.folder_lock = FolderLock(self.folder, what).acquire()
 
     def save_config(self, tree: dict[str, Any], name: str = TRAINING_CONFIG) -> None:
         atomic_write_text(self.folder / name, dump_yaml(tree))
@@ -112,10 +154,7 @@ class ExperimentFolder:
         self._git_thread.start()
 
     def load_run_info(self) -> None:
-        import json
-
-        path = self.folder / RUN_INFO
-        self.run_info = json.loads(path.read_text()) if path.exists() else {}
+        self.run_info = read_run_info(self.folder)
 
     def write_run_info(self, **updates: Any) -> None:
         with self._lock:
@@ -133,6 +172,8 @@ class ExperimentFolder:
         for handler in self.logger.handlers:
             handler.close()
         self.logger.handlers = []
+        if self.folder_lock is not None:
+            self.folder_lock.release()
 
 
 def _user() -> str:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -9,8 +13,18 @@ from typing import TYPE_CHECKING, Any
 from miprometheus.config import load_config
 from miprometheus.config.experiment_spec import ExperimentSpec, validate
 from miprometheus.errors import BadInputError, ConfigError, Interrupted, RunFailed
-from miprometheus.layout import ASSETS, BEST, MODELS_DIR, RUN_INFO, TESTER_LOG, TESTING_CONFIG, TRAINING_CONFIG
-from miprometheus.workers.run_folder import ExperimentFolder, RunOptions, now
+from miprometheus.layout import (
+    ASSETS,
+    BEST,
+    MODELS_DIR,
+    RUN_INFO,
+    TESTER_LOG,
+    TESTING_CONFIG,
+    TRAINING_CONFIG,
+    TRAINING_CSV,
+    VALIDATION_CSV,
+)
+from miprometheus.workers.run_folder import ExperimentFolder, RunOptions, now, read_run_info
 from miprometheus.workers.stop_cause import StopCause
 
 if TYPE_CHECKING:
@@ -81,21 +95,36 @@ def _log_transfer(trainer: Trainer) -> None:
 
 def _resumed_trainer(folder: Path, overrides: list[str], options: RunOptions,
                      device: str) -> tuple[Trainer, ExperimentFolder]:
-    """A trainer at the last checkpoint of the experiment in ``folder``, and that folder, its resume recorded."""
+    """A trainer at the last checkpoint of the experiment in ``folder``, and that folder, its resume recorded.
+
+    Everything the resume reads (config, run record, statistics, assets, checkpoint) is checked before the
+    folder's lock is taken and anything is written: a damaged folder is bad input and stays as it was."""
+    from miprometheus.files import remove_temp_files
     from miprometheus.problems.assets import read_assets_file
+    from miprometheus.statistics import check_statistics_csv
     from miprometheus.workers.callbacks import default_callbacks
     from miprometheus.workers.trainer import LAST_CHECKPOINT, Trainer
 
     if not (folder / TRAINING_CONFIG).is_file():
         raise ConfigError(f"--resume {folder}: not an experiment folder (no {TRAINING_CONFIG})")
+    run_info = read_run_info(folder)
+    for name in (TRAINING_CSV, VALIDATION_CSV):
+        check_statistics_csv(folder / name)
     spec = validate(load_config([folder / TRAINING_CONFIG], overrides))
     trainer = Trainer(spec, spec.training.seed, device, default_callbacks(spec, options),
                       log_interval=options.log_interval, resuming=True, assets=read_assets_file(folder / ASSETS))
     trainer.resume(folder / LAST_CHECKPOINT)
     experiment = ExperimentFolder(folder, options)
+    try:
+        experiment.hold_lock("training")
+    except BaseException:
+        experiment.close()
+        raise
+    for removed in remove_temp_files(folder, folder / MODELS_DIR):  # left by a kill in a write; nobody writes now
+        experiment.logger.info("removed %s (a temporary file left by a killed run)", removed)
     if overrides:  # the saved config must stay the one that reproduces this experiment
         experiment.save_config(spec.effective_tree(trainer.model.params))
-    experiment.load_run_info()
+    experiment.run_info = run_info
     experiment.write_run_info(status="running", end_time=None, termination_cause=None, resumes=[
         *experiment.run_info.get("resumes", []),
         {"time": now(), "from_episode": trainer.state.episode, "command_line": options.command_line}])
@@ -105,7 +134,9 @@ def _resumed_trainer(folder: Path, overrides: list[str], options: RunOptions,
 def _new_trainer(config_paths: list[str], overrides: list[str], options: RunOptions,
                  device: str) -> tuple[Trainer, ExperimentFolder]:
     """A trainer for a new experiment, and its folder, made once every component was built (bad input
-    leaves no folder behind), holding the effective config and the start of run_info.json."""
+    leaves no folder behind). The folder gets its real name once it holds what a resume needs — the
+    effective config, run_info.json, assets and a checkpoint of episode 0 — so that a kill at any instant
+    leaves either no folder or one that ``--resume`` continues (a staged one is removed on the way out)."""
     from miprometheus.seeding import draw_seed
     from miprometheus.workers.callbacks import default_callbacks
     from miprometheus.workers.trainer import Trainer
@@ -114,19 +145,46 @@ def _new_trainer(config_paths: list[str], overrides: list[str], options: RunOpti
     seed = spec.training.seed if spec.training.seed != -1 else draw_seed()
     trainer = Trainer(spec, seed, device, default_callbacks(spec, options), log_interval=options.log_interval)
     experiment = ExperimentFolder.create(spec, options)
-    tree = spec.effective_tree(trainer.model.params)
-    tree["training"]["seed"] = seed
-    experiment.save_config(tree)
-    experiment.start_run_info(seed, device)
-    # where the weights came from and what was frozen (a resume keeps the first run's record)
-    experiment.write_run_info(precision=trainer.precision, init_from=trainer.transfer.get("init_from"),
-                              frozen=trainer.transfer.get("frozen"))
+    try:
+        with _sigterm_raises():
+            experiment.hold_lock("training")
+            tree = spec.effective_tree(trainer.model.params)
+            tree["training"]["seed"] = seed
+            experiment.save_config(tree)
+            experiment.start_run_info(seed, device)
+            # where the weights came from and what was frozen (a resume keeps the first run's record)
+            experiment.write_run_info(precision=trainer.precision, init_from=trainer.transfer.get("init_from"),
+                                      frozen=trainer.transfer.get("frozen"))
+            trainer.attach(experiment)
+            trainer.save_start_checkpoint()
+            experiment.publish()
+    except BaseException:
+        experiment.discard()
+        raise
     return trainer, experiment
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt (as SIGINT does) while a new folder is staged, so that it is removed
+    on the way out; the Trainer catches both signals once training starts."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _fit(trainer: Trainer, experiment: ExperimentFolder) -> StopCause:
     """Train in ``experiment``'s folder; run_info.json records the end, whatever it is."""
-    trainer.attach(experiment)
+    trainer.attach(experiment)  # a new run's folder was staged under another name: attached again
     experiment.logger.info("experiment folder: %s", experiment.folder)
     if not trainer.resumed:
         _log_model_summary(trainer)
@@ -134,8 +192,9 @@ def _fit(trainer: Trainer, experiment: ExperimentFolder) -> StopCause:
     try:
         cause = trainer.fit()
     except BaseException as exc:
-        experiment.write_run_info(status="failed", end_time=now(), termination_cause=str(StopCause.ERROR),
-                                  error=f"{type(exc).__name__}: {exc}"[:2000], episodes=trainer.state.episode)
+        with contextlib.suppress(Exception):  # a full disk must not hide the error that ended the run
+            experiment.write_run_info(status="failed", end_time=now(), termination_cause=str(StopCause.ERROR),
+                                      error=f"{type(exc).__name__}: {exc}"[:2000], episodes=trainer.state.episode)
         experiment.close()
         raise
     record: dict[str, Any] = {}
@@ -172,7 +231,10 @@ def train(config_paths: list[str], overrides: list[str], options: RunOptions, re
         trainer, experiment = _resumed_trainer(Path(resume), overrides, options, device)
     else:
         trainer, experiment = _new_trainer(config_paths, overrides, options, device)
-    cause = _fit(trainer, experiment)
+    try:
+        cause = _fit(trainer, experiment)
+    finally:
+        experiment.close()  # releases the folder's lock (closing twice is harmless)
     _raise_unless_completed(trainer, experiment)
     best = experiment.run_info.get("best_validation_statistics")
     result = TrainResult(experiment.folder, cause, trainer.state.episode, best)
@@ -182,10 +244,8 @@ def train(config_paths: list[str], overrides: list[str], options: RunOptions, re
 
 
 def _testing_seed(folder: Path | None, spec: ExperimentSpec) -> int:
-    import json
-
-    if folder is not None and (folder / RUN_INFO).is_file():
-        seed = json.loads((folder / RUN_INFO).read_text()).get("seed")
+    if folder is not None:
+        seed = read_run_info(folder).get("seed")
         if isinstance(seed, int):
             return seed
     if spec.training is not None and spec.training.seed != -1:
@@ -294,6 +354,7 @@ def test(target: Path | str, overrides: list[str], options: RunOptions, checkpoi
     """
     from miprometheus.config.yaml_loader import dump_yaml
     from miprometheus.files import atomic_write_text
+    from miprometheus.locks import lock_holder
     from miprometheus.workers.callbacks.checkpoints import NEVER_VALIDATED
     from miprometheus.workers.tester import make_test_folder
 
@@ -302,9 +363,14 @@ def test(target: Path | str, overrides: list[str], options: RunOptions, checkpoi
     found = _test_target(Path(target), checkpoint, extra_configs)
     spec = validate(load_config(found.config_files, overrides), required=("testing", "model"))
     testers, payload = _testers(spec, found, _chosen_settings(spec, settings), device)
-    parent = found.experiment_folder or ExperimentFolder.create(spec, options, split="testing").folder
+    parent = found.experiment_folder or ExperimentFolder.create(spec, options, split="testing").publish()
     folder = make_test_folder(parent)
     experiment = ExperimentFolder(folder, options, log_name=TESTER_LOG)
+    # A test takes no lock: it writes only its own new test_<timestamp>/ folder and reads checkpoints that
+    # are replaced atomically, so testing a run that is still training is safe (its best weights so far).
+    holder = lock_holder(parent) if found.experiment_folder is not None else None
+    if holder is not None:
+        experiment.logger.info("%s is still in use (%s): testing the weights it has saved so far", parent, holder)
     tree = _testing_config(spec, testers, found.checkpoint, payload)
     atomic_write_text(folder / TESTING_CONFIG, dump_yaml(tree))
     if payload.get("selected_by") == NEVER_VALIDATED:

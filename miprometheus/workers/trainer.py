@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from miprometheus.checkpoint import load_checkpoint, save_checkpoint
+from miprometheus.checkpoint import finite_weights, load_checkpoint, save_checkpoint
 from miprometheus.config.experiment_spec import ExperimentSpec
 from miprometheus.errors import CheckpointError
 from miprometheus.layout import ASSETS, LAST, MODELS_DIR
@@ -88,6 +88,7 @@ class Trainer:
         self._checkpoint_requested = False
         self._first_batch_checked = False
         self._signal: str | None = None
+        self._started: float | None = None  # perf_counter() when fit() began
 
     def _read_every(self, log_interval: int) -> int:
         """Episodes between read-backs of the statistics. Every episode when a decision needs the training
@@ -127,6 +128,7 @@ class Trainer:
         except BaseException as error:
             self._fail(error)
             raise
+        self.check_weights()  # before on_train_end, which may save them as the best
         self._emit("on_train_end", self.stop_cause)
         if self.stop_cause.weights_usable:
             self._save_last()
@@ -147,7 +149,15 @@ class Trainer:
         if self.spec.training.gradient_clipping is not None:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_value_(self.trainable, self.spec.training.gradient_clipping)
-        self.scaler.step(self.optimizer)
+        try:
+            self.scaler.step(self.optimizer)
+        except RuntimeError as exc:
+            if "overflow" not in str(exc):
+                raise
+            # a huge learning rate: the update does not fit the weights' dtype. Weights partly updated are
+            # broken; nothing of this episode is kept (the last checkpoint stays the last good one).
+            self._stop_broken(f"the optimizer's update overflowed at episode {self.state.episode + 1} ({exc})")
+            return
         self.scaler.update()
         with torch.no_grad():
             statistics = self.problem.statistics(step.batch, step.predictions.detach())
@@ -159,6 +169,8 @@ class Trainer:
                               "time": round(self.state.elapsed + time.perf_counter() - self._started, 4)})
 
     def _end_episode(self, per_epoch: int) -> None:
+        if self.stop_cause is StopCause.NAN:
+            return  # the step itself failed (run_step): this episode does not count
         state = self.state
         state.episode += 1
         state.batch_in_epoch += 1
@@ -187,15 +199,29 @@ class Trainer:
         rows, self._pending = read_rows(self._pending), []
         for i, row in enumerate(rows):
             if not math.isfinite(row["loss"]):
-                # This cause overrides one asked for later in the block: the weights after it are broken.
-                self.stop_cause = StopCause.NAN
-                self.stop_reason = f"the training loss is {row['loss']} at episode {row['episode']}"
-                self.logger.info("stopping: %s", self.stop_reason)
+                self._stop_broken(f"the training loss is {row['loss']} at episode {row['episode']}")
                 rows = rows[:i]
                 break
         if rows:
             self.last_training_stats = rows[-1]
             self._emit("on_training_statistics", rows)
+
+    def _stop_broken(self, reason: str) -> None:
+        """Stop with cause ``nan``: the weights are broken. This cause overrides any asked for before (in the
+        block being read back, or at the last episode): broken weights are never saved or validated."""
+        if self.stop_cause is not StopCause.NAN:
+            self.stop_cause, self.stop_reason = StopCause.NAN, reason
+            self.logger.info("stopping: %s", reason)
+
+    def check_weights(self) -> bool:
+        """Whether the weights are finite; if not, the run stops with cause ``nan`` (a loss computed before the
+        last step can be finite while that step made the weights inf/NaN)."""
+        if self.stop_cause is StopCause.NAN:
+            return False
+        if not finite_weights(self.model.state_dict()):
+            self._stop_broken(f"the weights are not finite after episode {self.state.episode}")
+            return False
+        return True
 
     def _check_terminal_conditions(self) -> None:
         limits = self.spec.training.terminal_conditions
@@ -276,10 +302,11 @@ class Trainer:
     def _save_last(self) -> None:
         self._checkpoint_requested = False
         self.read_back()  # the statistics files match the checkpoint; a NaN found now means: nothing to save
-        if self.stop_cause is StopCause.NAN:
+        if not self.check_weights():
             return
         state = asdict(self.state)
-        state["elapsed"] = self.state.elapsed + time.perf_counter() - self._started
+        if self._started is not None:
+            state["elapsed"] = self.state.elapsed + time.perf_counter() - self._started
         save_checkpoint(self.folder / LAST_CHECKPOINT, {
             "kind": "last", "model_name": self.model.name, "problem_name": self.problem.name,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -289,7 +316,13 @@ class Trainer:
             "callbacks": {c.state_key: c.state_dict() for c in self.callbacks},
             "stop_cause": None if self.stop_cause is None else str(self.stop_cause),
         })
-        self._emit("on_checkpoint")
+        if self._started is not None:  # the start checkpoint comes before the callbacks' on_train_start
+            self._emit("on_checkpoint")
+
+    def save_start_checkpoint(self) -> None:
+        """Write ``model_last.pt`` before the first episode, so that a new experiment folder can be resumed
+        from its first instant (``runs.py`` publishes the folder after it)."""
+        self._save_last()
 
     def resume(self, checkpoint_path: Path) -> None:
         """Continue exactly where ``model_last.pt`` stopped: weights, optimizer, RNGs, data position."""

@@ -46,6 +46,8 @@ class CheckpointCallback(Callback):
             self.save_best(trainer, stats, BY_VALIDATION)
 
     def save_best(self, trainer: Trainer, stats: dict[str, float], source: str) -> None:
+        if not trainer.check_weights():
+            return  # non-finite weights are never the best (the run ends with cause nan)
         self.selected_by = source
         save_checkpoint(trainer.folder / MODELS_DIR / BEST, {
             "kind": "best", "model_name": trainer.model.name, "problem_name": trainer.problem.name,
