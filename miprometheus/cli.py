@@ -6,14 +6,20 @@ Nothing heavy is imported at module level, so ``mip --help`` and ``mip list`` an
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from miprometheus import __version__
-from miprometheus.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
-from miprometheus.layout import EXPDIR
-from miprometheus.workers.commands import add_run_arguments, add_train_arguments, bare_visualize
+from miprometheus.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BadInputError
+from miprometheus.layout import EXPDIR, MODELS_DIR
+from miprometheus.workers.commands import add_run_arguments, add_train_arguments, bare_visualize, savetag_name
+
+#: the exit code of a command whose reader closed its output (``mip list problems | head -1``): the shell's
+#: code for a process ended by SIGPIPE, as ``yes | head -1`` gives
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fractions", type=float, nargs="+", required=True, help="e.g. 0.9 0.1")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", type=Path, default=Path("."), help="folder for the index files")
+    p.add_argument("--force", action="store_true", help="replace index files that --output already holds")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
     p = sub.add_parser("extract-features", help="pre-extract image features (ResNet-101) of a dataset's splits",
@@ -151,15 +158,99 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
 
 def _grid_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--expdir", default=EXPDIR, type=Path, help="parent folder of the grid folder")
-    parser.add_argument("--savetag", default="", help="suffix of the grid folder name")
+    parser.add_argument("--savetag", default="", type=savetag_name,
+                        help="suffix of the grid folder name (letters, digits, _ . , = + - @; 100 bytes at most)")
     parser.add_argument("--no-progress", action="store_true", help="no live table, even on a terminal")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
+def is_override(item: str) -> bool:
+    """Whether a command-line item is a ``key=value`` override rather than a CONFIG file (or GRID_DIR).
+
+    An item that names an existing file or folder is that file (``lr=0.1.yaml``); otherwise an item
+    with ``=`` is an override, unless the text before its first ``=`` holds a ``/`` (a path:
+    ``configs/lr=0.1.yaml``, reported as a missing file rather than as a malformed override).
+    """
+    key, sep, _ = item.partition("=")
+    return bool(sep) and "/" not in key and not Path(item).expanduser().exists()
+
+
 def _split_items(items: list[str]) -> tuple[list[str], list[str]]:
-    configs = [i for i in items if "=" not in i]
-    overrides = [i for i in items if "=" in i]
+    configs = [i for i in items if not is_override(i)]
+    overrides = [i for i in items if is_override(i)]
     return configs, overrides
+
+
+def _check_writable_folder(folder: Path, flag: str) -> None:
+    """Refuse a folder a command would write in when it cannot: a file, a path below a file, one not writable.
+
+    Checked before anything is read or created, so such input costs no time and leaves nothing behind.
+    The nearest existing folder on the way decides: the command creates the rest of the path.
+    """
+    place = f"{flag} {folder}" if flag else str(folder)
+    probe = folder
+    try:
+        while not probe.exists():
+            if probe.is_symlink():
+                raise BadInputError(f"{place}: {probe} is a link to nothing; name a folder")
+            probe = probe.parent  # ends: '.' and '/' exist
+        if not probe.is_dir():
+            where = "is a file" if probe == folder else f"lies below the file {probe}"
+            raise BadInputError(f"{place} {where}; name a folder (it is created if missing)")
+    except OSError as exc:  # a folder on the way that this user may not enter
+        raise BadInputError(f"{place}: cannot look at {exc.filename or probe}: {exc.strerror or exc}") from None
+    if not os.access(probe, os.W_OK | os.X_OK):
+        where = "is not writable" if probe == folder else f"would be created in {probe}, which is not writable"
+        raise BadInputError(f"{place} {where} by this user; name another folder")
+
+
+def _output_places(args: argparse.Namespace) -> list[tuple[Path, str]]:
+    """The folders the command writes in, each with the flag that named it (empty for a positional argument)."""
+    command = args.command if args.command != "grid" else f"grid {args.grid_command}"
+    if command == "train":
+        return [(args.expdir, "--expdir")] if args.resume is None else [(args.resume, "--resume")]
+    if command == "test":  # where runs.test puts the test folder
+        target = Path(args.target)
+        if target.is_dir():
+            return [(target, "")]
+        if args.model is not None and args.model.parent.name == MODELS_DIR:
+            return [(args.model.parent.parent, "")]  # the checkpoint's experiment folder
+        return [(args.expdir, "--expdir")]
+    if command in ("grid train", "grid run"):
+        folders = [Path(item) for item in args.items if not is_override(item) and Path(item).is_dir()]
+        resumed = args.resume or (folders[0] if folders else None)  # as cmd_grid reads them
+        return [(args.expdir, "--expdir")] if resumed is None else [(resumed, "--resume" if args.resume else "")]
+    if command == "grid test":
+        return [(args.folder, "")]
+    if command == "split":
+        return [(args.output, "--output")]
+    return []
+
+
+def _check_output_places(args: argparse.Namespace) -> None:
+    """Refuse, before any work, output folders the command cannot write in, and index files it would replace."""
+    for folder, flag in _output_places(args):
+        _check_writable_folder(folder, flag)
+    if args.command == "split" and not args.force:
+        present = [args.output / f"{args.section}_split_{i}.txt" for i in range(len(args.fractions))]
+        present = [str(path) for path in present if path.exists() or path.is_symlink()]
+        if present:
+            raise BadInputError(f"--output {args.output} already holds {', '.join(present)}: a sampler may read "
+                                "them; name another folder, or add --force to replace them")
+
+
+def _unwritable_output(args: argparse.Namespace, exc: BaseException) -> str | None:
+    """The message for an OSError met while creating or writing an output folder (a folder made read-only, or a
+    file put in the way, after the check), or None when the error is about something else."""
+    if not isinstance(exc, (PermissionError, NotADirectoryError, FileExistsError, IsADirectoryError)):
+        return None
+    if exc.filename is None:
+        return None
+    failed = Path(os.path.abspath(exc.filename))
+    for folder, flag in _output_places(args):
+        if failed.is_relative_to(os.path.abspath(folder)):
+            return f"cannot write in {flag + ' ' if flag else ''}{folder}: {exc.strerror or exc}: {exc.filename}"
+    return None
 
 
 def _options(args: argparse.Namespace) -> Any:
@@ -289,6 +380,7 @@ def cmd_split(args: argparse.Namespace) -> int:
                else list(range(len(problem))))
     order = torch.randperm(len(indices), generator=torch.Generator().manual_seed(args.seed)).tolist()
     shuffled = [indices[i] for i in order]
+    _check_output_places(args)  # again: the problem may have taken a while to build
     args.output.mkdir(parents=True, exist_ok=True)
     start = 0
     for i, fraction in enumerate(args.fractions):
@@ -455,14 +547,45 @@ COMMANDS = {"train": cmd_train, "book": cmd_book, "test": cmd_test, "check": cmd
             "split": cmd_split, "grid": cmd_grid, "extract-features": cmd_extract_features}
 
 
+def _stdout_closed() -> bool:
+    """Whether the reader of standard output has gone (a pipe whose other end is closed)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(event & select.POLLERR for _, event in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), or stdout is not a file
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run a ``mip`` command line; returns the exit code."""
+    try:
+        code = _run(argv)
+        sys.stdout.flush()  # here, not at exit, so that a reader that went away is seen below
+        return code
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise
+        # The reader closed the pipe (``mip list problems | head -1``): it has what it wanted. Stop quietly, as
+        # a tool ended by SIGPIPE does; stdout goes to devnull so that Python's flush at exit fails no more.
+        # (Python docs, signal module, "Note on SIGPIPE".)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _run(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parse_args(parser, bare_visualize(sys.argv[1:] if argv is None else argv))
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT
     try:
+        _check_output_places(args)
         return COMMANDS[args.command](args)
+    except BrokenPipeError:
+        raise
     except _UsageError as exc:
         parser.print_usage(sys.stderr)
         print(f"mip {args.command}: error: {exc}", file=sys.stderr)
@@ -480,6 +603,9 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, MipError):
             print(f"mip {args.command}: error: {exc}", file=sys.stderr)
             return exc.exit_code
+        if message := _unwritable_output(args, exc):
+            print(f"mip {args.command}: error: {message}", file=sys.stderr)
+            return EXIT_BAD_INPUT
         if not getattr(args, "debug", False):
             print(f"mip {args.command}: internal error: {type(exc).__name__}: {exc}\n"
                   "(run again with --debug for the traceback)", file=sys.stderr)

@@ -33,6 +33,25 @@ def visualize_setting(text: str) -> int | str:
     return count
 
 
+#: the longest ``--savetag`` in bytes: it ends a folder name, whose limit is 255 bytes on most file systems
+SAVETAG_MAX_BYTES = 100
+#: what a ``--savetag`` may hold besides letters and digits: nothing that separates or hides a path
+SAVETAG_PUNCTUATION = frozenset("_.,=+-@")
+
+
+def savetag_name(text: str) -> str:
+    """The value of ``--savetag``, which ends a folder name: letters, digits, ``_ . , = + - @``; 100 bytes at most."""
+    bad = sorted({char for char in text if not (char.isalnum() or char in SAVETAG_PUNCTUATION)})
+    if bad:
+        shown = text[:60] + ("..." if len(text) > 60 else "")
+        raise argparse.ArgumentTypeError(f"{shown!r} holds {', '.join(map(repr, bad))}: a savetag ends a folder name, "
+                                         "so it may hold letters, digits and _ . , = + - @ only")
+    if len(text.encode()) > SAVETAG_MAX_BYTES:
+        raise argparse.ArgumentTypeError(f"a savetag ends a folder name: at most {SAVETAG_MAX_BYTES} bytes, "
+                                         f"not {len(text.encode())}")
+    return text
+
+
 def hparam_keys(text: str) -> list[str]:
     """The value of ``--hparams``: comma-separated dotted config keys (``training.optimizer.lr,model.hidden_size``)."""
     keys = [key.strip() for key in text.split(",")]
@@ -57,7 +76,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags that ``mip train`` and ``mip test`` share: where the experiment goes and how it runs."""
     parser.add_argument("--expdir", default=EXPDIR, type=Path,
                         help="parent folder of experiment folders (default: ./experiments)")
-    parser.add_argument("--savetag", default="", help="suffix of the experiment folder name")
+    parser.add_argument("--savetag", default="", type=savetag_name,
+                        help="suffix of the experiment folder name (letters, digits, _ . , = + - @; 100 bytes at most)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     parser.add_argument("--gpu", action="store_true", help="same as --device cuda")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
