@@ -25,7 +25,7 @@ from miprometheus.config.schema import (
 )
 from miprometheus.config.sections import SECTIONS, TOP_LEVEL, Curriculum, InitFrom
 from miprometheus.errors import ConfigError, MipError
-from miprometheus.params import bound_error, is_required
+from miprometheus.params import bound_error, is_required, not_finite
 
 
 def _read_only(mapping: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
@@ -169,9 +169,13 @@ def _component(kind: str, data: Any, prefix: str, config: LoadedConfig, errors: 
 
 
 def _signature_kwargs(cls: type, data: dict[str, Any], prefix: str, config: LoadedConfig, errors: Errors,
-                      skip: tuple[str, ...], reserved: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Check keyword arguments of a torch class against its signature and the types of its defaults."""
+                      skip: tuple[str, ...], reserved: tuple[str, ...] = (), bounds: type | None = None
+                      ) -> dict[str, Any]:
+    """Check keyword arguments of a torch class against its signature and the types of its defaults, the
+    bounds ``bounds`` declares for the common ones (``optimizers.OptimizerArguments``), and refuse NaN and
+    infinities in any of them."""
     signature = inspect.signature(cls.__init__)
+    declared = {f.name: f for f in dataclasses.fields(bounds)} if bounds is not None else {}
     accepted = {n: p for n, p in signature.parameters.items()
                 if n not in ("self", *skip) and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
     kwargs = {}
@@ -183,6 +187,12 @@ def _signature_kwargs(cls: type, data: dict[str, Any], prefix: str, config: Load
             errors.append(unknown_key(config, full, list(accepted) + list(reserved)))
             continue
         default = accepted[key].default
+        why = bound_error(declared[key], value) if key in declared else None
+        if why is None and any(not_finite(item) for item in (value if isinstance(value, list) else [value])):
+            why = f"must be a finite number, got {value!r}"
+        if why:
+            errors.append(f"{config.where(full)}'{full}' {why}")
+            continue
         if isinstance(default, bool):
             if not isinstance(value, bool):
                 errors.append(f"{config.where(full)}'{full}' must be true or false, got {value!r}")
@@ -197,7 +207,11 @@ def _signature_kwargs(cls: type, data: dict[str, Any], prefix: str, config: Load
             else:
                 kwargs[key] = result
         elif isinstance(default, tuple) and isinstance(value, list):
-            kwargs[key] = tuple(value)
+            if len(value) != len(default):
+                errors.append(f"{config.where(full)}'{full}' must be a list of {len(default)} values (like the "
+                              f"default {list(default)!r}), got {value!r}")
+            else:
+                kwargs[key] = tuple(value)
         else:
             kwargs[key] = value
     missing = [n for n, p in accepted.items() if p.default is inspect.Parameter.empty and n not in data]
@@ -207,7 +221,7 @@ def _signature_kwargs(cls: type, data: dict[str, Any], prefix: str, config: Load
 
 
 def _named(kind: str, getter: Any, data: Any, prefix: str, config: LoadedConfig, errors: Errors,
-           skip: tuple[str, ...], reserved: tuple[str, ...] = ()) -> NamedCall | None:
+           skip: tuple[str, ...], reserved: tuple[str, ...] = (), bounds: type | None = None) -> NamedCall | None:
     if not isinstance(data, dict) or not isinstance(data.get("name"), str):
         errors.append(f"{config.where(prefix)}'{prefix}' must be a section with a 'name' ({kind})")
         return None
@@ -216,8 +230,9 @@ def _named(kind: str, getter: Any, data: Any, prefix: str, config: LoadedConfig,
     except MipError as exc:
         errors.append(f"{config.where(prefix + '.name')}{exc}")
         return None
-    return NamedCall(data["name"], cls, _read_only(_signature_kwargs(cls, data, prefix, config, errors, skip,
-                                                                     reserved)))
+    before = len(errors)
+    kwargs = _signature_kwargs(cls, data, prefix, config, errors, skip, reserved, bounds)
+    return NamedCall(data["name"], cls, _read_only(kwargs)) if len(errors) == before else None
 
 
 def from_problem_fields(model_cls: type) -> set[str]:
@@ -249,6 +264,7 @@ def validate(config: LoadedConfig, required: tuple[str, ...] = ("training", "mod
         if problem_cls is None:
             continue
         params = build(problem_cls.Params, section.problem, f"{name}.problem", config, errors, ignore=("name",))
+        _check_data_settings(name, section, problem_cls, config, errors)
         if params is not None:
             _evaluation_size(name, section, problem_cls, params)
             _check_training_only(name, section.problem, config, errors)
@@ -296,6 +312,21 @@ def _check_training_only(name: str, problem: dict[str, Any], config: LoadedConfi
         if problem.get(key):
             errors.append(f"{config.where(f'{name}.problem.{key}')}'{name}.problem.{key}' is training "
                           "augmentation: set it in the training section only")
+
+
+def _check_data_settings(name: str, section: Any, problem_cls: type, config: LoadedConfig, errors: Errors) -> None:
+    """Settings of a split that its problem or its loader would silently ignore: a sampler of a generated
+    problem (which has no stored samples to choose from), and the DataLoader's worker settings without workers."""
+    if section.sampler is not None and getattr(problem_cls, "is_generator", False):
+        errors.append(f"{config.where(f'{name}.sampler')}'{name}.sampler' cannot choose samples of "
+                      f"{problem_cls.__name__}, which generates them: remove it (size sets how many there are)")
+    loader = section.dataloader
+    if loader.num_workers == 0:
+        for key, value in (("prefetch_factor", loader.prefetch_factor),
+                           ("persistent_workers", loader.persistent_workers or None)):
+            if value is not None:
+                errors.append(f"{config.where(f'{name}.dataloader.{key}')}'{name}.dataloader.{key}' needs worker "
+                              f"processes ({name}.dataloader.num_workers is 0)")
 
 
 def _evaluation_size(name: str, section: Any, problem_cls: type, params: Any) -> None:
@@ -419,20 +450,19 @@ def _validate_transfer(data: dict[str, Any], config: LoadedConfig,
 def _validate_training(section: Any, problem_cls: type, config: LoadedConfig, errors: Errors
                        ) -> tuple[NamedCall | None, SchedulerSpec | None, CurriculumSpec | None]:
     """The optimizer, the scheduler and the curriculum of the training section."""
-    from miprometheus.optimizers import get_optimizer, get_scheduler
+    from miprometheus.optimizers import OptimizerArguments, SchedulerArguments, get_optimizer, get_scheduler
 
     scheduler = curriculum = None
     optimizer = _named("optimizer", get_optimizer, section.optimizer, "training.optimizer", config, errors,
-                       skip=("params",))
+                       skip=("params",), bounds=OptimizerArguments)
     if section.scheduler is not None:
         named = _named("scheduler", get_scheduler, section.scheduler, "training.scheduler", config, errors,
-                       skip=("optimizer",), reserved=("step_every",))
-        every = section.scheduler.get("step_every", "epoch")
-        if every not in ("epoch", "episode", "validation"):
-            errors.append(f"{config.where('training.scheduler.step_every')}'training.scheduler.step_every' must be "
-                          f"one of 'epoch', 'episode', 'validation', got {every!r}")
-        elif named is not None:
+                       skip=("optimizer",), reserved=("step_every",), bounds=SchedulerArguments)
+        every = _step_every(section.scheduler, named, config, errors)
+        if named is not None and every is not None:
             scheduler = SchedulerSpec(named.name, named.cls, named.kwargs, every)
+    if optimizer is not None and (section.scheduler is None or scheduler is not None):
+        _check_torch_accepts(optimizer, scheduler, config, errors)
     if section.curriculum_learning is not None:
         curriculum_cls = getattr(problem_cls, "CurriculumParams", None)
         if curriculum_cls is None:
@@ -454,6 +484,71 @@ def _validate_training(section: Any, problem_cls: type, config: LoadedConfig, er
         if settings is not None and params is not None:
             curriculum = CurriculumSpec(settings, params)
     return optimizer, scheduler, curriculum
+
+
+def _step_every(data: dict[str, Any], named: NamedCall | None, config: LoadedConfig, errors: Errors
+                ) -> str | None:
+    """When the scheduler steps. ReduceLROnPlateau steps on a loss: at each validation with the validation loss
+    (its default when there is a validation section), or every episode with the training loss (read back every
+    episode); at an epoch end it has no loss of its own to read, so ``epoch`` is refused for it. A scheduler
+    stepped at validations needs a validation section."""
+    from miprometheus.optimizers import is_plateau
+
+    key = "training.scheduler.step_every"
+    plateau = named is not None and is_plateau(named.cls)
+    validating = "validation" in config.tree
+    every = data.get("step_every", "validation" if plateau and validating else "epoch")
+    if every not in ("epoch", "episode", "validation"):
+        errors.append(f"{config.where(key)}'{key}' must be one of 'epoch', 'episode', 'validation', got {every!r}")
+        return None
+    if plateau and every == "epoch":
+        place = config.where(key) if "step_every" in data else config.where("training.scheduler")
+        errors.append(f"{place}ReduceLROnPlateau steps on a loss: set '{key}' to validation (the validation loss; "
+                      "needs a validation section) or episode (the training loss, read back every episode), not "
+                      "epoch" + ("" if "step_every" in data else " (the default without a validation section)"))
+        return None
+    if every == "validation" and not validating:
+        errors.append(f"{config.where(key)}'{key}' is validation, and the config has no validation section: the "
+                      "scheduler would never step (add a validation section, or step every epoch or episode)")
+        return None
+    if plateau and named.kwargs.get("mode", "min") != "min":
+        errors.append(f"{config.where('training.scheduler.mode')}'training.scheduler.mode' must be 'min': "
+                      "ReduceLROnPlateau is given a loss, which training lowers")
+        return None
+    return every
+
+
+def _check_torch_accepts(optimizer: NamedCall, scheduler: SchedulerSpec | None, config: LoadedConfig,
+                         errors: Errors) -> None:
+    """What only torch knows about its own arguments: the optimizer and the scheduler are built on a dummy
+    parameter and stepped once, and a refusal is reported at the key it names (or the section)."""
+    from miprometheus.optimizers import try_build
+
+    failure = try_build(optimizer.cls, dict(optimizer.kwargs), scheduler.cls if scheduler else None,
+                        dict(scheduler.kwargs) if scheduler else None)
+    if failure is None:
+        return
+    part, exc = failure
+    call = optimizer if part == "optimizer" else scheduler
+    key = _key_named_in(str(exc), call.kwargs)
+    full = f"training.{part}.{key}" if key else f"training.{part}"
+    arguments = ", ".join(f"{k}={v!r}" for k, v in call.kwargs.items()) or "no arguments"
+    errors.append(f"{config.where(full)}'{full}' is refused by torch {call.name} ({arguments}): "
+                  f"{type(exc).__name__}: {exc}")
+
+
+#: how torch's messages name some keyword arguments
+_ARGUMENT_WORDS = {"lr": ("learning rate", "lr"), "betas": ("beta",), "eps": ("epsilon", "eps")}
+
+
+def _key_named_in(message: str, kwargs: Mapping[str, Any]) -> str | None:
+    """The keyword argument a torch error message names ("Invalid learning rate: -1.0" -> lr), or None."""
+    text = message.lower()
+    for key in sorted(kwargs, key=len, reverse=True):
+        if any(re.search(rf"\b{re.escape(word)}\b", text)
+               for word in _ARGUMENT_WORDS.get(key, (key.lower(), key.lower().replace("_", " ")))):
+            return key
+    return None
 
 
 def finalize_model_params(spec: ExperimentSpec, default_values: dict[str, Any],

@@ -5,15 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from miprometheus.params import param
+from miprometheus.params import MAX_SEED, param
+
+#: most DataLoader worker processes of one split (each holds a copy of the dataset's Python state)
+MAX_LOADER_WORKERS = 256
 
 
 @dataclass
 class TerminalConditions:
     """When training stops (whichever comes first)."""
 
-    episode_limit: int | None = param(None, "stop after this many episodes (batches); null: no limit", min=0)
-    epoch_limit: int | None = param(None, "stop after this many epochs; null: no limit", min=0)
+    episode_limit: int | None = param(None, "stop after this many episodes (batches); null: no limit", min=1)
+    epoch_limit: int | None = param(None, "stop after this many epochs; null: no limit", min=1)
     loss_stop: float | None = param(None, "stop when the training loss (or the validation loss, when validating) "
                                           "falls below this value")
 
@@ -30,11 +33,13 @@ class EarlyStopping:
 class DataLoaderSection:
     """Arguments of torch.utils.data.DataLoader."""
 
-    num_workers: int = param(0, "worker processes loading batches (0: the main process)", min=0)
+    num_workers: int = param(0, "worker processes loading batches (0: the main process)", min=0,
+                             max=MAX_LOADER_WORKERS)
     pin_memory: bool | None = param(None, "pin host memory for faster (non-blocking) copies to a GPU; "
                                           "null: pin when the run uses a CUDA device")
     persistent_workers: bool = param(False, "keep worker processes alive between epochs")
-    prefetch_factor: int | None = param(None, "batches prefetched per worker (num_workers > 0)")
+    prefetch_factor: int | None = param(None, "batches prefetched per worker (num_workers > 0); null: "
+                                              "PyTorch's default", min=1, max=1024)
     drop_last: bool = param(False, "drop the last incomplete batch of an epoch")
     timeout: float = param(0.0, "seconds to wait for a batch from a worker (0: forever)", min=0)
 
@@ -79,13 +84,14 @@ class TrainingSection:
     dataloader: DataLoaderSection = param(factory=DataLoaderSection, doc="DataLoader settings")
     terminal_conditions: TerminalConditions = param(factory=TerminalConditions, doc="when training stops")
     early_stopping: EarlyStopping = param(factory=EarlyStopping, doc="patience on the validation loss")
-    gradient_clipping: float | None = param(None, "clamp every gradient component to [-c, c]; null: off")
+    gradient_clipping: float | None = param(None, "clamp every gradient component to [-c, c]; null: off", min=0)
     curriculum_learning: dict[str, Any] | None = param(None, "curriculum settings (must_finish and the "
                                                               "problem's own); null: off")
-    seed: int = param(-1, "seed of Python, NumPy, torch and the problems; -1: draw one and record it")
+    seed: int = param(-1, "seed of Python, NumPy, torch and the problems; -1: draw one and record it", min=0,
+                      max=MAX_SEED, also=(-1,))
     checkpoint_interval: int | None = param(None, "also write models/model_last.pt every N episodes; null or 0: "
                                                    "only at validations and epoch ends", min=0)
-    log_interval: int = param(100, "episodes between console log lines", min=0)
+    log_interval: int = param(100, "episodes between console log lines (0: every episode)", min=0)
     precision: Literal[32, "32", "bf16", "16-mixed"] = param(
         "32", "32 (float32), bf16 (bfloat16 autocast) or 16-mixed (float16 autocast with a gradient scaler)")
 
@@ -109,7 +115,7 @@ class TestingSection:
     sampler: SamplerSection | None = param(None, "which samples to test on (finite datasets)")
     dataloader: DataLoaderSection = param(factory=DataLoaderSection, doc="DataLoader settings")
     num_batches: int | None = param(None, "test on this many batches; null: the whole set", min=1)
-    seed: int | None = param(None, "seed of the test data; null: the training seed")
+    seed: int | None = param(None, "seed of the test data; null: the training seed", min=0, max=MAX_SEED)
     model_overrides: dict[str, Any] | None = param(
         None, "model parameters changed for this test only, e.g. {decoding: beam, beam_width: 5}: parameters that "
               "do not change the weights (a decoding policy), since the trained weights are loaded into the model")

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from miprometheus.data import DataDefinition
-from miprometheus.params import check_bounds, param
+from miprometheus.params import MAX_BATCH_SIZE, check_bounds, param
 from miprometheus.statistics import Measure, StatisticDefinition
 
 Batch = dict[str, Any]
@@ -20,7 +20,7 @@ Batch = dict[str, Any]
 class ProblemParams:
     """Parameters shared by every problem."""
 
-    batch_size: int = param(64, "number of samples in one batch", min=1)
+    batch_size: int = param(64, "number of samples in one batch", min=1, max=MAX_BATCH_SIZE)
 
 
 class Problem(Dataset):

@@ -675,9 +675,13 @@ def test_sampler_ranges_to_the_end_of_a_dataset(tmp_path):
     assert parse_indices("3:", 6) == [3, 4, 5] and parse_indices("1:4", 6) == [1, 2, 3]
     with pytest.raises(ConfigError, match="out of range"):
         parse_indices("2:9", 6)
-    path = write(tmp_path, "exp.yaml", EXPERIMENT + "  sampler: {name: SubsetRandomSampler, indices: '5:'}\n")
-    spec = validate(load_config([path]))
-    assert spec.splits["training"].section.sampler.indices == "5:"  # not taken for a path
+    from miprometheus.config.schema import Errors, build
+    from miprometheus.config.sections import SamplerSection
+
+    path = write(tmp_path, "exp.yaml", "sampler: {name: SubsetRandomSampler, indices: '5:'}\n")
+    config, errors = load_config([path]), Errors()
+    sampler = build(SamplerSection, config.tree["sampler"], "sampler", config, errors)
+    assert errors == [] and sampler.indices == "5:"  # not taken for a path
 
 
 def test_generated_validation_and_test_splits_default_to_a_small_size(tmp_path, tiny_config):

@@ -34,7 +34,7 @@ from miprometheus.models.memory import addressing
 from miprometheus.models.memory.controllers import Controller
 from miprometheus.models.memory.ntm import unroll
 from miprometheus.models.model import Model, sequence_definitions
-from miprometheus.params import param
+from miprometheus.params import MAX_UNITS, param
 from miprometheus.registry import register_model
 
 #: the controllers a DNC may use (``controllers.CONTROLLERS`` without ThalNet's ffgru).
@@ -252,12 +252,12 @@ class DNC(Model):
         output_item_size: int = param(doc="size O of one output item (logits)", from_problem=True)
         controller: Literal["lstm", "gru", "rnn", "feedforward"] = param(
             "lstm", "the controller: lstm, gru, rnn (phi(W [u; h] + b)) or feedforward (W u + b, no state)")
-        hidden_size: int = param(64, "size H of the controller's output", min=1)
+        hidden_size: int = param(64, "size H of the controller's output", min=1, max=MAX_UNITS)
         non_linearity: Literal["sigmoid", "tanh", "relu", "none"] = param("sigmoid", "phi of the rnn controller")
         num_read_heads: int = param(1, "number R of read heads (there is one write head)", min=1)
         num_addresses: int = param(-1, "number N of memory slots; -1: N = T, the length of the input sequence",
                                    min=1, also=(-1,))
-        word_size: int = param(10, "width W of one memory slot", min=1)
+        word_size: int = param(10, "width W of one memory slot", min=1, max=MAX_UNITS)
 
     def __init__(self, params: DNC.Params) -> None:
         super().__init__(params)

@@ -16,7 +16,7 @@ from miprometheus.errors import ConfigError
 from miprometheus.models.memory.addressing import content_weighting, location_addressing, one_hot_address, oneplus
 from miprometheus.models.memory.controllers import CONTROLLERS, NON_LINEARITIES, Controller
 from miprometheus.models.model import Model, sequence_definitions
-from miprometheus.params import param
+from miprometheus.params import MAX_UNITS, param
 from miprometheus.registry import register_model
 
 #: the value every memory cell starts at (the original MI-Prometheus's M_0 = 0.01, not 0).
@@ -59,7 +59,7 @@ class DWM(Model):
 
         input_item_size: int = param(doc="size I of one input item", from_problem=True, min=1)
         output_item_size: int = param(doc="size O of one output item (logits)", from_problem=True, min=1)
-        hidden_size: int = param(5, "controller units H", min=1)
+        hidden_size: int = param(5, "controller units H", min=1, max=MAX_UNITS)
         controller: str = param("rnn", "controller kind: rnn (the paper's sigmoid RNN), lstm, gru, feedforward, "
                                        "ffgru")
         non_linearity: str = param("sigmoid", "non-linearity of the rnn controller: sigmoid, tanh, relu, none")

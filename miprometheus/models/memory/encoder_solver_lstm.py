@@ -11,7 +11,7 @@ import torch
 from miprometheus.errors import ConfigError
 from miprometheus.models.memory.maes import phases, select
 from miprometheus.models.model import Model, sequence_definitions
-from miprometheus.params import param
+from miprometheus.params import MAX_UNITS, param
 from miprometheus.registry import register_model
 
 
@@ -34,7 +34,7 @@ class EncoderSolverLSTM(Model):
         output_item_size: int = param(doc="size O of one output item (logits)", from_problem=True, min=1)
         store_bit: int = param(doc="input channel of the store marker (switches to Encode mode)", from_problem=True)
         recall_bit: int = param(doc="input channel of the recall marker (switches to Solve mode)", from_problem=True)
-        hidden_size: int = param(256, "units H of each LSTMCell", min=1)
+        hidden_size: int = param(256, "units H of each LSTMCell", min=1, max=MAX_UNITS)
 
     def __init__(self, params: EncoderSolverLSTM.Params) -> None:
         super().__init__(params)

@@ -16,7 +16,7 @@ from miprometheus.errors import ConfigError, DataError
 from miprometheus.models.memory.addressing import erase_and_add, location_addressing, one_hot_address, oneplus, read
 from miprometheus.models.memory.controllers import CONTROLLERS, NON_LINEARITIES, Controller
 from miprometheus.models.model import Model, sequence_definitions
-from miprometheus.params import param
+from miprometheus.params import MAX_UNITS, param
 from miprometheus.registry import register_model
 
 
@@ -175,7 +175,7 @@ class MAES(Model):
         output_item_size: int = param(doc="size O of one output item (logits)", from_problem=True, min=1)
         store_bit: int = param(doc="input channel of the store marker (Encode mode)", from_problem=True)
         recall_bit: int = param(doc="input channel of the recall marker (switches to Solve mode)", from_problem=True)
-        hidden_size: int = param(20, "units H of each controller (encoder and solver)", min=1)
+        hidden_size: int = param(20, "units H of each controller (encoder and solver)", min=1, max=MAX_UNITS)
         controller: str = param("rnn", "controller kind of both cells: rnn, lstm, gru, feedforward, ffgru")
         non_linearity: str = param("sigmoid", "non-linearity of the rnn controller: sigmoid, tanh, relu, none")
         num_content_bits: int = param(15, "width C of one memory slot", min=1)

@@ -24,7 +24,7 @@ from miprometheus.errors import ConfigError
 from miprometheus.models.memory import addressing
 from miprometheus.models.memory.controllers import Controller
 from miprometheus.models.model import Model, sequence_definitions
-from miprometheus.params import param
+from miprometheus.params import MAX_UNITS, param
 from miprometheus.registry import register_model
 
 #: the controllers an NTM may use (``controllers.CONTROLLERS`` without ThalNet's ffgru).
@@ -216,7 +216,7 @@ class NTM(Model):
         controller: Literal["lstm", "gru", "rnn", "feedforward"] = param(
             "rnn", "the controller: lstm, gru, rnn (h = phi(W [u; h_prev] + b)) or feedforward (h = W u + b, "
                    "no state); u = [x_t; r_{t-1}]")
-        hidden_size: int = param(100, "size H of the controller's output", min=1)
+        hidden_size: int = param(100, "size H of the controller's output", min=1, max=MAX_UNITS)
         non_linearity: Literal["sigmoid", "tanh", "relu", "none"] = param(
             "tanh", "phi of the rnn controller (the original configs: sigmoid)")
         num_read_heads: int = param(1, "number R of read heads (there is one write head)", min=1)

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from miprometheus.models.model import Model, sequence_definitions
-from miprometheus.params import param
+from miprometheus.params import MAX_UNITS, param
 from miprometheus.registry import register_model
 
 
@@ -26,9 +26,9 @@ class LSTM(Model):
 
         input_item_size: int = param(doc="size I of one input item", from_problem=True)
         output_item_size: int = param(doc="size O of one output item (logits)", from_problem=True)
-        hidden_size: int = param(256, "number of units H in each LSTM layer")
-        num_layers: int = param(1, "number of stacked LSTM layers")
-        dropout: float = param(0.0, "dropout probability between stacked layers (off in eval mode)")
+        hidden_size: int = param(256, "number of units H in each LSTM layer", min=1, max=MAX_UNITS)
+        num_layers: int = param(1, "number of stacked LSTM layers", min=1, max=1024)
+        dropout: float = param(0.0, "dropout probability between stacked layers (off in eval mode)", min=0, max=1)
 
     def __init__(self, params: LSTM.Params) -> None:
         super().__init__(params)

@@ -30,7 +30,7 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from miprometheus.models.memory.controllers import Controller
 from miprometheus.models.model import Model, sequence_definitions
-from miprometheus.params import param
+from miprometheus.params import MAX_UNITS, param
 from miprometheus.registry import register_model
 
 
@@ -56,8 +56,9 @@ class ThalNet(Model):
         num_modules: int = param(4, "number K of modules; the first reads the input, the last gives the read-out",
                                  min=1)
         center_size_per_module: int = param(32, "features m each module sends to the centre (its GRU state size)",
-                                            min=1)
-        context_size: int = param(32, "size kappa of the context each module reads from the centre", min=1)
+                                            min=1, max=MAX_UNITS)
+        context_size: int = param(32, "size kappa of the context each module reads from the centre",
+                                  min=1, max=MAX_UNITS)
         reading: Literal["weight_normalized", "linear"] = param(
             "weight_normalized", "each module's reading of the centre: weight-normalised linear (the paper's robust "
                                  "default, w = g v / |v| per row) or plain linear")

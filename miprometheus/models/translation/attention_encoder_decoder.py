@@ -28,7 +28,7 @@ from torch import nn
 
 from miprometheus.models.translation.decoding import State
 from miprometheus.models.translation.seq2seq import Seq2SeqModel, Seq2SeqParams
-from miprometheus.params import param
+from miprometheus.params import MAX_UNITS, param
 from miprometheus.registry import register_model
 
 
@@ -73,13 +73,16 @@ class AttentionEncoderDecoder(Seq2SeqModel):
         """Parameters of the attention encoder-decoder."""
 
         cell: Literal["gru", "lstm"] = param("gru", "recurrent cell of the encoder and the decoder")
-        embedding_size: int = param(128, "size of the word embeddings (source and target)", min=1)
-        hidden_size: int = param(256, "units of each recurrent layer (per direction in the encoder)", min=1)
+        embedding_size: int = param(128, "size of the word embeddings (source and target)", min=1, max=MAX_UNITS)
+        hidden_size: int = param(256, "units of each recurrent layer (per direction in the encoder)",
+                                 min=1, max=MAX_UNITS)
         num_layers: int = param(1, "stacked recurrent layers of the encoder and of the decoder", min=1)
         bidirectional: bool = param(True, "read the source in both directions")
         attention: Literal["bahdanau", "luong"] = param("bahdanau", "additive (Bahdanau) or general (Luong)")
-        attention_size: int = param(256, "size of the additive attention's hidden layer (bahdanau)", min=1)
-        dropout: float = param(0.1, "dropout on the embeddings and before the output layer (training only)")
+        attention_size: int = param(256, "size of the additive attention's hidden layer (bahdanau)",
+                                    min=1, max=MAX_UNITS)
+        dropout: float = param(0.1, "dropout on the embeddings and before the output layer (training only)",
+                               min=0, max=1)
         teacher_forcing_ratio: float = param(1.0, "probability that a training step is fed the target word "
                                                   "rather than the model's own")
 

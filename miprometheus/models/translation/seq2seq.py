@@ -21,7 +21,7 @@ from miprometheus.data import ANY, DataDefinition
 from miprometheus.errors import ConfigError
 from miprometheus.models.model import Model
 from miprometheus.models.translation.decoding import Decoded, State, Step, beam_search, cut_after_eos
-from miprometheus.params import param
+from miprometheus.params import MAX_SEQUENCE_LENGTH, param
 
 
 @dataclass(kw_only=True)
@@ -39,7 +39,7 @@ class Seq2SeqParams:
     length_penalty: float = param(1.0, "beam search ranks finished outputs by log-probability / length**this "
                                        "(0: raw log-probability)", min=0)
     max_decoding_length: int | None = param(None, "most tokens decoded at evaluation (null: "
-                                                  "max_sequence_length + 2)", min=1)
+                                                  "max_sequence_length + 2)", min=1, max=MAX_SEQUENCE_LENGTH)
 
 
 class Seq2SeqModel(Model):

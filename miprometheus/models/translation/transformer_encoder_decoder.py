@@ -20,7 +20,7 @@ from torch import nn
 
 from miprometheus.models.translation.decoding import State
 from miprometheus.models.translation.seq2seq import Seq2SeqModel, Seq2SeqParams
-from miprometheus.params import param
+from miprometheus.params import MAX_UNITS, param
 from miprometheus.registry import register_model
 
 
@@ -46,8 +46,8 @@ class TransformerEncoderDecoder(Seq2SeqModel):
         nhead: int = param(4, "attention heads (d_model must be a multiple)", min=1)
         num_encoder_layers: int = param(2, "encoder layers", min=1)
         num_decoder_layers: int = param(2, "decoder layers", min=1)
-        dim_feedforward: int = param(256, "units of each layer's feed-forward block", min=1)
-        dropout: float = param(0.1, "dropout in every layer and on the embeddings (training only)")
+        dim_feedforward: int = param(256, "units of each layer's feed-forward block", min=1, max=MAX_UNITS)
+        dropout: float = param(0.1, "dropout in every layer and on the embeddings (training only)", min=0, max=1)
 
     def __init__(self, params: TransformerEncoderDecoder.Params) -> None:
         super().__init__(params)

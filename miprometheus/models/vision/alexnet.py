@@ -52,7 +52,7 @@ class AlexNet(Model):
         width: int = param(doc="image width (63 or more)", from_problem=True)
         num_channels: int = param(doc="image channels: 3, or 1 (replicated to RGB)", from_problem=True)
         num_classes: int = param(doc="number of classes (size of the logits)", from_problem=True)
-        dropout: float = param(0.5, "dropout probability before the first two linear layers")
+        dropout: float = param(0.5, "dropout probability before the first two linear layers", min=0, max=1)
 
     def __init__(self, params: AlexNet.Params) -> None:
         super().__init__(params)

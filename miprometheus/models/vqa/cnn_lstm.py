@@ -23,7 +23,7 @@ from miprometheus.data import ANY, DataDefinition
 from miprometheus.errors import ConfigError
 from miprometheus.models.model import Model
 from miprometheus.models.vqa.components import ConvInputModel, QuestionEncoder
-from miprometheus.params import param
+from miprometheus.params import MAX_UNITS, param
 from miprometheus.registry import register_model
 
 #: what ``image_encoder`` may name: raw pixels through the 4-layer CNN, or pre-extracted feature maps.
@@ -122,10 +122,11 @@ class CNN_LSTM(Model):
                      "(e.g. CLEVR's [1024, 14, 14]) through a 1x1 convolution and ReLU")
         conv_filters: int = param(24, "channels of the image encoder's output (the size of one region/object)",
                                   min=1)
-        embedding_size: int = param(32, "size of the learned word embeddings", min=1)
-        question_hidden_size: int = param(64, "units of the question LSTM", min=1)
-        classifier_hidden: int = param(256, "units of each of the answer classifier's two hidden layers", min=1)
-        dropout: float = param(0.5, "dropout before the classifier's last layer (training only)")
+        embedding_size: int = param(32, "size of the learned word embeddings", min=1, max=MAX_UNITS)
+        question_hidden_size: int = param(64, "units of the question LSTM", min=1, max=MAX_UNITS)
+        classifier_hidden: int = param(256, "units of each of the answer classifier's two hidden layers",
+                                       min=1, max=MAX_UNITS)
+        dropout: float = param(0.5, "dropout before the classifier's last layer (training only)", min=0, max=1)
 
     def __init__(self, params: CNN_LSTM.Params) -> None:
         super().__init__(params)

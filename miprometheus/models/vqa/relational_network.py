@@ -41,7 +41,7 @@ from miprometheus.data import ANY, DataDefinition
 from miprometheus.models.model import Model
 from miprometheus.models.vqa.cnn_lstm import CNN_LSTM, AnswerClassifier, ImageEncoder, check_vqa_params, vqa_definitions
 from miprometheus.models.vqa.components import QuestionEncoder
-from miprometheus.params import param
+from miprometheus.params import MAX_UNITS, param
 from miprometheus.registry import register_model
 
 #: the pairs ``plot`` draws: those with the largest ||g_theta|| (their share of the sum f_phi reads).
@@ -71,10 +71,10 @@ class RelationalNetwork(Model):
     class Params(CNN_LSTM.Params):
         """Parameters of the Relational Network: the CNN+LSTM baseline's (f_phi is its classifier), and g_theta's."""
 
-        question_hidden_size: int = param(128, "units of the question LSTM (the paper's 128)", min=1)
-        classifier_hidden: int = param(256, "units of each of f_phi's two hidden layers", min=1)
+        question_hidden_size: int = param(128, "units of the question LSTM (the paper's 128)", min=1, max=MAX_UNITS)
+        classifier_hidden: int = param(256, "units of each of f_phi's two hidden layers", min=1, max=MAX_UNITS)
         g_theta_layers: int = param(4, "number of layers of g_theta (Linear then ReLU each)", min=1)
-        g_theta_units: int = param(256, "units of each layer of g_theta", min=1)
+        g_theta_units: int = param(256, "units of each layer of g_theta", min=1, max=MAX_UNITS)
         aggregation: str = param("sum", "how the pairs' g_theta outputs are combined: sum (the paper) or mean "
                                         "(the same up to a factor 1/n^2, which keeps f_phi's input at one scale)")
         question_input: str = param("lstm", "how g_theta reads the question: lstm (its tokens through the question "

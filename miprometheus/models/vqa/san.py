@@ -26,7 +26,7 @@ from torch import nn
 from miprometheus.models.model import Model
 from miprometheus.models.vqa.cnn_lstm import CNN_LSTM, AnswerClassifier, ImageEncoder, check_vqa_params, vqa_definitions
 from miprometheus.models.vqa.components import QuestionEncoder
-from miprometheus.params import param
+from miprometheus.params import MAX_UNITS, param
 from miprometheus.registry import register_model
 
 
@@ -62,7 +62,7 @@ class SAN(Model):
     class Params(CNN_LSTM.Params):
         """Parameters of SAN: the CNN+LSTM baseline's, and the attention's."""
 
-        attention_size: int = param(128, "size a of the space where regions and query meet (h^k)", min=1)
+        attention_size: int = param(128, "size a of the space where regions and query meet (h^k)", min=1, max=MAX_UNITS)
         num_hops: int = param(2, "number K of attention layers (the paper: 2 is best)", min=1)
 
     def __init__(self, params: SAN.Params) -> None:

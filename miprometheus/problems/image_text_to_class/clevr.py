@@ -56,7 +56,7 @@ import torch
 from miprometheus.data import DataDefinition
 from miprometheus.errors import DataError
 from miprometheus.layout import FEATURES_DIR
-from miprometheus.params import param
+from miprometheus.params import MAX_IMAGE_SIDE, param
 from miprometheus.problems.cache import cached_dataset
 from miprometheus.problems.image_text_to_class.clevr_features import FeatureFile, read_features
 from miprometheus.problems.image_text_to_class.vqa_problem import VQAParams, VQAProblem
@@ -216,7 +216,8 @@ class CLEVR(VQAProblem):
         images: Literal["raw", "features"] = param("raw", "raw: the PNG images; features: the split's feature file "
                                                           "written by mip extract-features")
         resize: list[int] | None = param(factory=lambda: [128, 128], doc="images: raw: [height, width] of the "
-                                         "images in a batch (default [128, 128]); null: the files' 320 x 480")
+                                         "images in a batch (default [128, 128]); null: the files' 320 x 480",
+                                         min=1, max=MAX_IMAGE_SIDE)
         features_file: str | None = param(None, "images: features: the split's .npy feature file; null: "
                                                 "<data_folder>/features/<feature_extractor>/<split>.npy", path=True)
         feature_extractor: str = param("resnet101_layer3", "images: features: the folder of the features under "

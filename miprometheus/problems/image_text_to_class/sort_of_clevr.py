@@ -49,7 +49,7 @@ from PIL import Image, ImageDraw
 
 from miprometheus.data import DataDefinition
 from miprometheus.errors import DataError
-from miprometheus.params import param
+from miprometheus.params import MAX_IMAGE_SIDE, param
 from miprometheus.problems.cache import cache_path, cached_dataset
 from miprometheus.problems.dataset_seeding import dataset_generator
 from miprometheus.problems.image_text_to_class.vqa_problem import VQAParams, VQAProblem
@@ -343,7 +343,7 @@ class SortOfCLEVR(VQAProblem):
             "train", "which scenes: each split name draws its own scenes from dataset_seed")
         num_scenes: int = param(10000, "number of scenes (images); each gives 7 questions per object", min=1)
         img_size: int = param(128, "side of the square images in pixels (from 23: grid cells wider than twice the "
-                                   "jitter of the object centres)", min=23)
+                                   "jitter of the object centres)", min=23, max=MAX_IMAGE_SIDE)
         min_objects: int = param(2, "fewest objects in a scene (at least 2: relational questions need another)")
         max_objects: int = param(6, "most objects in a scene (at most 6, one per colour)")
         dataset_seed: int = param(0, "seed of the scenes (independent of the run's seed)")

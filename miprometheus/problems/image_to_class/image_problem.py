@@ -19,7 +19,7 @@ from torch.utils.data import get_worker_info
 
 from miprometheus.data import DataDefinition
 from miprometheus.errors import ConfigError
-from miprometheus.params import param
+from miprometheus.params import MAX_IMAGE_SIDE, param
 from miprometheus.problems.image_transforms import (
     grey_to_rgb,
     normalize,
@@ -37,7 +37,7 @@ class ImageParams(ProblemParams):
     """Parameters shared by every image classification problem (transforms applied to each batch)."""
 
     resize: list[int] | None = param(None, "optional [height, width] to resize the images to (bilinear, "
-                                           "antialiased, per batch)")
+                                           "antialiased, per batch)", min=1, max=MAX_IMAGE_SIDE)
     normalize: bool = param(False, "subtract the mean and divide by the std per channel (the dataset's published "
                                    "values unless mean/std are set)")
     mean: list[float] | float | None = param(None, "per-channel pixel mean (in [0, 1]) used by normalize; one "

@@ -54,7 +54,7 @@ import torch.nn.functional as F
 
 from miprometheus.data import DataDefinition
 from miprometheus.errors import ConfigError, DataError
-from miprometheus.params import param
+from miprometheus.params import MAX_SEQUENCE_LENGTH, param
 from miprometheus.problems.assets import assets_of_run
 from miprometheus.problems.cache import file_lock
 from miprometheus.problems.dataset_seeding import dataset_generator
@@ -121,7 +121,8 @@ class TranslationAnkiParams(ProblemParams):
     normalize: bool = param(True, "the reference preprocessing (ASCII, lower case, punctuation spaced); false: "
                                   "the sentences as written, split on white space")
     max_sequence_length: int | None = param(10, "keep pairs whose two sides have fewer than this many tokens "
-                                                "(punctuation counts); null: no length filter", min=2)
+                                                "(punctuation counts); null: no length filter",
+                                                min=2, max=MAX_SEQUENCE_LENGTH)
     eng_prefixes: list[str] | None = param(None, "keep pairs whose English side starts with one of these "
                                                  "(normalised) prefixes, e.g. the tutorial's 'i am ', 'he is', ...; "
                                                  "null: no prefix filter")

@@ -27,7 +27,7 @@ from torch import nn
 from miprometheus.data import ANY, DataDefinition
 from miprometheus.errors import ConfigError
 from miprometheus.models.vqa.components import ConvInputModel, QuestionEncoder, question_mask
-from miprometheus.params import param
+from miprometheus.params import MAX_UNITS, param
 
 
 @dataclass
@@ -42,11 +42,11 @@ class MACBaseParams:
     height: int = param(128, "height of the images or feature maps", from_problem=True, min=1)
     width: int = param(128, "width of the images or feature maps", from_problem=True, min=1)
     dim: int = param(512, "size d of the control, memory and knowledge vectors (the LSTM has d units per "
-                          "direction)", min=1)
+                          "direction)", min=1, max=MAX_UNITS)
     max_step: int = param(12, "number p of reasoning steps", min=1)
-    embedding_size: int = param(300, "size of the learned word embeddings", min=1)
+    embedding_size: int = param(300, "size of the learned word embeddings", min=1, max=MAX_UNITS)
     dropout: float = param(0.15, "variational dropout rate on control and memory (one mask per forward pass, "
-                                 "the same at every step; training only)")
+                                 "the same at every step; training only)", min=0, max=1)
     image_encoder: Literal["features", "conv4"] = param(
         "features", "features: pre-extracted feature maps [B, num_channels, h, w] (CLEVR's ResNet-101 conv4); "
                     "conv4: raw pixels through the RN paper's 4-layer CNN (24 filters, stride 2) first")

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from miprometheus.data import DataDefinition
 from miprometheus.errors import ConfigError
-from miprometheus.params import param
+from miprometheus.params import MAX_SEQUENCE_LENGTH, param
 from miprometheus.problems.problem import Batch, GeneratedProblem, ProblemParams
 from miprometheus.statistics import Measure, StatisticDefinition, mean_of
 
@@ -58,9 +58,9 @@ class AlgorithmicSeqToSeqProblem(GeneratedProblem):
         control_bits: int = param(2, "number of control channels: bit 0 = store marker, bit 1 = recall marker, "
                                      "the others carry the optional control line", min=2)
         data_bits: int = param(8, "number of bits of one data item", min=1)
-        min_sequence_length: int = param(1, "smallest number of items of a sequence", min=1)
+        min_sequence_length: int = param(1, "smallest number of items of a sequence", min=1, max=MAX_SEQUENCE_LENGTH)
         max_sequence_length: int = param(10, "largest number of items of a sequence "
-                                             "(the ceiling of curriculum learning)")
+                                             "(the ceiling of curriculum learning)", max=MAX_SEQUENCE_LENGTH)
         bias: float = param(0.5, "probability that a data bit is 1", min=0, max=1)
         size: int = param(1_000_000, "nominal number of samples of one training epoch (generated on the fly); "
                                      "validation and testing splits that do not set it have 1,000", min=1)

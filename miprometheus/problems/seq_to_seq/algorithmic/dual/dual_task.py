@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 import torch
 
 from miprometheus.data import DataDefinition
-from miprometheus.params import param
+from miprometheus.params import MAX_SEQUENCE_LENGTH, param
 from miprometheus.problems.problem import Batch
 from miprometheus.problems.seq_to_seq.algorithmic.algorithmic_problem import AlgorithmicSeqToSeqProblem
 from miprometheus.statistics import Measure, StatisticDefinition, mean_of
@@ -129,8 +129,9 @@ class DualTaskProblem(AlgorithmicSeqToSeqProblem):
         control_bits: int = param(4, "number of control channels: bits 0-3 are the markers # % & $ "
                                      "(more are allowed and stay 0)")
         data_bits: int = param(8, "number of bits of one data item")
-        min_sequence_length: int = param(1, "shortest memory subsequence x_i (items)")
-        max_sequence_length: int = param(6, "longest memory subsequence x_i (the ceiling of curriculum learning)")
+        min_sequence_length: int = param(1, "shortest memory subsequence x_i (items)", max=MAX_SEQUENCE_LENGTH)
+        max_sequence_length: int = param(6, "longest memory subsequence x_i (the ceiling of curriculum learning)",
+                                         max=MAX_SEQUENCE_LENGTH)
         use_control_lines: bool = param(False, "must stay false: the dual tasks have no control lines")
         num_subseq_min: int = param(1, "smallest number N of subsequence pairs (x_i, y_i)", min=1)
         num_subseq_max: int = param(3, "largest number N of subsequence pairs (x_i, y_i)", max=_MOST_SUBSEQUENCES)
@@ -275,9 +276,10 @@ class PairedSubsequenceTask(DualTaskProblem):
         """Parameters of the paired dual tasks: the dual ones and the range of the secondary lengths m_i."""
 
         min_secondary_length: int | None = param(None, "shortest secondary subsequence y_i; null: "
-                                                       "min_sequence_length", min=1)
+                                                       "min_sequence_length", min=1, max=MAX_SEQUENCE_LENGTH)
         max_secondary_length: int | None = param(None, "longest secondary subsequence y_i (a ceiling of "
-                                                       "curriculum learning); null: max_sequence_length")
+                                                       "curriculum learning); null: max_sequence_length",
+                                                       max=MAX_SEQUENCE_LENGTH)
 
     def __init__(self, params: Params) -> None:
         super().__init__(params)
