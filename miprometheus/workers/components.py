@@ -18,16 +18,26 @@ def build_problem(split: Split) -> Any:
 
 
 def build_model(spec: ExperimentSpec, problem: Any, overrides: dict[str, Any] | None = None,
-                where: str = "model") -> Any:
+                where: str = "model", default_values: Mapping[str, Any] | None = None) -> Any:
     """The model, with the problem's values filled in, after the handshake with the problem.
 
     ``overrides``: model parameters a test changes (its ``model_overrides``, located at ``where``).
+    ``default_values``: the values to fill in, when they come from another problem than the one the model
+    meets (the training problem's, for the model ``mip check`` builds for a validation or test split).
     """
-    params = finalize_model_params(spec, problem.default_values, overrides, where)
+    values = problem.default_values if default_values is None else dict(default_values)
+    params = finalize_model_params(spec, values, overrides, where)
     try:
         model = spec.model.cls(params)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"model ({spec.model.cls.__name__}): {exc}") from None
+    check_fits(model, problem)
+    return model
+
+
+def check_fits(model: Any, problem: Any) -> None:
+    """The handshake (DESIGN §4): the model reads what the problem's batches hold, outputs what its loss
+    expects, and names its further outputs apart from the batch's keys. Raises HandshakeError."""
     handshake(problem.name, problem.output_definitions, problem.prediction_definitions,
               model.name, model.input_definitions, model.output_definitions)
     clashes = sorted(key for key in model.output_definitions
@@ -36,7 +46,6 @@ def build_model(spec: ExperimentSpec, problem: Any, overrides: dict[str, Any] | 
         names = ', '.join(map(repr, clashes))
         raise HandshakeError(f"model {model.name} outputs {names}, which problem {problem.name} "
                              "already puts in its batches: a model's further outputs need names of their own")
-    return model
 
 
 def check_first_batch(problem: Any, model: Any, batch: dict[str, Any], predictions: Any,

@@ -15,7 +15,7 @@ from miprometheus.config.experiment_spec import ExperimentSpec, Split
 from miprometheus.models import transfer
 from miprometheus.problems.assets import apply_assets, build_training_assets
 from miprometheus.seeding import seed_everything
-from miprometheus.workers.components import build_model, build_problem
+from miprometheus.workers.components import build_model, build_problem, check_fits
 from miprometheus.workers.loaders import ProblemLoader
 from miprometheus.workers.precision import check_precision
 
@@ -60,7 +60,8 @@ def apply_transfer(spec: ExperimentSpec, model: Any, load_weights: bool = True) 
 def set_up_split(spec: ExperimentSpec, split: Split, device: torch.device | str, *, sampler_seed: int,
                  global_seed: int | None = None, data_seed: int | None = None,
                  assets: dict[str, Any] | None = None, assets_source: str = "", own_assets: bool = False,
-                 assets_optional: bool = False, with_model: bool = True, resuming: bool = False) -> PreparedSplit:
+                 assets_optional: bool = False, with_model: bool = True, resuming: bool = False,
+                 model_values: dict[str, Any] | None = None, fits_model: Any = None) -> PreparedSplit:
     """Build one split of ``spec`` on ``device``.
 
     ``global_seed``: seed every generator first (the model's initial weights depend on it). ``data_seed``: the
@@ -70,6 +71,11 @@ def set_up_split(spec: ExperimentSpec, split: Split, device: torch.device | str,
     else built). ``with_model``: build the model for this split's problem (a test's ``model_overrides``
     apply), with the transfer of ``model.init_from`` / ``model.freeze`` on the training split (weights not
     loaded when ``resuming``).
+
+    A validation or test split runs the model the training split built, so it must fit this split's problem
+    too, before anything runs: ``fits_model`` (with ``with_model=False``) is that model, checked against this
+    split's problem; ``model_values`` (with ``with_model=True``) are the values the training problem supplied,
+    so the model built here is the one training builds (``mip check``), not one fitted to this split.
     """
     device = torch.device(device)
     if global_seed is not None:
@@ -86,10 +92,12 @@ def set_up_split(spec: ExperimentSpec, split: Split, device: torch.device | str,
     if with_model:
         section = split.section
         prepared.model = build_model(spec, problem, getattr(section, "model_overrides", None),
-                                     f"{split.name}.model_overrides")
+                                     f"{split.name}.model_overrides", model_values)
         if split.name == "training":
             prepared.transfer = apply_transfer(spec, prepared.model, load_weights=not resuming)
         prepared.model.to(device)
+    elif fits_model is not None:
+        check_fits(fits_model, problem)
     kind = split.name.split(".")[0]  # a test setting "testing.<name>" samples as the testing split does
     prepared.loader = ProblemLoader(problem, split.section.sampler, split.section.dataloader, sampler_seed,
                                     f"{kind}.sampler: ", device)

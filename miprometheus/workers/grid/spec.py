@@ -30,8 +30,11 @@ from miprometheus.config.loader import (
 from miprometheus.config.schema import Errors, build, unknown_key
 from miprometheus.config.sections import TOP_LEVEL
 from miprometheus.errors import ConfigError, MipError
-from miprometheus.params import param
+from miprometheus.params import MAX_SEED, param
 from miprometheus.workers.grid.search_settings import Dimension, SearchSettings, parse_space, task_space, with_values
+
+#: most CPU threads of one experiment (torch.set_num_threads far above the cores crashes some builds)
+MAX_THREADS = 1024
 
 GRID_KEYS = ["grid_tasks", "grid_overwrite", "grid_settings", "description"]
 #: sections of an experiment config; on a grid's command line, ``training.x=1`` is ``grid_overwrite.training.x=1``
@@ -46,11 +49,11 @@ class GridSettings:
     max_concurrent_runs: int = param(1, "experiments running at the same time", min=1)
     executor: Literal["local", "ray", "slurm"] = param("local", "local (child processes), ray or slurm")
     cpus_per_experiment: int | None = param(None, "CPU threads of each experiment; null: the cores divided "
-                                                  "by max_concurrent_runs")
-    gpus_per_experiment: float = param(0.0, "GPUs of each experiment (a fraction shares a GPU)")
+                                                  "by max_concurrent_runs", min=1, max=MAX_THREADS)
+    gpus_per_experiment: float = param(0.0, "GPUs of each experiment (a fraction shares a GPU)", min=0, max=64)
     warm_start: bool = param(True, "local executor: fork each experiment from a process that has imported torch "
                                    "once (starts in a fraction of a second); false: a fresh process each")
-    retries: int = param(1, "attempts after the first for an experiment that fails or is killed")
+    retries: int = param(1, "attempts after the first for an experiment that fails or is killed", min=0, max=100)
     sweep: dict[str, list[Any]] = param(factory=dict, doc="dotted key -> list of values; the grid runs the "
                                                           "Cartesian product with the tasks")
     test: bool = param(True, "mip grid run: test every finished experiment")
@@ -59,9 +62,10 @@ class GridSettings:
     ray_address: str | None = param(None, "Ray cluster: host:port, 'auto', or null to start a local one")
     ray_shared_filesystem: bool = param(False, "Ray workers see the grid folder (else results are shipped)")
     slurm_partition: str | None = param(None, "SLURM partition")
-    slurm_time_minutes: int = param(60, "SLURM time limit of one experiment")
+    slurm_time_minutes: int = param(60, "SLURM time limit of one experiment", min=1)
     slurm_cluster: str | None = param(None, "submitit cluster: null (auto), slurm, local or debug")
-    seed: int = param(-1, "seed of the seed draws for repetitions (and of a search's sampler); -1: random")
+    seed: int = param(-1, "seed of the seed draws for repetitions (and of a search's sampler); -1: random",
+                      min=0, max=MAX_SEED, also=(-1,))
     tensorboard: int | None = param(None, "TensorBoard level of every experiment (0 scalars, 1 + weights, "
                                           "2 + gradients); null: none. A search's trials add their parameters "
                                           "to TensorBoard's HParams tab", min=0, max=2)
@@ -224,6 +228,8 @@ def load_grid(path: Path | str, overrides: list[str] | None = None, validate_tas
                 errors.append(f"{grid.where('grid_settings.sweep.' + key)}sweep '{key}' must be a non-empty list")
     if isinstance(settings, GridSettings) and settings.search is not None:
         errors += _search_setting_errors(settings, grid)
+    if isinstance(settings, GridSettings):
+        errors += _resource_errors(settings, grid)
     if errors:
         raise ConfigError(f"invalid grid file {path}:\n  - " + "\n  - ".join(errors))
     spec = GridSpec(path, settings, tasks, raw=grid.tree)
@@ -232,6 +238,24 @@ def load_grid(path: Path | str, overrides: list[str] | None = None, validate_tas
     else:
         spec.experiments = plan(spec, grid_overwrite, validate_tasks)
     return spec
+
+
+def _resource_errors(settings: GridSettings, grid: LoadedConfig) -> list[str]:
+    """Resources this machine cannot give: GPUs for the local executor where torch sees none."""
+    if settings.executor != "local" or settings.gpus_per_experiment <= 0:
+        return []
+    import torch
+
+    count = torch.cuda.device_count()
+    if count == 0:
+        return [f"{grid.where('grid_settings.gpus_per_experiment')}'grid_settings.gpus_per_experiment' is "
+                f"{settings.gpus_per_experiment:g}, and this machine has no GPU (torch.cuda.device_count() is 0): "
+                "set it to 0, or run the grid where there are GPUs"]
+    if settings.gpus_per_experiment > count:
+        return [f"{grid.where('grid_settings.gpus_per_experiment')}'grid_settings.gpus_per_experiment' is "
+                f"{settings.gpus_per_experiment:g}, more than the {count} GPU(s) of this machine "
+                "(torch.cuda.device_count())"]
+    return []
 
 
 def _search_setting_errors(settings: GridSettings, grid: LoadedConfig) -> list[str]:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from miprometheus.errors import ConfigError
@@ -314,6 +315,8 @@ def test_shipped_grid_files_plan_and_validate(blank_mnist):
     for path in root.glob("*.yaml"):
         # a search builds each task's validation problem to check its objective: it reads the digits
         overrides = [f"training.problem.data_folder={blank_mnist}"] if path.name == "search_vision.yaml" else []
+        if path.name == "cogent_protocol.yaml" and not torch.cuda.is_available():
+            overrides.append("grid_settings.gpus_per_experiment=0")  # its GPU per experiment is refused without one
         spec = load_grid(path, overrides)
         assert spec.experiments or spec.search_tasks, path  # a search plans its tasks; trials come as it runs
     quickstart = load_grid(root / "quickstart.yaml")
