@@ -27,6 +27,9 @@ MAX_UNITS = 16_384
 MAX_SEQUENCE_LENGTH = 65_536
 #: most pixels on one side of an image a problem makes (resizes to)
 MAX_IMAGE_SIDE = 4_096
+#: most CPU threads of one run (``--threads``, ``grid_settings.cpus_per_experiment``): torch.set_num_threads far
+#: above the cores crashes some builds (a segmentation fault at 100,000)
+MAX_THREADS = 1_024
 #: largest seed: torch.manual_seed takes 64-bit seeds; 2**63 - 1 keeps them signed integers everywhere
 MAX_SEED = 2**63 - 1
 

@@ -30,11 +30,8 @@ from miprometheus.config.loader import (
 from miprometheus.config.schema import Errors, build, unknown_key
 from miprometheus.config.sections import TOP_LEVEL
 from miprometheus.errors import ConfigError, MipError
-from miprometheus.params import MAX_SEED, param
+from miprometheus.params import MAX_SEED, MAX_THREADS, param
 from miprometheus.workers.grid.search_settings import Dimension, SearchSettings, parse_space, task_space, with_values
-
-#: most CPU threads of one experiment (torch.set_num_threads far above the cores crashes some builds)
-MAX_THREADS = 1024
 
 GRID_KEYS = ["grid_tasks", "grid_overwrite", "grid_settings", "description"]
 #: sections of an experiment config; on a grid's command line, ``training.x=1`` is ``grid_overwrite.training.x=1``
