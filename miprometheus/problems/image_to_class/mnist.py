@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import math
 import os
 import struct
 import tempfile
@@ -65,51 +66,69 @@ def find_file(root: Path, name: str) -> Path | None:
     return None
 
 
-def _read_bytes(path: Path) -> bytes:
-    """The decompressed content of an IDX file; gzip is recognised by its magic bytes, not the name."""
+#: the most bytes of pixels or labels an IDX file may announce (MNIST's 60,000 training digits: 47 MB); a larger
+#: header is refused before anything is read, so a hostile header costs no memory
+MAX_IDX_BYTES = 2 << 30
+#: bytes decompressed at a time: a file holding more than its header announces is refused within one chunk
+READ_CHUNK_BYTES = 1 << 22
+
+
+def _read_idx(path: Path, what: str, magic: int, names: tuple[str, ...]) -> tuple[tuple[int, ...], bytearray]:
+    """The dimensions an IDX file's header announces (``names``: what each counts) and its data, validated.
+
+    gzip is recognised by its magic bytes, not the name. The header is read and checked first: the right
+    magic number, every dimension at least 1, at most MAX_IDX_BYTES in all. The data is then decompressed
+    a chunk at a time up to the size the header announces, and one byte more: a file holding more (a gzip
+    bomb of zeros behind a valid header) or less (truncated) is a DataError after a bounded read.
+    """
+    header_size = 4 + 4 * len(names)
     try:
-        data = path.read_bytes()
-        if data[:2] == b"\x1f\x8b":
-            data = gzip.decompress(data)
+        with open(path, "rb") as raw:
+            stream = gzip.GzipFile(fileobj=raw) if raw.read(2) == b"\x1f\x8b" else raw
+            raw.seek(0)
+            header = stream.read(header_size)
+            if len(header) < header_size:
+                raise DataError(f"MNIST {what} file {path} is too short ({len(header)} bytes) for its "
+                                f"{header_size}-byte IDX header")
+            found, *dims = struct.unpack(f">{len(names) + 1}I", header)
+            if found != magic:
+                raise DataError(f"MNIST {what} file {path} has magic number {found}, expected {magic} "
+                                f"(not an IDX {what} file, or corrupt)")
+            announced = " of ".join(filter(None, [f"{dims[0]} {names[0]}", "x".join(map(str, dims[1:]))]))
+            if 0 in dims:
+                raise DataError(f"MNIST {what} file {path} announces {announced}: every dimension of an IDX header "
+                                "must be at least 1 (the file is corrupt, or not the data it claims)")
+            expected = math.prod(dims)
+            if expected > MAX_IDX_BYTES:
+                raise DataError(f"MNIST {what} file {path} announces {announced} ({expected:,} bytes), more than the "
+                                f"{MAX_IDX_BYTES:,} bytes an IDX file may hold here")
+            data = bytearray()
+            while len(data) <= expected:
+                chunk = stream.read(min(READ_CHUNK_BYTES, expected + 1 - len(data)))
+                if not chunk:
+                    break
+                data += chunk
     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         raise DataError(f"cannot read MNIST file {path}: {exc}") from exc
-    return data
+    if len(data) > expected:
+        raise DataError(f"MNIST {what} file {path} holds more data than its header announces ({announced}: "
+                        f"{header_size + expected:,} bytes); reading stopped there: the file is corrupt or hostile")
+    if len(data) < expected:
+        raise DataError(f"MNIST {what} file {path} holds {header_size + len(data):,} bytes, but its header "
+                        f"({announced}) requires {header_size + expected:,}: the file is truncated or corrupt")
+    return tuple(dims), data
 
 
 def read_idx_images(path: Path) -> torch.Tensor:
     """Read an IDX image file (magic 2051) into a uint8 tensor ``[N, rows, cols]``; DataError if malformed."""
-    data = _read_bytes(path)
-    if len(data) < 16:
-        raise DataError(f"MNIST image file {path} is too short ({len(data)} bytes) for its 16-byte IDX header")
-    magic, count, rows, cols = struct.unpack(">IIII", data[:16])
-    if magic != IMAGES_MAGIC:
-        raise DataError(f"MNIST image file {path} has magic number {magic}, expected {IMAGES_MAGIC} "
-                        "(not an IDX image file, or corrupt)")
-    expected = 16 + count * rows * cols
-    if len(data) != expected:
-        raise DataError(f"MNIST image file {path} holds {len(data)} bytes, but its header ({count} images of "
-                        f"{rows}x{cols}) requires {expected}: the file is truncated or corrupt")
-    if count * rows * cols == 0:
-        return torch.empty(count, rows, cols, dtype=torch.uint8)
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8, offset=16).view(count, rows, cols)
+    (count, rows, cols), data = _read_idx(path, "image", IMAGES_MAGIC, ("images", "rows", "cols"))
+    return torch.frombuffer(data, dtype=torch.uint8).view(count, rows, cols)
 
 
 def read_idx_labels(path: Path) -> torch.Tensor:
     """Read an IDX label file (magic 2049) into an int64 tensor ``[N]``; DataError if malformed."""
-    data = _read_bytes(path)
-    if len(data) < 8:
-        raise DataError(f"MNIST label file {path} is too short ({len(data)} bytes) for its 8-byte IDX header")
-    magic, count = struct.unpack(">II", data[:8])
-    if magic != LABELS_MAGIC:
-        raise DataError(f"MNIST label file {path} has magic number {magic}, expected {LABELS_MAGIC} "
-                        "(not an IDX label file, or corrupt)")
-    if len(data) != 8 + count:
-        raise DataError(f"MNIST label file {path} holds {len(data)} bytes, but its header ({count} labels) "
-                        f"requires {8 + count}: the file is truncated or corrupt")
-    if count == 0:
-        return torch.empty(0, dtype=torch.int64)
-    # bytearray: torch.frombuffer warns on read-only buffers; one copy and no Python loop over the bytes.
-    labels = torch.frombuffer(bytearray(data), dtype=torch.uint8, offset=8).long()
+    _, data = _read_idx(path, "label", LABELS_MAGIC, ("labels",))
+    labels = torch.frombuffer(data, dtype=torch.uint8).long()
     if int(labels.max()) > 9:
         raise DataError(f"MNIST label file {path} holds label {int(labels.max())}; labels must be 0..9")
     return labels
