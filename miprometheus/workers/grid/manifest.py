@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -97,15 +98,60 @@ class Manifest:
 
     @classmethod
     def load(cls, folder: Path) -> Manifest:
+        """Read a grid folder's manifest; ConfigError (exit 2) naming the file and what is wrong when it is damaged."""
         path = Path(folder) / MANIFEST
         if not path.is_file():
             raise ConfigError(f"{folder} is not a grid folder (no {MANIFEST})")
         try:
             data = json.loads(path.read_text())
-            records = [ExperimentRecord(**r) for r in data["experiments"]]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(f"{path} is corrupt: {exc}") from None
-        return cls(Path(folder), records, data.get("grid", {}))
+        except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+            raise _damaged(path, f"it is not JSON ({exc})") from None
+        if not isinstance(data, dict) or not isinstance(data.get("experiments"), list):
+            raise _damaged(path, "it must be an object with an 'experiments' list")
+        info = data.get("grid", {})
+        if not isinstance(info, dict):
+            raise _damaged(path, f"'grid' must be an object, not {type(info).__name__}")
+        records = []
+        for index, raw in enumerate(data["experiments"]):
+            problem = _record_problem(raw)
+            if problem:
+                raise _damaged(path, f"experiment {index}: {problem}")
+            records.append(ExperimentRecord(**raw))
+        return cls(Path(folder), records, info)
+
+
+_STATUSES = (PENDING, RUNNING, DONE, FAILED)
+#: the JSON types each kind of annotation of ExperimentRecord admits
+_JSON_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float), "dict": (dict,),
+                                            "None": (type(None),)}
+
+
+def _record_problem(raw: Any) -> str | None:
+    """What is wrong with one manifest entry (None: it makes a valid ExperimentRecord)."""
+    if not isinstance(raw, dict):
+        return f"must be an object, not {type(raw).__name__}"
+    fields = {f.name: f for f in dataclasses.fields(ExperimentRecord)}
+    unknown = [key for key in raw if key not in fields]
+    if unknown:
+        return f"unknown field(s) {', '.join(map(repr, unknown))}"
+    missing = [name for name, f in fields.items() if name not in raw
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        return f"missing field(s) {', '.join(map(repr, missing))}"
+    for key, value in raw.items():
+        kinds = [kind.strip().split("[")[0] for kind in str(fields[key].type).split("|")]
+        allowed = tuple(t for kind in kinds for t in _JSON_TYPES.get(kind, (object,)))
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            return f"{key!r} is {value!r}, not {fields[key].type}"
+    for key in ("status", "test_status"):
+        if key in raw and raw[key] not in _STATUSES:
+            return f"{key!r} is {raw[key]!r}, not one of {', '.join(_STATUSES)}"
+    return None
+
+
+def _damaged(path: Path, what: str) -> ConfigError:
+    return ConfigError(f"{path} is damaged: {what}. The grid folder was left as it is; a manifest is written only "
+                       "by the grid process, so restore it from a copy or run the grid file again as a new grid")
 
 
 def now() -> float:

@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import sys
 import threading
 import time
@@ -22,7 +23,9 @@ from typing import Any
 
 import yaml
 
-from miprometheus.config.yaml_loader import dump_yaml
+from miprometheus.config.loader import LoadedConfig, Origin
+from miprometheus.config.schema import Errors, build
+from miprometheus.config.yaml_loader import dump_yaml, load_yaml
 from miprometheus.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ConfigError, MipError
 from miprometheus.files import atomic_write_text, create_unique_dir, timestamp
 from miprometheus.layout import (
@@ -31,12 +34,15 @@ from miprometheus.layout import (
     GRID_DIR_PREFIX,
     LAST,
     MODELS_DIR,
+    RUN_INFO,
     TRAINING_CSV,
     grid_config_file,
     grid_log_file,
     grid_output_dir,
 )
+from miprometheus.locks import FolderLock, lock_holder
 from miprometheus.workers.commands import RESUME_FLAG, resume_command, shell_line
+from miprometheus.workers.grid.analysis.collect import read_json
 from miprometheus.workers.grid.executors import Executor, Job, JobResult, make_executor
 from miprometheus.workers.grid.executors.base import pid_alive
 from miprometheus.workers.grid.folders import newest_experiment, newest_test
@@ -51,10 +57,13 @@ from miprometheus.workers.grid.manifest import (
     now,
 )
 from miprometheus.workers.grid.search import Search, search_info, task_config_file
-from miprometheus.workers.grid.search_settings import SearchSettings
 from miprometheus.workers.grid.spec import GridSettings, GridSpec, load_grid, set_dotted
 
 POLL_SECONDS = 0.2
+#: how long a resumed grid waits for a child of the grid process that died to write its checkpoint and end
+ORPHAN_SECONDS = 60
+#: the run_info.json statuses of a training that has ended for good (its `mip train` exits 0)
+TRAINED = ("completed", "pruned")
 
 
 class GridInterrupted(MipError):
@@ -100,14 +109,29 @@ def create_grid(spec: GridSpec, expdir: Path, savetag: str = "") -> Manifest:
 
 
 def load_settings(folder: Path) -> GridSettings:
+    """The settings a grid folder was created with (its ``grid_configuration.yaml``), checked as a grid file's are.
+
+    The file is written by the grid itself, so a problem in it means the folder was damaged: ConfigError
+    (exit 2) naming the file, and its line where there is one. Keys no longer known are skipped, so that
+    a grid created by an older version still resumes.
+    """
     path = Path(folder) / GRID_CONFIG
     if not path.is_file():
         raise ConfigError(f"{folder} is not a grid folder (no {GRID_CONFIG})")
-    data = yaml.safe_load(path.read_text()) or {}
-    known = {k: v for k, v in (data.get("grid_settings") or {}).items() if k in GridSettings.__dataclass_fields__}
-    if isinstance(known.get("search"), dict):
-        known["search"] = SearchSettings.from_dict(known["search"])
-    return GridSettings(**known)
+    data, lines = load_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}:1: the grid folder's configuration is damaged: it must hold a mapping "
+                          f"(grid_tasks, grid_settings, ...), not {type(data).__name__}; the grid cannot be resumed "
+                          "from it (the grid file it was made from can be run again as a new grid)")
+    config = LoadedConfig(data, {".".join(key): Origin(str(path), line, path.parent) for key, line in lines.items()})
+    raw = data.get("grid_settings") or {}
+    errors = Errors()
+    unknown = tuple(k for k in raw if k not in GridSettings.__dataclass_fields__) if isinstance(raw, dict) else ()
+    settings = build(GridSettings, raw, "grid_settings", config, errors, ignore=unknown)
+    if errors or settings is None:
+        raise ConfigError(f"{path}: the grid folder's configuration is damaged; nothing was run or written:\n  - "
+                          + "\n  - ".join(errors or ["grid_settings cannot be read"]))
+    return settings
 
 
 @dataclass
@@ -140,6 +164,7 @@ class GridRunner:
                  settings: GridSettings | None = None, progress: bool | None = None,
                  logger: logging.Logger | None = None) -> None:
         self.folder = Path(folder).resolve()
+        # both files are checked before anything is written: a damaged grid folder is left as it is (exit 2)
         self.manifest = Manifest.load(self.folder)
         self.settings = settings or load_settings(self.folder)
         self.phase = Phase(phase)
@@ -148,6 +173,7 @@ class GridRunner:
         self.logger = logger or logging.getLogger("miprometheus.grid")
         self._stop: str | None = None
         self.search: Search | None = None
+        self._held_logged: set[str] = set()  # experiments said to wait for another process in their folder
 
     # --- jobs -----------------------------------------------------------------------------------
     def threads(self) -> int:
@@ -211,16 +237,19 @@ class GridRunner:
 
     # --- the loop ---------------------------------------------------------------------------------
     def recover_stale(self) -> None:
-        """Experiments marked running by a grid process that died: wait for their children, then requeue."""
+        """Experiments marked running by a grid process that died: wait for their children, then requeue.
+
+        Whether one had in fact finished is decided when it would start again (``_take_ready``)."""
         for record in self.manifest.records:
             if self.phase.status(record) != RUNNING:
                 continue
             pid = record.extra.get(f"{self.phase.name}_pid")
-            if isinstance(pid, int):
-                deadline = time.time() + 60
+            if isinstance(pid, int) and self._our_child(record, pid):
+                # the child got SIGTERM when the grid died (PR_SET_PDEATHSIG): it writes its checkpoint and ends
+                deadline = time.time() + ORPHAN_SECONDS
                 while pid_alive(pid) and time.time() < deadline:
                     time.sleep(0.1)
-                if pid_alive(pid):
+                if pid_alive(pid) and self._our_child(record, pid):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
             # the attempt was cut short by the grid's death, not by the experiment: it is not counted
@@ -228,11 +257,59 @@ class GridRunner:
             if self.phase.name == "train":
                 self.manifest.update(record.id, folder=self._folder_of(record))
 
+    def _our_child(self, record: ExperimentRecord, pid: int) -> bool:
+        """Whether ``pid`` is still the grid's child it was recorded for: on this host and a MI-Prometheus
+        process (a pid is reused by the system; a grid resumed on another machine has no such child here)."""
+        host = record.extra.get(f"{self.phase.name}_host")
+        if host is not None and host != socket.gethostname():
+            return False
+        try:
+            return b"miprometheus" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        except FileNotFoundError:
+            return False  # ended (or never was)
+        except OSError:
+            return pid_alive(pid)  # no /proc here: trust the pid
+
+    def _experiment_folder(self, record: ExperimentRecord) -> Path | None:
+        """The folder the phase's job works in: the newest training of the experiment, or the one it tests."""
+        if self.phase.name == "train":
+            return newest_experiment(self.folder / grid_output_dir(record.id))
+        return self.folder / record.folder if record.folder else None
+
+    def _held_elsewhere(self, record: ExperimentRecord) -> str | None:
+        """Who holds the experiment folder's lock (a trainer left by a grid process that died, or one started
+        by hand), or None. Such an experiment waits: a second `mip` in its folder would be refused."""
+        folder = self._experiment_folder(record)
+        return lock_holder(folder) if folder is not None else None
+
+    def _adopt_if_trained(self, record: ExperimentRecord) -> bool:
+        """Mark ``record`` done when its folder's run_info.json says its training has ended for good.
+
+        A grid process killed between a child's end and reading its exit status left the experiment
+        marked running; running it again would resume a finished training and end it a second time."""
+        if self.phase.name != "train":
+            return False
+        folder = self._experiment_folder(record)
+        if folder is None or read_json(folder / RUN_INFO).get("status") not in TRAINED:
+            return False
+        self._update(record, status=DONE, attempts=max(1, self.phase.attempts(record)), exit_code=0, last_error=None,
+                     folder=str(folder.relative_to(self.folder)), ended=record.ended or now())
+        self.logger.info("%s had finished training (%s): taken as done", record.id, folder / RUN_INFO)
+        return True
+
     def _folder_of(self, record: ExperimentRecord) -> str | None:
         found = newest_experiment(self.folder / grid_output_dir(record.id))
         return str(found.relative_to(self.folder)) if found else None
 
     def run(self) -> Manifest:
+        """Run the phase's jobs to their end, holding the grid folder's lock: a second grid process on the
+        same folder is refused (exit 2, naming this one); the lock dies with this process, kill -9 included."""
+        with FolderLock(self.folder, f"grid {self.phase.name}"):
+            # as the last grid process left it (it may have ended between this runner's making and the lock)
+            self.manifest = Manifest.load(self.folder)
+            return self._run()
+
+    def _run(self) -> Manifest:
         self.recover_stale()
         allowed = 1 + self.settings.retries
         queue = deque(r.id for r in self.manifest.records
@@ -251,8 +328,8 @@ class GridRunner:
                     queue.extend(self.search.fill(self.settings.max_concurrent_runs - len(running) - len(queue)))
                 if not (queue or running):
                     break
-                ready = self._take_ready(queue, len(running))
-                if not ready and not running and queue:  # only experiments whose `after` will never train
+                ready, held = self._take_ready(queue, len(running))
+                if not ready and not running and queue and not held:  # only experiments whose `after` never trains
                     for experiment_id in list(queue):
                         queue.remove(experiment_id)
                         self._update(self.manifest.get(experiment_id), status=FAILED,
@@ -295,13 +372,28 @@ class GridRunner:
                                   f"Continue with: {shell_line(['grid', self.phase.name, RESUME_FLAG, self.folder])}")
         return self.manifest
 
-    def _take_ready(self, queue: deque[str], running: int) -> list[tuple[ExperimentRecord, Job]]:
-        """The jobs that can start now (concurrency limit, GPU tokens), taken off the queue."""
+    def _take_ready(self, queue: deque[str], running: int) -> tuple[list[tuple[ExperimentRecord, Job]], bool]:
+        """The jobs that can start now (concurrency limit, GPU tokens), taken off the queue; and whether one
+        waits for another process to leave its folder.
+
+        Before an experiment starts (again), its folder is looked at: one whose training has ended is
+        taken as done, never run again; one that another process still works in waits for it."""
         ready: list[tuple[ExperimentRecord, Job]] = []
+        held = False
         for experiment_id in list(queue):
             if running + len(ready) >= self.settings.max_concurrent_runs or self._stop is not None:
                 break
             record = self.manifest.get(experiment_id)
+            holder = self._held_elsewhere(record)
+            if holder is not None:
+                if experiment_id not in self._held_logged:
+                    self._held_logged.add(experiment_id)
+                    self.logger.info("%s waits: its folder is in use by another process (%s)", record.id, holder)
+                held = True
+                continue
+            if self._adopt_if_trained(record):
+                queue.remove(experiment_id)
+                continue
             waiting = self._waits_for(record)
             if waiting == "wait":
                 continue  # its experiment to start after has not trained yet: the next one may start
@@ -315,7 +407,7 @@ class GridRunner:
                 break
             queue.remove(experiment_id)
             ready.append((record, job))
-        return ready
+        return ready, held
 
     def _waits_for(self, record: ExperimentRecord) -> str | None:
         """None: ``record`` may start; "wait": its ``after`` experiment has not trained yet; else why it never can."""
@@ -331,8 +423,9 @@ class GridRunner:
 
     def _mark_started(self, record: ExperimentRecord, job: Job, handle: Any) -> None:
         extra = dict(record.extra)
-        if isinstance(handle, int):  # a local child's pid: a resumed grid waits for it to end
+        if isinstance(handle, int):  # a local child's pid: a resumed grid waits for it to end (on this host)
             extra[f"{self.phase.name}_pid"] = handle
+            extra[f"{self.phase.name}_host"] = socket.gethostname()
         self._update(record, status=RUNNING, attempts=self.phase.attempts(record) + 1, log=job.log, exit_code=None,
                      last_error=None, extra=extra, **({"started": now()} if self.phase.name == "train" else {}))
         self.logger.info("started %s (attempt %d): mip %s", record.id, self.phase.attempts(record),
@@ -350,6 +443,11 @@ class GridRunner:
             test_folder = newest_test(experiment) if experiment else None
             changes["test_folder"] = str(test_folder.relative_to(self.folder)) if test_folder else None
         bad_input = result.exit_code == EXIT_BAD_INPUT
+        if bad_input and self._held_elsewhere(record) is not None:
+            # refused because another process works in the folder (it took the folder's lock first): not
+            # the experiment's fault, and not an attempt; it waits for that process (``_take_ready``)
+            self._update(record, status=PENDING, attempts=max(0, self.phase.attempts(record) - 1), **changes)
+            return True
         retry = not ok and not bad_input and self.phase.attempts(record) < allowed
         status = DONE if ok else (PENDING if retry else FAILED)
         if bad_input:
@@ -449,6 +547,11 @@ def train_grid(grid_file: Path | None, overrides: list[str], expdir: Path, savet
     if resume is not None:
         if overrides:
             raise ConfigError("a resumed grid keeps its own configuration: give no key=value overrides")
+        if grid_file is not None and Path(grid_file).resolve() != Path(resume).resolve():
+            raise ConfigError(f"a grid file ({grid_file}) and --resume {resume} given together: a resumed grid runs "
+                              f"with its own configuration ({Path(resume) / GRID_CONFIG}), so the grid file would "
+                              "be ignored. Give --resume GRID_DIR alone to continue that grid, or the grid file "
+                              "alone to start a new one")
         folder = Path(resume)
     else:
         spec = load_grid(grid_file, overrides)

@@ -292,7 +292,12 @@ def print_console(grid_dir: Path, summary: list[dict[str, Any]], names: list[str
 def analyze(grid_dir: Path, console: bool = True) -> AnalysisResult:
     """Analyse a grid folder: write its analysis and summary CSVs, learning-curve plots and HTML report."""
     grid_dir = Path(grid_dir)
-    manifest = Manifest.load(grid_dir)  # a folder that is no grid is a ConfigError before anything is written
+    from miprometheus.workers.grid.runner import load_settings  # the runner imports the analysis's reading
+
+    # a folder that is no grid, or a damaged one, is a ConfigError before anything is written
+    manifest = Manifest.load(grid_dir)
+    if (grid_dir / GRID_CONFIG).is_file():  # a folder of plain experiments has none
+        load_settings(grid_dir)
     collection = collect(grid_dir)
     experiments = collection.experiments
     table = experiment_table(collection)
