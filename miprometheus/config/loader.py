@@ -13,9 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from miprometheus.config.yaml_loader import Lines, load_yaml, safe_load
+from miprometheus.config.yaml_loader import MAX_DEPTH, Lines, depth, load_yaml, safe_load, shown
 from miprometheus.errors import ConfigError
 
 DEFAULTS_KEY = "default_configs"
@@ -87,17 +85,43 @@ def deep_merge(base: dict[str, Any], base_origins: dict[str, Origin], update: di
                 base_origins[k] = o
 
 
-def _load_file(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], dict[str, Origin], list[str]]:
-    path = path.resolve()
+#: how deep ``default_configs`` may nest (a file, its default, that default's default, ...)
+MAX_DEFAULTS_DEPTH = 64
+#: how many files one load may read in all, counting a file each time a ``default_configs`` lists it
+MAX_FILES = 256
+
+
+def _load_file(path: Path, chain: tuple[Path, ...], reads: list[Path]) -> tuple[dict[str, Any], dict[str, Origin],
+                                                                               list[str]]:
+    via = f" (listed in default_configs of {' -> '.join(str(p) for p in chain)})" if chain else ""
+    if len(chain) > 6:  # a long chain: its two ends say enough
+        via = f" (listed in default_configs of {chain[0]} -> ... ({len(chain) - 2} files) -> {chain[-1]})"
+    try:
+        path = path.resolve()
+    except (RuntimeError, OSError) as exc:  # Python 3.11 raises RuntimeError("Symlink loop from ...")
+        why = "a symlink loop (links that point at each other)" if "loop" in str(exc).lower() else str(exc)
+        raise ConfigError(f"cannot read config file {shown(str(path))}: {why}{via}") from None
     if path in chain:
         cycle = " -> ".join(str(p) for p in (*chain[chain.index(path):], path))
         raise ConfigError(f"default_configs form a cycle: {cycle}")
-    if not path.is_file():
-        via = f" (listed in default_configs of {' -> '.join(str(p) for p in chain)})" if chain else ""
-        raise ConfigError(f"config file not found: {path}{via}")
-    data, lines = load_yaml(path)
+    if len(chain) >= MAX_DEFAULTS_DEPTH:
+        raise ConfigError(f"{chain[-1]}: default_configs nest more than {MAX_DEFAULTS_DEPTH} files deep (the limit), "
+                          f"from {chain[0]}")
+    reads.append(path)
+    if len(reads) > MAX_FILES:
+        raise ConfigError(f"{chain[-1] if chain else path}: default_configs make this config read more than "
+                          f"{MAX_FILES} files (the limit), from {reads[0]}; does a file list the same defaults "
+                          "many times?")
+    try:
+        data, lines = load_yaml(path)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}{via}") from None
+    if data is None:
+        raise ConfigError(f"{path}: the file holds no mapping: it is empty (nothing but blank lines, comments or "
+                          f"'---'); a config file holds a mapping of sections{via}")
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}:1: a config file must hold a mapping of sections, not {type(data).__name__}")
+        raise ConfigError(f"{path}:1: a config file must hold a mapping of sections, not a {type(data).__name__} "
+                          f"({shown(data)}){via}")
     origins = _file_origins(lines, path)
     defaults = data.pop(DEFAULTS_KEY, None) or []
     origins.pop(DEFAULTS_KEY, None)
@@ -111,7 +135,7 @@ def _load_file(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], dic
     merged_origins: dict[str, Origin] = {}
     files: list[str] = []
     for default in defaults:
-        sub, sub_origins, sub_files = _load_file(path.parent / Path(default).expanduser(), (*chain, path))
+        sub, sub_origins, sub_files = _load_file(path.parent / Path(default).expanduser(), (*chain, path), reads)
         deep_merge(merged, merged_origins, sub, sub_origins)
         files += sub_files
     deep_merge(merged, merged_origins, data, origins)
@@ -119,31 +143,35 @@ def _load_file(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], dic
 
 
 def parse_overrides(overrides: list[str]) -> list[tuple[str, Any, str]]:
-    """Parse ``key.sub=value`` strings; values are YAML-typed (``1e-4`` is a float, ``[1, 2]`` a list)."""
+    """Parse ``key.sub=value`` strings; values are YAML-typed (``1e-4`` is a float, ``[1, 2]`` a list), read as a
+    config file's values are (YAML 1.2 numbers and booleans, the same limits)."""
     parsed = []
     for item in overrides:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key or any(not part for part in key.split(".")):
-            raise ConfigError(f"override '{item}' is not of the form key.subkey=value")
-        try:
-            value = safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"override '{item}': the value is not valid YAML: {exc}") from None
+            raise ConfigError(f"override {shown(item)} is not of the form key.subkey=value")
+        if key.count(".") + 1 >= MAX_DEPTH:  # checked first: a key of 10,000 parts would be split for nothing
+            raise ConfigError(f"override {shown(item)}: the key nests more than {MAX_DEPTH} levels deep (the limit)")
+        value = safe_load(raw, f"override {shown(item)}, value") if raw.strip() else None
+        if key.count(".") + 1 + depth(value) > MAX_DEPTH:  # the top mapping, a level per part, the value's levels
+            raise ConfigError(f"override {shown(item)}: the key and its value nest more than {MAX_DEPTH} levels deep "
+                              "(the limit)")
         parsed.append((key, value, item))
     return parsed
 
 
 def apply_overrides(config: LoadedConfig, overrides: list[str]) -> None:
     for key, value, text in parse_overrides(overrides):
-        origin = Origin(f"command-line override '{text}'", None, Path.cwd())
+        origin = Origin(f"command-line override {shown(text)}", None, Path.cwd())
         parts = key.split(".")
         node = config.tree
         for i, part in enumerate(parts[:-1]):
             child = node.get(part)
             if not isinstance(child, dict):
                 if child is not None:
-                    raise ConfigError(f"override '{text}': '{'.'.join(parts[:i + 1])}' is a value, not a section")
+                    raise ConfigError(f"override {shown(text)}: {shown('.'.join(parts[:i + 1]))} is a value, "
+                                      "not a section")
                 child = node[part] = {}
                 config.origins[".".join(parts[: i + 1])] = origin  # a section the override creates
             node = child
@@ -209,7 +237,7 @@ def load_config(paths: list[str | Path], overrides: list[str] | None = None, res
         raise ConfigError("no config file given")
     config = LoadedConfig({}, {}, [])
     for p in paths:
-        tree, origins, files = _load_file(Path(p).expanduser(), ())
+        tree, origins, files = _load_file(Path(p).expanduser(), (), [])
         deep_merge(config.tree, config.origins, tree, origins)
         config.files += files
     apply_overrides(config, overrides or [])
