@@ -162,3 +162,56 @@ def test_a_grid_killed_while_an_experiment_ends_never_trains_it_again(tmp_path, 
         assert logs[0].read_text().count("training finished (limit)") == 1, experiment  # trained to its end once
     assert not _run_infos(folder)[short].get("resumes")  # the finished one was never started again
     assert len(_run_infos(folder)[long]["resumes"]) == 1  # the killed one went on from its checkpoint
+
+
+class RecordingExecutor:
+    """An executor that starts nothing and remembers what it was asked to start."""
+
+    def __init__(self) -> None:
+        self.submitted: list[str] = []
+
+    def submit(self, job):
+        self.submitted.append(job.id)
+        return len(self.submitted)
+
+    def poll(self, handle):
+        from miprometheus.workers.grid.executors import JobResult
+
+        return JobResult(0)
+
+    def cancel(self, handle) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_an_experiment_still_trained_by_a_left_over_process_waits_for_it_then_is_taken_as_done(tmp_path):
+    """A trainer left by a killed grid process (it holds its folder's lock) is not started a second time: the
+    resumed grid waits for it, and once it has ended its training the experiment is done, run once."""
+    import threading
+
+    from miprometheus.workers.grid.runner import GridRunner
+
+    folder = create_grid(load_grid(tiny_grid(tmp_path, settings="  max_concurrent_runs: 1\n")), tmp_path / "exp").folder
+    record = Manifest.load(folder).records[0]
+    Manifest.load(folder).update(record.id, status="running", attempts=1)  # as the killed grid left it
+    experiment = folder / "experiments" / record.id / "SerialRecall" / "LSTM" / "20260101_000000"
+    experiment.mkdir(parents=True)
+    (experiment / "training_configuration.yaml").write_text("{}\n")
+    (experiment / "run_info.json").write_text(json.dumps({"status": "running"}))
+    left_over = FolderLock(experiment, "training").acquire()
+
+    def finish() -> None:
+        time.sleep(1.0)
+        (experiment / "run_info.json").write_text(json.dumps({"status": "completed", "termination_cause": "limit"}))
+        left_over.release()
+
+    ender = threading.Thread(target=finish)
+    ender.start()
+    executor = RecordingExecutor()
+    manifest = GridRunner(folder, executor=executor, progress=False).run()
+    ender.join()
+    assert executor.submitted == []  # never started again
+    done = manifest.get(record.id)
+    assert done.status == "done" and done.attempts == 1 and done.folder == str(experiment.relative_to(folder))
