@@ -50,6 +50,13 @@ CIFAR100_META = "meta"
 IMAGE_SIZE = 32
 ROW_LENGTH = 3 * IMAGE_SIZE * IMAGE_SIZE  # 3072 values per image
 
+#: the most bytes one file of a distribution may hold (the official CIFAR-100 ``train``: 155 MB); a larger one is
+#: refused before it is read, from its size in the folder or in the archive's member header
+MAX_MEMBER_BYTES = 2 << 30
+#: how far into a tar.gz's content a member is looked for (the official archives: 180 MB): a stream of zeros
+#: behind small headers is refused there rather than decompressed to its end
+MAX_ARCHIVE_BYTES = 8 << 30
+
 # --- safe reading -----------------------------------------------------------------------------------
 
 
@@ -204,6 +211,11 @@ def read_members(root: Path, folder: str, archive: str, members: Sequence[str]) 
         for member in members:
             path = extracted / member
             try:
+                if path.exists() and not path.is_file():  # a folder, a device (/dev/zero), a pipe
+                    raise DataError(f"CIFAR file {path} is not a regular file")
+                if path.exists() and path.stat().st_size > MAX_MEMBER_BYTES:
+                    raise DataError(f"CIFAR file {path} holds {path.stat().st_size:,} bytes, more than the "
+                                    f"{MAX_MEMBER_BYTES:,} a CIFAR batch may hold here")
                 contents[member] = path.read_bytes()
             except OSError as exc:
                 raise DataError(f"cannot read CIFAR file {path}: {exc.strerror or exc}") from None
@@ -217,6 +229,11 @@ def read_members(root: Path, folder: str, archive: str, members: Sequence[str]) 
         # Stream mode: one sequential pass over the gzip stream, no seeking back.
         with tarfile.open(archive_path, mode="r|gz") as tar:
             for info in tar:
+                if info.size > MAX_MEMBER_BYTES or info.offset_data + info.size > MAX_ARCHIVE_BYTES:
+                    raise DataError(f"the CIFAR archive {archive_path} holds {info.name} of {info.size:,} bytes at "
+                                    f"byte {info.offset_data:,}: more than a CIFAR archive may hold here (a member of "
+                                    f"at most {MAX_MEMBER_BYTES:,} bytes within the first {MAX_ARCHIVE_BYTES:,}); "
+                                    "reading stopped there")
                 member = wanted.get(info.name.removeprefix("./"))
                 if member is not None and info.isfile():
                     handle = tar.extractfile(info)
