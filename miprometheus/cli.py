@@ -380,7 +380,6 @@ def cmd_split(args: argparse.Namespace) -> int:
                else list(range(len(problem))))
     order = torch.randperm(len(indices), generator=torch.Generator().manual_seed(args.seed)).tolist()
     shuffled = [indices[i] for i in order]
-    _check_output_places(args)  # again: the problem may have taken a while to build
     args.output.mkdir(parents=True, exist_ok=True)
     start = 0
     for i, fraction in enumerate(args.fractions):
