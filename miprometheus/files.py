@@ -7,7 +7,6 @@ import errno
 import json
 import os
 import re
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -125,30 +124,3 @@ def remove_temp_files(*folders: Path) -> list[Path]:
                         os.unlink(entry.path)
                         removed.append(Path(entry.path))
     return removed
-
-
-def staging_dir(parent: Path, name: str) -> Path:
-    """A new, empty folder ``parent/.<name>.tmp-<pid>`` to build a folder in before :func:`publish_dir`
-    gives it its real name: a folder under its real name is then complete from its first instant."""
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = parent / f".{name}.tmp-{os.getpid()}"
-    if staging.exists():
-        shutil.rmtree(staging)  # left by a killed process that had our pid
-    staging.mkdir()
-    return staging
-
-
-def publish_dir(staging: Path, name: str) -> Path:
-    """Rename a staged folder to ``name`` (or ``name_1``, ...) beside it: never onto another's folder."""
-    for i in range(10_000):
-        candidate = staging.parent / (name if i == 0 else f"{name}_{i}")
-        if candidate.exists():
-            continue
-        try:
-            os.rename(staging, candidate)  # refused (ENOTEMPTY/EEXIST) onto a folder that holds anything
-            return candidate
-        except OSError as exc:
-            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
-                continue
-            raise
-    raise RuntimeError(f"cannot find a free folder name under {staging.parent}")

@@ -21,7 +21,7 @@ from miprometheus import __version__
 from miprometheus.config.experiment_spec import ExperimentSpec
 from miprometheus.config.yaml_loader import dump_yaml
 from miprometheus.errors import BadInputError
-from miprometheus.files import atomic_write_json, atomic_write_text, publish_dir, staging_dir, timestamp
+from miprometheus.files import atomic_write_json, atomic_write_text, create_unique_dir, timestamp
 from miprometheus.layout import EXPDIR, RUN_INFO, TRAINER_LOG, TRAINING_CONFIG
 from miprometheus.locks import FolderLock
 
@@ -94,7 +94,7 @@ class ExperimentFolder:
         self.options = options
         self.run_info: dict[str, Any] = {}
         self.folder_lock: FolderLock | None = None  # held while a run trains in the folder (hold_lock)
-        self._final_name: str | None = None  # while staged: the name publish() gives the folder
+        self._incomplete = False  # a new folder not resumable yet: removed by discard()
         self._lock = threading.Lock()
         self._git_thread: threading.Thread | None = None
         self.logger = logging.getLogger(f"miprometheus.experiment.{id(self)}")
@@ -108,25 +108,22 @@ class ExperimentFolder:
 
     @classmethod
     def create(cls, spec: ExperimentSpec, options: RunOptions, split: str = "training") -> ExperimentFolder:
-        """A new experiment folder, staged under a temporary name (``.<name>.tmp-<pid>``) until
-        :meth:`publish`: under its real name a folder is complete (resumable) from its first instant."""
+        """A new experiment folder, incomplete (removed by :meth:`discard`) until :meth:`complete`."""
         problem = spec.splits[split].problem_cls.__name__
         model = spec.model.cls.__name__ if spec.model else "NoModel"
         name = timestamp() + (f"_{options.savetag}" if options.savetag else "")
-        experiment = cls(staging_dir(Path(options.expdir) / problem / model, name), options)
-        experiment._final_name = name
+        experiment = cls(create_unique_dir(Path(options.expdir) / problem / model, name), options)
+        experiment._incomplete = True
         return experiment
 
-    def publish(self) -> Path:
-        """Give a staged folder its real name (``<timestamp>[_<savetag>]``, ``_1``... when taken); its path."""
-        with self._lock:  # the background run_info writer must not write into the old path
-            if self._final_name is not None:
-                self.folder, self._final_name = publish_dir(self.folder, self._final_name), None
+    def complete(self) -> Path:
+        """Say that the new folder holds what it must (a training run's: what ``--resume`` needs); its path."""
+        self._incomplete = False
         return self.folder
 
     def discard(self) -> None:
-        """Remove a folder that was never published (setting it up failed or was interrupted)."""
-        if self._final_name is not None:
+        """Remove a new folder that was never completed (setting it up failed or was interrupted)."""
+        if self._incomplete:
             self.close()
             shutil.rmtree(self.folder, ignore_errors=True)
 

@@ -117,26 +117,27 @@ def _resumed_trainer(folder: Path, overrides: list[str], options: RunOptions,
     experiment = ExperimentFolder(folder, options)
     try:
         experiment.hold_lock("training")
+        for removed in remove_temp_files(folder, folder / MODELS_DIR):  # left by kills in a write; nobody writes now
+            experiment.logger.info("removed %s (a temporary file left by a killed run)", removed)
+        if overrides:  # the saved config must stay the one that reproduces this experiment
+            experiment.save_config(spec.effective_tree(trainer.model.params))
+        experiment.run_info = run_info
+        experiment.write_run_info(status="running", end_time=None, termination_cause=None, resumes=[
+            *experiment.run_info.get("resumes", []),
+            {"time": now(), "from_episode": trainer.state.episode, "command_line": options.command_line}])
     except BaseException:
-        experiment.close()
+        experiment.close()  # releases the lock
         raise
-    for removed in remove_temp_files(folder, folder / MODELS_DIR):  # left by a kill in a write; nobody writes now
-        experiment.logger.info("removed %s (a temporary file left by a killed run)", removed)
-    if overrides:  # the saved config must stay the one that reproduces this experiment
-        experiment.save_config(spec.effective_tree(trainer.model.params))
-    experiment.run_info = run_info
-    experiment.write_run_info(status="running", end_time=None, termination_cause=None, resumes=[
-        *experiment.run_info.get("resumes", []),
-        {"time": now(), "from_episode": trainer.state.episode, "command_line": options.command_line}])
     return trainer, experiment
 
 
 def _new_trainer(config_paths: list[str], overrides: list[str], options: RunOptions,
                  device: str) -> tuple[Trainer, ExperimentFolder]:
     """A trainer for a new experiment, and its folder, made once every component was built (bad input
-    leaves no folder behind). The folder gets its real name once it holds what a resume needs — the
-    effective config, run_info.json, assets and a checkpoint of episode 0 — so that a kill at any instant
-    leaves either no folder or one that ``--resume`` continues (a staged one is removed on the way out)."""
+    leaves no folder behind). The new folder gets at once what a resume needs — the effective config,
+    run_info.json, assets and a checkpoint of episode 0 — and is removed on the way out when that fails or
+    SIGINT/SIGTERM arrives before it is complete: a folder left behind is one that ``--resume`` continues."""
+    from miprometheus.files import WriteFailed
     from miprometheus.seeding import draw_seed
     from miprometheus.workers.callbacks import default_callbacks
     from miprometheus.workers.trainer import Trainer
@@ -157,7 +158,10 @@ def _new_trainer(config_paths: list[str], overrides: list[str], options: RunOpti
                                       frozen=trainer.transfer.get("frozen"))
             trainer.attach(experiment)
             trainer.save_start_checkpoint()
-            experiment.publish()
+            experiment.complete()
+    except WriteFailed as failed:
+        experiment.discard()
+        raise WriteFailed(f"{failed} (the new experiment folder was removed: nothing of it was kept)") from None
     except BaseException:
         experiment.discard()
         raise
@@ -166,8 +170,8 @@ def _new_trainer(config_paths: list[str], overrides: list[str], options: RunOpti
 
 @contextlib.contextmanager
 def _sigterm_raises() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt (as SIGINT does) while a new folder is staged, so that it is removed
-    on the way out; the Trainer catches both signals once training starts."""
+    """SIGTERM raises KeyboardInterrupt (as SIGINT does) while a new folder is made, so that it is removed on
+    the way out; the Trainer catches both signals once training starts."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -184,7 +188,7 @@ def _sigterm_raises() -> Iterator[None]:
 
 def _fit(trainer: Trainer, experiment: ExperimentFolder) -> StopCause:
     """Train in ``experiment``'s folder; run_info.json records the end, whatever it is."""
-    trainer.attach(experiment)  # a new run's folder was staged under another name: attached again
+    trainer.attach(experiment)
     experiment.logger.info("experiment folder: %s", experiment.folder)
     if not trainer.resumed:
         _log_model_summary(trainer)
@@ -363,7 +367,7 @@ def test(target: Path | str, overrides: list[str], options: RunOptions, checkpoi
     found = _test_target(Path(target), checkpoint, extra_configs)
     spec = validate(load_config(found.config_files, overrides), required=("testing", "model"))
     testers, payload = _testers(spec, found, _chosen_settings(spec, settings), device)
-    parent = found.experiment_folder or ExperimentFolder.create(spec, options, split="testing").publish()
+    parent = found.experiment_folder or ExperimentFolder.create(spec, options, split="testing").complete()
     folder = make_test_folder(parent)
     experiment = ExperimentFolder(folder, options, log_name=TESTER_LOG)
     # A test takes no lock: it writes only its own new test_<timestamp>/ folder and reads checkpoints that

@@ -77,7 +77,8 @@ DAMAGES = {
                              "model_last.pt is empty"),
     "zero-byte model_best": ("test", lambda f: (f / "models/model_best.pt").write_bytes(b""), "model_best.pt is empty"),
     "run_info is a list": ("train", lambda f: (f / "run_info.json").write_text("[]"), "run_info.json is damaged"),
-    "run_info is not JSON": ("train", lambda f: (f / "run_info.json").write_text("{broken"), "run_info.json is damaged"),
+    "run_info is not JSON": ("train", lambda f: (f / "run_info.json").write_text("{broken"),
+                             "run_info.json is damaged"),
     "run_info is not JSON, test": ("test", lambda f: (f / "run_info.json").write_text("{broken"),
                                    "run_info.json is damaged"),
     "garbage statistics row": ("train", lambda f: (f / "training_statistics.csv").write_text(
@@ -161,6 +162,7 @@ def test_a_file_size_limit_ends_the_run_naming_the_file(tmp_path):
     assert result.returncode == 1, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert "the run failed: file size limit exceeded writing" in last and "model_last.pt" in last, last
+    assert "the new experiment folder was removed" in last
     assert "internal error" not in result.stderr
     assert not list((tmp_path / "out").rglob("*.yaml")), "a folder that cannot be resumed was left"
 
