@@ -100,7 +100,7 @@ class ExperimentFolder:
         self.logger = logging.getLogger(f"miprometheus.experiment.{id(self)}")
         self.logger.setLevel(getattr(logging, options.log_level.upper(), logging.INFO))
         self.logger.propagate = False
-        file_handler = logging.FileHandler(folder / log_name)
+        file_handler = _LogFileHandler(folder / log_name)
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         console = logging.StreamHandler(sys.stderr)
         console.setFormatter(logging.Formatter("[%(asctime)s] %(message)s", "%H:%M:%S"))
@@ -171,6 +171,14 @@ class ExperimentFolder:
         self.logger.handlers = []
         if self.folder_lock is not None:
             self.folder_lock.release()
+
+
+class _LogFileHandler(logging.FileHandler):
+    """The experiment's log file. A line that cannot be written (a full disk) is dropped without the
+    traceback logging prints by default: the run's own writes report the full disk, naming their file."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        pass
 
 
 def _user() -> str:

@@ -167,6 +167,23 @@ def test_a_file_size_limit_ends_the_run_naming_the_file(tmp_path):
     assert not list((tmp_path / "out").rglob("*.yaml")), "a folder that cannot be resumed was left"
 
 
+def test_a_file_size_limit_during_training_keeps_whole_rows_and_the_checkpoint(tmp_path):
+    # the start checkpoint fits; a later, larger one (Adam's state) or the growing CSV does not
+    long = SHORT.replace("episode_limit: 12", "episode_limit: 3000").replace("interval: 6", "interval: 1000")
+    (tmp_path / "tiny.yaml").write_text(long.replace("hidden_size: 16", "hidden_size: 4"))
+    result = run_with_file_size_limit(32_000, "train", tmp_path / "tiny.yaml", "--expdir", tmp_path / "out")
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "the run failed: file size limit exceeded writing" in last, last
+    assert last.endswith(("model_last.pt", "training_statistics.csv")) and "removed" not in last, last
+    assert "Logging error" not in result.stderr
+    [folder] = experiment_dirs(tmp_path / "out")
+    text = (folder / "training_statistics.csv").read_text()
+    assert text.endswith("\n") and len({len(line.split(",")) for line in text.splitlines()}) == 1
+    assert load_checkpoint(folder / "models" / "model_last.pt")["trainer"]["episode"] >= 0
+    assert json.loads((folder / "run_info.json").read_text())["status"] == "failed"
+
+
 def test_a_failed_statistics_write_leaves_no_torn_row(tmp_path):
     script = textwrap.dedent("""
         import resource, signal, sys
