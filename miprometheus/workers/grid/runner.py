@@ -295,6 +295,8 @@ class GridRunner:
         self._update(record, status=DONE, attempts=max(1, self.phase.attempts(record)), exit_code=0, last_error=None,
                      folder=str(folder.relative_to(self.folder)), ended=record.ended or now())
         self.logger.info("%s had finished training (%s): taken as done", record.id, folder / RUN_INFO)
+        if self.search is not None:  # a trial: its study is told how it ended, as when its exit is read
+            self.search.conclude(record, ok=True)
         return True
 
     def _folder_of(self, record: ExperimentRecord) -> str | None:
@@ -384,6 +386,14 @@ class GridRunner:
             if running + len(ready) >= self.settings.max_concurrent_runs or self._stop is not None:
                 break
             record = self.manifest.get(experiment_id)
+            waiting = self._waits_for(record)
+            if waiting == "wait":
+                continue  # its experiment to start after has not trained yet: the next one may start
+            if waiting is not None:  # that experiment failed for good: this one cannot run
+                queue.remove(experiment_id)
+                self._update(record, status=FAILED, last_error=waiting)
+                self.logger.warning("%s failed: %s", record.id, waiting)
+                continue
             holder = self._held_elsewhere(record)
             if holder is not None:
                 if experiment_id not in self._held_logged:
@@ -393,14 +403,6 @@ class GridRunner:
                 continue
             if self._adopt_if_trained(record):
                 queue.remove(experiment_id)
-                continue
-            waiting = self._waits_for(record)
-            if waiting == "wait":
-                continue  # its experiment to start after has not trained yet: the next one may start
-            if waiting is not None:  # that experiment failed for good: this one cannot run
-                queue.remove(experiment_id)
-                self._update(record, status=FAILED, last_error=waiting)
-                self.logger.warning("%s failed: %s", record.id, waiting)
                 continue
             job = self.make_job(record)
             if hasattr(self.executor, "can_start") and not self.executor.can_start(job):

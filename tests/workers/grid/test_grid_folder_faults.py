@@ -215,3 +215,26 @@ def test_an_experiment_still_trained_by_a_left_over_process_waits_for_it_then_is
     assert executor.submitted == []  # never started again
     done = manifest.get(record.id)
     assert done.status == "done" and done.attempts == 1 and done.folder == str(experiment.relative_to(folder))
+
+
+def test_a_search_trial_that_ended_while_the_grid_was_dead_is_told_to_its_study_not_run_again(tmp_path):
+    """A trial adopted from its folder is told to its study with its objective, like one whose exit was read."""
+    from miprometheus.workers.grid.runner import GridRunner, load_settings
+    from miprometheus.workers.grid.search import Search
+    from tests.workers.grid.test_search import GOOD_SEARCH, write_grid
+
+    search = GOOD_SEARCH.replace("trials: 3", "trials: 1").replace("seeds: 2", "seeds: 0")
+    grid = write_grid(tmp_path, search, tasks="  - {name: lstm, default_configs: tiny.yaml}")
+    folder = create_grid(load_grid(grid), tmp_path / "exp").folder
+    manifest = Manifest.load(folder)
+    (trial_id,) = Search(folder, manifest, load_settings(folder).search, 1).fill(1)  # asked by the killed grid
+    manifest.update(trial_id, status="running", attempts=1)
+    experiment = folder / "experiments" / trial_id / "SerialRecall" / "LSTM" / "20260101_000000"
+    experiment.mkdir(parents=True)
+    (experiment / "training_configuration.yaml").write_text("{}\n")
+    (experiment / "validation_statistics.csv").write_text("episode,loss\n20,0.5\n40,0.25\n")
+    (experiment / "run_info.json").write_text(json.dumps({"status": "completed", "termination_cause": "limit"}))
+    executor = RecordingExecutor()
+    record = GridRunner(folder, executor=executor, progress=False).run().get(trial_id)
+    assert executor.submitted == []
+    assert record.status == "done" and record.search_state == "done" and record.objective == 0.25
