@@ -218,22 +218,46 @@ def _describe_imported(kind: str, name: str) -> ComponentInfo:
 
 def _constant(node: ast.expr, module: str) -> Any:
     """The value a ``param()`` keyword gives: a literal, or a module-level constant of the component's module
-    (``max=MAX_SUBSEQUENCES``); what the source says when it is neither."""
+    (``max=MAX_SUBSEQUENCES``) or one it imports by name (``from miprometheus.params import MAX_UNITS``), whose
+    value may be simple arithmetic (``2**63 - 1``); what the source says when it is none of these."""
     try:
         return ast.literal_eval(node)
     except ValueError:
         pass
     if isinstance(node, ast.Name):
-        spec = importlib.util.find_spec(module)
-        if spec is not None and spec.origin and spec.origin.endswith(".py"):
-            for stmt in ast.parse(Path(spec.origin).read_text(encoding="utf-8")).body:
-                if isinstance(stmt, ast.Assign) and any(isinstance(t, ast.Name) and t.id == node.id
-                                                        for t in stmt.targets):
-                    try:
-                        return ast.literal_eval(stmt.value)
-                    except ValueError:
-                        break
+        found = _module_constant(node.id, module, depth=2)
+        if found is not None:
+            return found
     return ast.unparse(node)
+
+
+def _module_constant(name: str, module: str, depth: int) -> Any:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return None
+    for stmt in ast.parse(Path(spec.origin).read_text(encoding="utf-8")).body:
+        if isinstance(stmt, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in stmt.targets):
+            return _arithmetic(stmt.value)
+        if (depth > 0 and isinstance(stmt, ast.ImportFrom) and stmt.module and stmt.level == 0
+                and any((a.asname or a.name) == name and a.name == name for a in stmt.names)):
+            return _module_constant(name, stmt.module, depth - 1)
+    return None
+
+
+def _arithmetic(node: ast.expr) -> Any:
+    """A literal, or +, -, * and ** of literals (the caps' ``2**63 - 1``); None for anything else."""
+    import operator
+
+    operators = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Pow: operator.pow}
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        pass
+    if isinstance(node, ast.BinOp) and type(node.op) in operators:
+        left, right = _arithmetic(node.left), _arithmetic(node.right)
+        if isinstance(left, int) and isinstance(right, int) and (not isinstance(node.op, ast.Pow) or right <= 64):
+            return operators[type(node.op)](left, right)
+    return None
 
 
 def _factory_default(node: ast.expr) -> str:

@@ -172,7 +172,12 @@ def is_override(item: str) -> bool:
     ``configs/lr=0.1.yaml``, reported as a missing file rather than as a malformed override).
     """
     key, sep, _ = item.partition("=")
-    return bool(sep) and "/" not in key and not Path(item).expanduser().exists()
+    if not sep or "/" in key:
+        return False
+    try:
+        return not Path(item).expanduser().exists()
+    except (OSError, ValueError):  # too long to name a file, or a NUL in it: not a file
+        return True
 
 
 def _split_items(items: list[str]) -> tuple[list[str], list[str]]:
@@ -464,7 +469,10 @@ def cmd_grid(args: argparse.Namespace) -> int:
         resume = Path(files[0])
     elif resume is None and len(files) != 1:
         raise _usage(f"mip grid {args.grid_command} needs one GRID.yaml (or GRID_DIR / --resume GRID_DIR)")
-    manifest = runner.train_grid(None if resume else Path(files[0]), overrides, args.expdir, args.savetag,
+    if len(files) > 1:
+        raise _usage(f"mip grid {args.grid_command} takes one GRID.yaml or GRID_DIR, not {len(files)}")
+    # a grid file beside --resume GRID_DIR reaches train_grid, which refuses it (the grid's own configuration runs)
+    manifest = runner.train_grid(Path(files[0]) if files else None, overrides, args.expdir, args.savetag,
                                  resume=resume, progress=progress, logger=logger)
     code = _grid_summary(manifest, "train")
     if args.grid_command == "run":
@@ -574,6 +582,16 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
 
 
+#: the longest message ``mip`` prints for an error: a value quoted whole (a 500 KB string) never floods the terminal
+MAX_MESSAGE = 4000
+
+
+def _bounded(message: str) -> str:
+    if len(message) <= MAX_MESSAGE:
+        return message
+    return f"{message[:MAX_MESSAGE]}... (the message goes on for {len(message) - MAX_MESSAGE:,} more characters)"
+
+
 def _run(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parse_args(parser, bare_visualize(sys.argv[1:] if argv is None else argv))
@@ -600,13 +618,13 @@ def _run(argv: list[str] | None) -> int:
 
             traceback.print_exc()
         if isinstance(exc, MipError):
-            print(f"mip {args.command}: error: {exc}", file=sys.stderr)
+            print(f"mip {args.command}: error: {_bounded(str(exc))}", file=sys.stderr)
             return exc.exit_code
         if message := _unwritable_output(args, exc):
             print(f"mip {args.command}: error: {message}", file=sys.stderr)
             return EXIT_BAD_INPUT
         if not getattr(args, "debug", False):
-            print(f"mip {args.command}: internal error: {type(exc).__name__}: {exc}\n"
+            print(f"mip {args.command}: internal error: {type(exc).__name__}: {_bounded(str(exc))}\n"
                   "(run again with --debug for the traceback)", file=sys.stderr)
         return EXIT_FAILED
 

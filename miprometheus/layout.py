@@ -20,6 +20,7 @@ TRAINING_CSV = "training_statistics.csv"  # one row per episode
 VALIDATION_CSV = "validation_statistics.csv"  # one row per validation (exact aggregates)
 #: written by another process (a search's pruner, a user) to end the run at its next validation or epoch end
 STOP_REQUEST = "stop_request.json"
+LOCK = ".lock"  # locks.FolderLock: the process working in an experiment or grid folder (pid, host, since)
 MODELS_DIR = "models"
 BEST = "model_best.pt"  # weights at the lowest validation loss
 LAST = "model_last.pt"  # the full resume state

@@ -22,8 +22,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from miprometheus.errors import BadInputError
+from miprometheus.layout import LOCK
 
-LOCK_NAME = ".lock"
+LOCK_NAME = LOCK
 
 
 class FolderLock:

@@ -169,7 +169,7 @@ def _check_run(raw: Any, where: str) -> CheckRun:
 
 def load_book(file: Path | str | None = None, root: Path | str | None = None) -> Book:
     """Read and validate the book file (default: ``<root>/docs/book/book.yaml``, root = the current folder)."""
-    from miprometheus.config.yaml_loader import safe_load
+    from miprometheus.config.yaml_loader import read_config_text, safe_load
 
     root = Path(root) if root is not None else Path.cwd()
     file = Path(file) if file is not None else root / BOOK_FILE
@@ -178,7 +178,7 @@ def load_book(file: Path | str | None = None, root: Path | str | None = None) ->
     if file != root / BOOK_FILE and root == Path.cwd() and file.parent.name == "book":
         root = file.parent.parent.parent  # <root>/docs/book/book.yaml
     try:
-        raw = safe_load(file.read_text())
+        raw = safe_load(read_config_text(file), str(file))  # bounded, YAML 1.2
     except Exception as exc:  # a YAML syntax error: name the file
         raise BookError(f"{file}: not valid YAML: {exc}") from None
     raw = _mapping(raw, str(file), {"output", "data", "chapters", "check"})

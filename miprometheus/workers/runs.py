@@ -44,9 +44,11 @@ class TrainResult:
 def check_device(device: str, threads: int | None = None) -> str:
     import torch
 
+    from miprometheus.params import MAX_THREADS
+
     if threads is not None:
-        if threads < 1:
-            raise BadInputError(f"--threads must be at least 1, not {threads}")
+        if not 1 <= threads <= MAX_THREADS:  # 100,000 threads end in a segmentation fault inside torch
+            raise BadInputError(f"--threads must be between 1 and {MAX_THREADS}, not {threads}")
         torch.set_num_threads(threads)
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
@@ -401,17 +403,18 @@ def check(config_paths: list[str], overrides: list[str]) -> tuple[ExperimentSpec
     if not spec.splits:
         raise ConfigError("the config has no training, validation or testing section")
     report = []
-    assets = model_params = None
+    assets = model_params = training_values = None
     splits = sorted(spec.splits.items(), key=lambda item: item[0] != "training")  # training first
     if spec.test_settings:  # the named test settings replace the testing section they change
         splits = [(n, s) for n, s in splits if n != "testing"] + [(s.name, s) for s in spec.test_settings.values()]
     for name, split in splits:
         # the training split also loads the weights to start from and finds the submodules to freeze
+        # a validation or test split runs the model training builds: built with the training problem's values
         prepared = set_up_split(spec, split, "cpu", sampler_seed=0, assets=assets, own_assets=name == "training",
-                                assets_optional=True)
+                                assets_optional=True, model_values=None if name == "training" else training_values)
         problem, model = prepared.problem, prepared.model
         if name == "training":
-            assets = prepared.assets
+            assets, training_values = prepared.assets, problem.default_values
         if prepared.lacks_assets:
             report.append(f"{name}: problem {problem.name} needs the assets of a training run; "
                           "mip test EXPERIMENT_DIR checks it with them")

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from miprometheus.config.experiment_spec import ExperimentSpec, Split
+from miprometheus.errors import HandshakeError
 from miprometheus.models import transfer
 from miprometheus.problems.assets import apply_assets, build_training_assets
 from miprometheus.seeding import seed_everything
@@ -89,15 +90,21 @@ def set_up_split(spec: ExperimentSpec, split: Split, device: torch.device | str,
         return PreparedSplit(problem, None, lacks_assets=True)
     apply_assets(problem, assets, assets_source)
     prepared = PreparedSplit(problem, None, assets=assets, precision=experiment_precision(spec, device))
-    if with_model:
-        section = split.section
-        prepared.model = build_model(spec, problem, getattr(section, "model_overrides", None),
-                                     f"{split.name}.model_overrides", model_values)
-        if split.name == "training":
-            prepared.transfer = apply_transfer(spec, prepared.model, load_weights=not resuming)
-        prepared.model.to(device)
-    elif fits_model is not None:
-        check_fits(fits_model, problem)
+    try:
+        if with_model:
+            section = split.section
+            prepared.model = build_model(spec, problem, getattr(section, "model_overrides", None),
+                                         f"{split.name}.model_overrides", model_values)
+            if split.name == "training":
+                prepared.transfer = apply_transfer(spec, prepared.model, load_weights=not resuming)
+            prepared.model.to(device)
+        elif fits_model is not None:
+            check_fits(fits_model, problem)
+    except HandshakeError as exc:
+        if split.name == "training" or (model_values is None and fits_model is None):
+            raise
+        raise HandshakeError(f"the {split.name} split runs the model the training split builds, which does not "
+                             f"fit its problem: {exc}") from None
     kind = split.name.split(".")[0]  # a test setting "testing.<name>" samples as the testing split does
     prepared.loader = ProblemLoader(problem, split.section.sampler, split.section.dataloader, sampler_seed,
                                     f"{kind}.sampler: ", device)

@@ -70,7 +70,8 @@ class Trainer:
         self.validation: PreparedSplit | None = None
         if "validation" in spec.splits:
             self.validation = set_up_split(spec, spec.splits["validation"], self.device, with_model=False,
-                                           sampler_seed=derive_seed(seed, "validation-sampler"), assets=self.assets)
+                                           sampler_seed=derive_seed(seed, "validation-sampler"), assets=self.assets,
+                                           fits_model=self.model)  # a problem the model does not fit: before any step
         self.trainable = transfer.trainable_parameters(self.model)
         self.optimizer = spec.optimizer.cls(self.trainable, **spec.optimizer.kwargs)
         self.scaler = make_scaler(self.device, self.precision)

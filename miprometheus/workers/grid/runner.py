@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from miprometheus.config.loader import LoadedConfig, Origin
 from miprometheus.config.schema import Errors, build
 from miprometheus.config.yaml_loader import dump_yaml, load_yaml
@@ -223,7 +221,7 @@ class GridRunner:
         """Set the record's ``after_folder_keys`` in its config to the folder of the experiment it starts after,
         relative to the config file (paths in a config are read relative to it), so the grid folder can move."""
         path = self.folder / record.config
-        config = yaml.safe_load(path.read_text()) or {}
+        config = load_yaml(path)[0] or {}  # the one reader (YAML 1.2, bounded)
         relative = os.path.relpath(self.folder / source, path.parent)
         for key in record.extra.get("after_folder_keys", []):
             set_dotted(config, key, relative)

@@ -453,6 +453,6 @@ def _text(params: dict[str, Any]) -> str:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    import yaml
+    from miprometheus.config.yaml_loader import load_yaml
 
-    return yaml.safe_load(path.read_text()) or {}
+    return load_yaml(path)[0] or {}

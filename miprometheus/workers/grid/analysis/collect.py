@@ -74,10 +74,10 @@ class Collection:
 
 def read_yaml(path: Path) -> Any:
     """A YAML file's content, or None when it is missing or broken (one bad file must not stop the analysis)."""
-    from miprometheus.config.yaml_loader import safe_load
+    from miprometheus.config.yaml_loader import read_config_text, safe_load
 
     try:
-        return safe_load(path.read_text())
+        return safe_load(read_config_text(path), str(path))
     except Exception:  # any error in one experiment's file leaves its values empty, the others are read
         return None
 
