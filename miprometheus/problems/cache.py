@@ -25,6 +25,7 @@ import torch
 
 from miprometheus.errors import DataError
 from miprometheus.files import atomic_write
+from miprometheus.layout import LOCK
 
 FORMAT = "miprometheus-dataset-cache"
 logger = logging.getLogger("miprometheus.cache")
@@ -52,7 +53,7 @@ def cache_path(folder: Path | str, name: str, params: dict[str, Any], format_ver
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
     """An exclusive lock on ``<path>.lock`` (the lock file stays: removing it would race with a waiter)."""
-    lock_path = path.with_name(path.name + ".lock")
+    lock_path = path.with_name(path.name + LOCK)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
