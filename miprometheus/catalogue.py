@@ -10,6 +10,7 @@ importing classes by name is :mod:`miprometheus.registry`'s; where they are defi
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,11 +79,17 @@ def describe(kind: str, name: str) -> ComponentInfo:
 
 
 # --- reading classes from the source ------------------------------------------------------------------
+@functools.cache
+def _parsed(path: str) -> ast.Module:
+    """A source file's syntax tree, parsed once per listing (classes, constants and imports read from it)."""
+    return ast.parse(Path(path).read_text(encoding="utf-8"))
+
+
 def _source_classes(module: str) -> tuple[dict[str, ast.ClassDef], dict[str, str]]:
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.origin or not spec.origin.endswith(".py"):
         raise LookupError(module)
-    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    tree = _parsed(spec.origin)
     classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
     imports: dict[str, str] = {}
     for n in tree.body:
@@ -232,16 +239,33 @@ def _constant(node: ast.expr, module: str) -> Any:
 
 
 def _module_constant(name: str, module: str, depth: int) -> Any:
+    assigned, imported = _module_names(module)
+    if name in assigned:
+        return _arithmetic(assigned[name])
+    if depth > 0 and name in imported:
+        return _module_constant(name, imported[name], depth - 1)
+    return None
+
+
+@functools.cache
+def _module_names(module: str) -> tuple[dict[str, ast.expr], dict[str, str]]:
+    """A module's top-level constants (name → value node) and names imported ``from X import name`` (→ X),
+    parsed once per module and listing."""
+    assigned: dict[str, ast.expr] = {}
+    imported: dict[str, str] = {}
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.origin or not spec.origin.endswith(".py"):
-        return None
-    for stmt in ast.parse(Path(spec.origin).read_text(encoding="utf-8")).body:
-        if isinstance(stmt, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in stmt.targets):
-            return _arithmetic(stmt.value)
-        if (depth > 0 and isinstance(stmt, ast.ImportFrom) and stmt.module and stmt.level == 0
-                and any((a.asname or a.name) == name and a.name == name for a in stmt.names)):
-            return _module_constant(name, stmt.module, depth - 1)
-    return None
+        return assigned, imported
+    for stmt in _parsed(spec.origin).body:
+        if isinstance(stmt, ast.Assign):
+            for target in stmt.targets:
+                if isinstance(target, ast.Name):
+                    assigned.setdefault(target.id, stmt.value)
+        elif isinstance(stmt, ast.ImportFrom) and stmt.module and stmt.level == 0:
+            for alias in stmt.names:
+                if alias.asname is None:
+                    imported[alias.name] = stmt.module
+    return assigned, imported
 
 
 def _arithmetic(node: ast.expr) -> Any:
