@@ -29,9 +29,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["training.terminal_conditions.episode_limit=20", "validation.interval=10", "training.problem.batch_size=8"]
@@ -51,7 +51,7 @@ class Case:
     name: str
     category: str
     what: str
-    make: Callable[["Env"], list[str]]  # builds the inputs, returns the mip arguments
+    make: Callable[[Env], list[str]]  # builds the inputs, returns the mip arguments
     expect: str = "exit 2"              # what the project promises
 
 
@@ -258,7 +258,8 @@ def savetag_slash(env: Env) -> list[str]:
 
 
 def equals_in_name(env: Env) -> list[str]:
-    return ["check", str(env.write("lr=0.1.yaml", f"default_configs: {env.config}\ntraining: {{optimizer: {{lr: 0.1}}}}\n"))]
+    text = f"default_configs: {env.config}\ntraining: {{optimizer: {{lr: 0.1}}}}\n"
+    return ["check", str(env.write("lr=0.1.yaml", text))]
 
 
 def bit_flip(env: Env) -> list[str]:
@@ -272,6 +273,12 @@ def bit_flip(env: Env) -> list[str]:
 
 def infinite_lr(env: Env) -> list[str]:
     return ["train", str(env.config), *TINY, "--expdir", "out_inf", "--no-progress", "training.optimizer.lr=.inf"]
+
+
+def nan_step(env: Env) -> list[str]:
+    # Adam with eps 0 divides 0 by 0 in its first step: the weights and the loss become NaN during the run
+    return ["train", str(env.config), *TINY, "--expdir", "out_inf", "--no-progress",
+            "training.optimizer={name: Adam, lr: 0.01, eps: 0}"]
 
 
 def file_size_limit(env: Env) -> list[str]:
@@ -312,6 +319,8 @@ CASES = [
     Case("bit_flip", "faults", "resume after one bit flipped in model_last.pt", bit_flip),
     Case("infinite_lr", "faults", "lr: .inf (non-finite weights)", infinite_lr,
          expect="exit 2, or exit 1 and no non-finite checkpoint"),
+    Case("nan_step", "faults", "Adam with eps 0 (NaN weights mid-run)", nan_step,
+         expect="exit 1 and no non-finite checkpoint"),
     Case("file_size_limit", "faults", "a 64 KiB file-size limit (RLIMIT_FSIZE)", file_size_limit,
          expect="exit 1 naming the cause"),
 ]
@@ -324,7 +333,7 @@ def measure(case: Case, env: Env) -> tuple[Outcome, str]:
     if case.name == "yaml11_octal":
         match = re.search(r"episode_limit: (\S+)", outcome.output)
         note = f"read as {match.group(1)}" if match else ""
-    if case.name == "infinite_lr":
+    if case.name in ("infinite_lr", "nan_step"):
         import torch  # only here: the bench itself starts fast
 
         bad = []
