@@ -122,8 +122,10 @@ class Env:
 def first_line(text: str) -> str:
     """The line that says why: the first line of the message, without the log lines before it."""
     lines = [line for line in text.splitlines() if line.strip()]
-    for line in lines:
+    for at, line in enumerate(lines):
         if re.match(r"^(mip[\w -]*: )?(error|Error|internal error|Traceback)", line) or "error:" in line:
+            if line.endswith(":") and at + 1 < len(lines):  # "invalid configuration:" and its first item
+                line = f"{line} {lines[at + 1].strip()}"
             return line[:220]
     return (lines[-1] if lines else "(no output)")[:220]
 
