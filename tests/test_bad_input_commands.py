@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from miprometheus.cli import MAX_MESSAGE, main
-from miprometheus.errors import ConfigError
 
 
 def run_main(capsys, *argv: object) -> tuple[int, str]:
@@ -85,14 +84,3 @@ def test_caps_declared_in_params_show_as_numbers_in_mip_list(capsys):
     assert code == 0
     line = next(line for line in out.splitlines() if line.strip().startswith("hidden_size"))
     assert "between 1 and 16384" in line and "MAX_UNITS" not in line
-
-
-def test_the_grid_reads_its_own_files_as_yaml_1_2(tmp_path):
-    from miprometheus.workers.grid.search import _read_yaml
-
-    path = tmp_path / "c.yaml"
-    path.write_text("a: 010\nb: 1:30\n")
-    assert _read_yaml(path) == {"a": 10, "b": "1:30"}
-    path.write_text("a: [" * 100 + "]" * 100 + "\n")
-    with pytest.raises(ConfigError, match="the limit"):
-        _read_yaml(path)

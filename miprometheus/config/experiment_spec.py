@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-from miprometheus import registry
 from miprometheus.config.loader import LoadedConfig
 from miprometheus.config.schema import (
     NOT_COERCIBLE,
@@ -26,6 +25,7 @@ from miprometheus.config.schema import (
 from miprometheus.config.sections import SECTIONS, TOP_LEVEL, Curriculum, InitFrom
 from miprometheus.errors import ConfigError, MipError
 from miprometheus.params import bound_error, is_required, not_finite
+from miprometheus.registry import get as registry_get
 
 
 def _read_only(mapping: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
@@ -162,7 +162,7 @@ def _component(kind: str, data: Any, prefix: str, config: LoadedConfig, errors: 
         errors.append(f"{config.where(prefix)}missing '{prefix}.name': which {kind[:-1]} to use")
         return None
     try:
-        return registry.get(kind, name)
+        return registry_get(kind, name)
     except MipError as exc:
         errors.append(f"{config.where(prefix + '.name')}{exc}")
         return None

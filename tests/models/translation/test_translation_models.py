@@ -183,12 +183,12 @@ def test_teacher_forcing_ratio_zero_feeds_the_models_own_words():
 
 
 @pytest.mark.parametrize("make, values, message", [
-    (attention_model, {"hidden_size": 0}, "hidden_size must be at least 1"),
+    (attention_model, {"hidden_size": 0}, "hidden_size must be between 1 and 16384"),
     (attention_model, {"teacher_forcing_ratio": 1.5}, "teacher_forcing_ratio must be in"),
     (attention_model, {"beam_width": 0}, "beam_width must be at least 1"),
     (attention_model, {"eos_index": 40}, "eos_index must index the output vocabulary"),
     (transformer_model, {"d_model": 10, "nhead": 3}, r"d_model \(10\) must be a multiple of nhead \(3\)"),
-    (transformer_model, {"max_decoding_length": 0}, "max_decoding_length must be at least 1"),
+    (transformer_model, {"max_decoding_length": 0}, "max_decoding_length must be between 1 and 65536"),
 ])
 def test_bad_parameters_are_config_errors_naming_them(make, values, message):
     with pytest.raises(ConfigError, match=message):

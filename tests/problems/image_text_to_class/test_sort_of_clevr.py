@@ -453,13 +453,13 @@ def test_the_plot_shows_the_question_in_words(folder):
 
 # --- parameters, the catalogue and the shipped configs ------------------------------------------------------
 @pytest.mark.parametrize(("values", "message"), [
-    ({"img_size": 16}, "img_size must be at least 23"),
+    ({"img_size": 16}, "img_size must be between 23 and 4096"),
     ({"max_objects": 7}, "max_objects <= 6"),
     ({"min_objects": 1}, "2 <= min_objects"),
     ({"min_objects": 4, "max_objects": 3}, "min_objects"),
     ({"split": "dev"}, "split must be one of train, validation, test"),
     ({"num_scenes": 0}, "num_scenes must be at least 1"),
-    ({"batch_size": 0}, "batch_size must be at least 1"),
+    ({"batch_size": 0}, "batch_size must be between 1 and 65536"),
     ({"tie_margin": -1.0}, "tie_margin must be at least 0"),
     ({"tie_margin": "2px"}, "tie_margin must be a finite number"),
     ({"tie_margin": True}, "tie_margin must be a finite number"),
