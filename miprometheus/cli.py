@@ -72,6 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = grid_sub.add_parser("analyze", help="grid_analysis.csv, grid_summary.csv, plots and report.html")
     p.add_argument("folder", type=Path, metavar="GRID_DIR")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p = grid_sub.add_parser("status", help="the grid's experiments, progress and time left, while it runs or after",
+                            description="One table of a grid's experiments (queued, running with its episode and "
+                                        "latest validation, done, pruned, failed with its last error line), the "
+                                        "grid's progress and the time left; reads the grid folder, writes nothing.")
+    p.add_argument("folder", type=Path, metavar="GRID_DIR")
+    p.add_argument("--watch", nargs="?", const=WATCH_SECONDS, type=_watch_seconds, metavar="SECONDS",
+                   help=f"refresh every SECONDS (default {WATCH_SECONDS:g}) until the grid ends or Ctrl-C")
+    p.add_argument("--json", action="store_true", help="one line of JSON per reading, for scripts")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
 
     p = sub.add_parser("book", help="render the results book from the committed results; re-run or check it",
                        description=(
@@ -100,6 +109,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", type=Path, default=Path("."), help="folder for the index files")
     p.add_argument("--force", action="store_true", help="replace index files that --output already holds")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    p = sub.add_parser("migrate", help="convert the original MI-Prometheus's configs and grid files", description=(
+        "Convert configs and grid files of the original MI-Prometheus (a folder: its YAML files) into this project's "
+        "format, one self-contained file per input under --out, read as the original read them (default_configs "
+        "relative to --root, the first listed file winning), with the original trainer's defaults written where a "
+        "file relied on them; prints a report per file (renamed, converted, dropped, no equivalent), runs mip check "
+        "on each output and counts converted / need data / cannot convert."))
+    p.add_argument("items", nargs="+", metavar="PATH")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder of the converted files")
+    p.add_argument("--trainer", choices=["online", "offline"],
+                   help="whose defaults apply (default: a grid's grid_settings.trainer; else online for a generated "
+                        "problem, offline for a dataset)")
+    p.add_argument("--root", type=Path, default=None, metavar="DIR",
+                   help="the directory the original ran in (its default_configs are relative to it; default: here)")
+    p.add_argument("--force", action="store_true", help="replace converted files that --out already holds")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
     p = sub.add_parser("extract-features", help="pre-extract image features (ResNet-101) of a dataset's splits",
@@ -154,6 +179,23 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
     if rest:
         args.items = [*(args.items or []), *rest]
     return args
+
+
+#: ``mip grid status --watch``'s default refresh and bounds, in seconds (watch.WATCH_SECONDS, kept here so that
+#: building the parser imports no grid module)
+WATCH_SECONDS, WATCH_BOUNDS = 2.0, (0.1, 3600.0)
+
+
+def _watch_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not WATCH_BOUNDS[0] <= seconds <= WATCH_BOUNDS[1]:  # NaN fails both
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a refresh time: give SECONDS from {WATCH_BOUNDS[0]:g} to {WATCH_BOUNDS[1]:g}, and "
+            "GRID_DIR before --watch (mip grid status GRID_DIR --watch [SECONDS])")
+    return seconds
 
 
 def _grid_common(parser: argparse.ArgumentParser) -> None:
@@ -229,6 +271,8 @@ def _output_places(args: argparse.Namespace) -> list[tuple[Path, str]]:
         return [(args.folder, "")]
     if command == "split":
         return [(args.output, "--output")]
+    if command == "migrate":
+        return [(args.out, "--out")]
     return []
 
 
@@ -396,6 +440,12 @@ def cmd_split(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from miprometheus.migrate.command import migrate
+
+    return migrate(args.items, args.out, args.trainer, args.root, args.force)
+
+
 def cmd_extract_features(args: argparse.Namespace) -> int:
     from miprometheus.workers.feature_extraction import extract_features
 
@@ -450,10 +500,15 @@ def _grid_summary(manifest: Any, phase: str) -> int:
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
+    if args.grid_command is None:
+        raise _usage("mip grid needs a command: train, test, analyze, run or status")
+    if args.grid_command == "status":  # before the runner's import (torch): a status answers at once
+        from miprometheus.workers.grid.watch import show
+
+        show(args.folder, args.watch, args.json)
+        return EXIT_OK
     from miprometheus.workers.grid import runner
 
-    if args.grid_command is None:
-        raise _usage("mip grid needs a command: train, test, analyze or run")
     if args.grid_command == "analyze":
         from miprometheus.workers.grid.analysis import analyze
 
@@ -472,14 +527,16 @@ def cmd_grid(args: argparse.Namespace) -> int:
     if len(files) > 1:
         raise _usage(f"mip grid {args.grid_command} takes one GRID.yaml or GRID_DIR, not {len(files)}")
     # a grid file beside --resume GRID_DIR reaches train_grid, which refuses it (the grid's own configuration runs)
+    # `mip grid run` analyses at its end: until then report.html keeps reloading (the live report)
     manifest = runner.train_grid(Path(files[0]) if files else None, overrides, args.expdir, args.savetag,
-                                 resume=resume, progress=progress, logger=logger)
+                                 resume=resume, progress=progress, logger=logger,
+                                 final_report=args.grid_command != "run")
     code = _grid_summary(manifest, "train")
     if args.grid_command == "run":
         settings = runner.load_settings(manifest.folder)
         if settings.test:
-            code = max(code, _grid_summary(runner.test_grid(manifest.folder, progress=progress, logger=logger),
-                                           "test"))
+            code = max(code, _grid_summary(runner.test_grid(manifest.folder, progress=progress, logger=logger,
+                                                            final_report=False), "test"))
         from miprometheus.workers.grid.analysis import analyze
 
         analyze(manifest.folder)
@@ -551,7 +608,7 @@ def _book_check(book: Any, only: list[str] | None, update: bool, start: float) -
 
 
 COMMANDS = {"train": cmd_train, "book": cmd_book, "test": cmd_test, "check": cmd_check, "list": cmd_list,
-            "split": cmd_split, "grid": cmd_grid, "extract-features": cmd_extract_features}
+            "split": cmd_split, "grid": cmd_grid, "extract-features": cmd_extract_features, "migrate": cmd_migrate}
 
 
 def _stdout_closed() -> bool:

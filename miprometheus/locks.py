@@ -19,6 +19,7 @@ import socket
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from miprometheus.errors import BadInputError
@@ -105,6 +106,74 @@ def lock_holder(folder: Path) -> str | None:
         return None
     finally:
         os.close(fd)
+
+
+@dataclass(frozen=True)
+class LockState:
+    """Whether a folder's lock is held now, and what its file records of the process that took it last."""
+
+    held: bool
+    holder: dict  # pid, host, what, since, command ({} when the lock was never taken)
+
+    def describe(self) -> str:
+        return _describe(self.holder)
+
+
+def lock_state(folder: Path) -> LockState:
+    """Whether ``folder``'s lock is held, found without taking it where the system can tell.
+
+    Linux lists every flock in ``/proc/locks`` (device and inode): a lock listed there is held. One not
+    listed is free when the process its file names (on this host) has ended, since every holder writes its
+    name there. Otherwise (no ``/proc/locks``, another host, a file system whose device it shows
+    differently) it is probed as :func:`lock_holder` does, with a shared lock released at once.
+    """
+    path = Path(folder) / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return LockState(False, {})  # never taken: no grid or trainer ever held this folder
+    try:
+        holder = _read_holder(fd)
+        listed = _listed_in_proc_locks(os.fstat(fd))
+        if listed:
+            return LockState(True, holder)
+        pid = holder.get("pid")
+        if listed is False and holder.get("host") == socket.gethostname() and isinstance(pid, int) \
+                and not _alive(pid):
+            return LockState(False, holder)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            return LockState(exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES), holder)
+        return LockState(False, holder)
+    finally:
+        os.close(fd)  # releases the probe's shared lock, if it was taken
+
+
+def _listed_in_proc_locks(stat: os.stat_result) -> bool | None:
+    """Whether /proc/locks lists a flock on the file (None: no /proc/locks to read)."""
+    wanted = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as handle:
+            lines = handle.read(1 << 22).splitlines()  # bounded: a few MiB hold tens of thousands of locks
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 6149 fe:00:2154501 0 EOF"; a process waiting for a lock has "->" after "1:"
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == wanted:
+            return True
+    return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's process
+    return True
 
 
 def _read_holder(fd: int) -> dict:

@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from miprometheus.config.loader import LoadedConfig, Origin
-from miprometheus.config.schema import Errors, build
 from miprometheus.config.yaml_loader import dump_yaml, load_yaml
 from miprometheus.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ConfigError, MipError
 from miprometheus.files import atomic_write_text, create_unique_dir, timestamp
@@ -33,7 +31,6 @@ from miprometheus.layout import (
     LAST,
     MODELS_DIR,
     RUN_INFO,
-    TRAINING_CSV,
     grid_config_file,
     grid_log_file,
     grid_output_dir,
@@ -41,6 +38,7 @@ from miprometheus.layout import (
 from miprometheus.locks import FolderLock, lock_holder
 from miprometheus.workers.commands import RESUME_FLAG, resume_command, shell_line
 from miprometheus.workers.grid.analysis.collect import read_json
+from miprometheus.workers.grid.analysis.live_report import LiveReport
 from miprometheus.workers.grid.executors import Executor, Job, JobResult, make_executor
 from miprometheus.workers.grid.executors.base import pid_alive
 from miprometheus.workers.grid.folders import newest_experiment, newest_test
@@ -55,9 +53,12 @@ from miprometheus.workers.grid.manifest import (
     now,
 )
 from miprometheus.workers.grid.search import Search, search_info, task_config_file
-from miprometheus.workers.grid.spec import GridSettings, GridSpec, load_grid, set_dotted
+from miprometheus.workers.grid.spec import GridSettings, GridSpec, load_grid, load_settings, set_dotted
+from miprometheus.workers.grid.status import StatusReader
 
 POLL_SECONDS = 0.2
+#: how often the live table on the grid's terminal is read again
+LIVE_TABLE_SECONDS = 1.0
 #: how long a resumed grid waits for a child of the grid process that died to write its checkpoint and end
 ORPHAN_SECONDS = 60
 #: the run_info.json statuses of a training that has ended for good (its `mip train` exits 0)
@@ -106,32 +107,6 @@ def create_grid(spec: GridSpec, expdir: Path, savetag: str = "") -> Manifest:
     return manifest
 
 
-def load_settings(folder: Path) -> GridSettings:
-    """The settings a grid folder was created with (its ``grid_configuration.yaml``), checked as a grid file's are.
-
-    The file is written by the grid itself, so a problem in it means the folder was damaged: ConfigError
-    (exit 2) naming the file, and its line where there is one. Keys no longer known are skipped, so that
-    a grid created by an older version still resumes.
-    """
-    path = Path(folder) / GRID_CONFIG
-    if not path.is_file():
-        raise ConfigError(f"{folder} is not a grid folder (no {GRID_CONFIG})")
-    data, lines = load_yaml(path)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}:1: the grid folder's configuration is damaged: it must hold a mapping "
-                          f"(grid_tasks, grid_settings, ...), not {type(data).__name__}; the grid cannot be resumed "
-                          "from it (the grid file it was made from can be run again as a new grid)")
-    config = LoadedConfig(data, {".".join(key): Origin(str(path), line, path.parent) for key, line in lines.items()})
-    raw = data.get("grid_settings") or {}
-    errors = Errors()
-    unknown = tuple(k for k in raw if k not in GridSettings.__dataclass_fields__) if isinstance(raw, dict) else ()
-    settings = build(GridSettings, raw, "grid_settings", config, errors, ignore=unknown)
-    if errors or settings is None:
-        raise ConfigError(f"{path}: the grid folder's configuration is damaged; nothing was run or written:\n  - "
-                          + "\n  - ".join(errors or ["grid_settings cannot be read"]))
-    return settings
-
-
 @dataclass
 class Phase:
     """What a run of the grid does to each experiment: train it or test it."""
@@ -160,7 +135,7 @@ class GridRunner:
 
     def __init__(self, folder: Path, phase: str = "train", executor: Executor | None = None,
                  settings: GridSettings | None = None, progress: bool | None = None,
-                 logger: logging.Logger | None = None) -> None:
+                 logger: logging.Logger | None = None, final_report: bool = True) -> None:
         self.folder = Path(folder).resolve()
         # both files are checked before anything is written: a damaged grid folder is left as it is (exit 2)
         self.manifest = Manifest.load(self.folder)
@@ -172,6 +147,11 @@ class GridRunner:
         self._stop: str | None = None
         self.search: Search | None = None
         self._held_logged: set[str] = set()  # experiments said to wait for another process in their folder
+        # report.html while the grid runs; its last page is the grid's final one unless this command goes on
+        # (`mip grid run`: tests and analysis follow)
+        self.report = LiveReport(self.folder, self.logger, final=final_report)
+        self._status: StatusReader | None = None  # the live console table's reading
+        self._shown_at = 0.0
 
     # --- jobs -----------------------------------------------------------------------------------
     def threads(self) -> int:
@@ -322,6 +302,7 @@ class GridRunner:
         running: list[tuple[Any, str, Job]] = []  # (handle, experiment id, job); handles need not be hashable
         old = self._install_signal_handlers()
         live = self._start_live()
+        self.report.start()
         try:
             while self._stop is None:
                 if self.search is not None:  # new trials for the free slots, then the re-evaluations
@@ -351,10 +332,12 @@ class GridRunner:
                         still_running.append((handle, experiment_id, job))
                     elif self._finish(self.manifest.get(experiment_id), result, allowed):
                         queue.append(experiment_id)
+                changed = len(still_running) != len(running) or bool(ready)
                 running = still_running
                 if self.search is not None:
                     self.search.watch([experiment_id for _, experiment_id, _ in running])
-                self._refresh_live(live, running)
+                self._refresh_live(live)
+                self.report.tick(changed)
                 time.sleep(POLL_SECONDS)
         finally:
             if self._stop is not None:
@@ -367,6 +350,7 @@ class GridRunner:
             self.executor.close()
             self._stop_live(live)
             self._restore_signal_handlers(old)
+            self.report.close(interrupted=self._stop is not None)
         if self._stop is not None:
             raise GridInterrupted(f"grid interrupted ({self._stop}); running experiments were checkpointed. "
                                   f"Continue with: {shell_line(['grid', self.phase.name, RESUME_FLAG, self.folder])}")
@@ -485,65 +469,36 @@ class GridRunner:
             return None
         from rich.live import Live
 
-        live = Live(self._table([]), refresh_per_second=2, transient=False)
+        live = Live(self._table(), refresh_per_second=2, transient=False)
         live.start()
         return live
 
-    def _refresh_live(self, live: Any, running: list[tuple[Any, str, Job]]) -> None:
-        if live is not None:
-            live.update(self._table(running))
+    def _refresh_live(self, live: Any) -> None:
+        if live is not None and time.monotonic() - self._shown_at >= LIVE_TABLE_SECONDS:
+            live.update(self._table())
 
     def _stop_live(self, live: Any) -> None:
         if live is not None:
+            live.update(self._table())
             live.stop()
 
-    def _table(self, running: list[tuple[Any, str, Job]]) -> Any:
-        from rich.table import Table
+    def _table(self) -> Any:
+        """The table of ``mip grid status``, as this grid process sees its grid."""
+        from miprometheus.workers.grid.watch import table
 
-        counts = self.manifest.counts(self.phase.prefix() + "status")
-        table = Table(title=f"grid {self.phase.name}: {self.folder.name} — "
-                            + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-        for column in ("experiment", "status", "attempts", "episode", "loss", "acc"):
-            table.add_column(column)
-        for record in self.manifest.records:
-            status = self.phase.status(record)
-            row = latest_statistics(self.folder, record) if status in (RUNNING, DONE) else {}
-            table.add_row(record.id, status, str(self.phase.attempts(record)), row.get("episode", ""),
-                          _short(row.get("loss")), _short(row.get("acc")))
-        return table
-
-
-def _short(value: str | None) -> str:
-    try:
-        return f"{float(value):.4g}"
-    except (TypeError, ValueError):
-        return ""
-
-
-def latest_statistics(grid: Path, record: ExperimentRecord) -> dict[str, str]:
-    """The last row of an experiment's training statistics (read from the end of the file)."""
-    folder = newest_experiment(grid / grid_output_dir(record.id))
-    if folder is None:
-        return {}
-    path = folder / TRAINING_CSV
-    try:
-        with open(path, "rb") as handle:
-            header = handle.readline().decode().strip().split(",")
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - 4096))
-            lines = handle.read().decode(errors="replace").strip().splitlines()
-    except OSError:
-        return {}
-    if len(lines) < 1 or lines[-1].startswith(header[0] + ","):
-        return {}
-    return dict(zip(header, lines[-1].split(",")))
+        self._shown_at = time.monotonic()
+        if self._status is None:
+            self._status = StatusReader(self.folder, self.settings)
+        return table(self._status.read(running=True))
 
 
 def train_grid(grid_file: Path | None, overrides: list[str], expdir: Path, savetag: str = "",
                resume: Path | None = None, progress: bool | None = None,
-               logger: logging.Logger | None = None) -> Manifest:
-    """``mip grid train``: a new grid from a grid file, or the rest of an existing grid folder."""
+               logger: logging.Logger | None = None, final_report: bool = True) -> Manifest:
+    """``mip grid train``: a new grid from a grid file, or the rest of an existing grid folder.
+
+    ``final_report``: False when more follows in the same command (tests, the analysis), so that the live
+    ``report.html`` keeps reloading until then."""
     if resume is not None:
         if overrides:
             raise ConfigError("a resumed grid keeps its own configuration: give no key=value overrides")
@@ -556,13 +511,14 @@ def train_grid(grid_file: Path | None, overrides: list[str], expdir: Path, savet
     else:
         spec = load_grid(grid_file, overrides)
         folder = create_grid(spec, expdir, savetag).folder
-    runner = GridRunner(folder, "train", progress=progress, logger=logger)
+    runner = GridRunner(folder, "train", progress=progress, logger=logger, final_report=final_report)
     return runner.run()
 
 
-def test_grid(folder: Path, progress: bool | None = None, logger: logging.Logger | None = None) -> Manifest:
+def test_grid(folder: Path, progress: bool | None = None, logger: logging.Logger | None = None,
+              final_report: bool = True) -> Manifest:
     """``mip grid test``: test every trained experiment's best model (resumable the same way)."""
-    return GridRunner(Path(folder), "test", progress=progress, logger=logger).run()
+    return GridRunner(Path(folder), "test", progress=progress, logger=logger, final_report=final_report).run()
 
 
 test_grid.__test__ = False  # not a pytest test

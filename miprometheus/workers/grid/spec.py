@@ -29,7 +29,9 @@ from miprometheus.config.loader import (
 )
 from miprometheus.config.schema import Errors, build, unknown_key
 from miprometheus.config.sections import TOP_LEVEL
+from miprometheus.config.yaml_loader import load_yaml
 from miprometheus.errors import ConfigError, MipError
+from miprometheus.layout import GRID_CONFIG
 from miprometheus.params import MAX_SEED, MAX_THREADS, param
 from miprometheus.workers.grid.search_settings import Dimension, SearchSettings, parse_space, task_space, with_values
 
@@ -235,6 +237,32 @@ def load_grid(path: Path | str, overrides: list[str] | None = None, validate_tas
     else:
         spec.experiments = plan(spec, grid_overwrite, validate_tasks)
     return spec
+
+
+def load_settings(folder: Path) -> GridSettings:
+    """The settings a grid folder was created with (its ``grid_configuration.yaml``), checked as a grid file's are.
+
+    The file is written by the grid itself, so a problem in it means the folder was damaged: ConfigError
+    (exit 2) naming the file, and its line where there is one. Keys no longer known are skipped, so that
+    a grid created by an older version still resumes.
+    """
+    path = Path(folder) / GRID_CONFIG
+    if not path.is_file():
+        raise ConfigError(f"{folder} is not a grid folder (no {GRID_CONFIG})")
+    data, lines = load_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}:1: the grid folder's configuration is damaged: it must hold a mapping "
+                          f"(grid_tasks, grid_settings, ...), not {type(data).__name__}; the grid cannot be resumed "
+                          "from it (the grid file it was made from can be run again as a new grid)")
+    config = LoadedConfig(data, {".".join(key): Origin(str(path), line, path.parent) for key, line in lines.items()})
+    raw = data.get("grid_settings") or {}
+    errors = Errors()
+    unknown = tuple(k for k in raw if k not in GridSettings.__dataclass_fields__) if isinstance(raw, dict) else ()
+    settings = build(GridSettings, raw, "grid_settings", config, errors, ignore=unknown)
+    if errors or settings is None:
+        raise ConfigError(f"{path}: the grid folder's configuration is damaged; nothing was run or written:\n  - "
+                          + "\n  - ".join(errors or ["grid_settings cannot be read"]))
+    return settings
 
 
 def _resource_errors(settings: GridSettings, grid: LoadedConfig) -> list[str]:

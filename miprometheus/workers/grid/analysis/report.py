@@ -21,7 +21,7 @@ from typing import Any
 
 from miprometheus.files import atomic_write_text
 from miprometheus.layout import ANALYSIS_CSV, GRID_CONFIG, REPORT_HTML, SEARCH_JOURNAL, SEARCH_SUMMARY_CSV, SUMMARY_CSV
-from miprometheus.workers.grid.analysis.collect import CollectedExperiment, collect, is_number, read_yaml
+from miprometheus.workers.grid.analysis.collect import CollectedExperiment, Collection, collect, is_number, read_yaml
 from miprometheus.workers.grid.analysis.plots import main_statistic, write_plots
 from miprometheus.workers.grid.analysis.search_plots import SearchPlots, write_search_plots
 from miprometheus.workers.grid.analysis.search_summary import FEW_SEEDS, SIGNIFICANCE, SearchSummary, search_summary
@@ -214,33 +214,45 @@ th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: left; white-space
 th { background: #f2f2f2; position: sticky; top: 0; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.failed td { background: #fde8e8; } tr.pending td, tr.running td { color: #888; }
+tr.live-running td { background: #eaf6ea; } tr.live-failed td { background: #fde8e8; }
+tr.live-interrupted td { background: #fff4d6; } tr.live-queued td { color: #888; }
+.stale { background: #fff4d6; padding: 0.5em; }
 .scroll { overflow-x: auto; max-width: 100%; }
 img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
 .meta { color: #666; }
 """
 
 
-def _report(grid_dir: Path, manifest: Manifest, summary: list[dict[str, Any]], summary_columns: list[str],
-            rows: list[dict[str, Any]], columns: list[str], failures: list[dict[str, Any]], plots: list[Path],
-            search: str = "") -> str:
+def page(grid_dir: Path, manifest: Manifest, sections: list[str], refresh: int | None = None) -> str:
+    """A report page: the grid's name, description and counts, then ``sections`` (HTML). With ``refresh``, the
+    page written while the grid runs: the browser loads it again every ``refresh`` seconds."""
     grid_file = read_yaml(grid_dir / GRID_CONFIG) if (grid_dir / GRID_CONFIG).is_file() else None
     description = grid_file.get("description") if isinstance(grid_file, dict) else None
     name = html.escape(grid_dir.name)
     status = ", ".join(f"{count} {state}" for state, count in sorted(manifest.counts().items()))
-    meta = [f"{len(rows)} experiments: {html.escape(status)}"]
+    meta = [f"{len(manifest.records)} experiments: {html.escape(status)}"]
     if manifest.info.get("grid_file"):
         meta.append(f"grid file: <code>{html.escape(str(manifest.info['grid_file']))}</code>")
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{name}</title>",
+    head = f"<meta http-equiv='refresh' content='{refresh}'>" if refresh else ""
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'>{head}<title>{name}</title>",
              f"<style>{_CSS}</style></head><body>", f"<h1>Grid {name}</h1>"]
     if description:
         parts.append(f"<p>{html.escape(str(description))}</p>")
     parts.append(f"<p class='meta'>{'<br>'.join(meta)}</p>")
+    parts += sections
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def _sections(grid_dir: Path, summary: list[dict[str, Any]], summary_columns: list[str], rows: list[dict[str, Any]],
+              columns: list[str], failures: list[dict[str, Any]], plots: list[Path], search: str = "") -> list[str]:
+    """The report's sections: summary, search, failures, learning curves, every experiment."""
     # Each statistic as one "mean ± std" cell: half as many columns as the CSV, easier to compare.
     stats = [c[:-5] for c in summary_columns if c.endswith("_mean")]
     plain = [c for c in summary_columns if not c.endswith(("_mean", "_std"))]
     shown = [{**{c: row.get(c) for c in plain}, **{s: _mean_pm_std(row, s) for s in stats}} for row in summary]
-    parts.append("<h2>Summary (over repetitions: mean ± sample std of the finished ones)</h2>"
-                 f"<div class='scroll'>{_html_table(shown, plain + stats)}</div>")
+    parts = ["<h2>Summary (over repetitions: mean ± sample std of the finished ones)</h2>"
+             f"<div class='scroll'>{_html_table(shown, plain + stats)}</div>"]
     if search:
         parts.append(search)
     parts.append("<h2>Failures</h2>")
@@ -255,8 +267,7 @@ def _report(grid_dir: Path, manifest: Manifest, summary: list[dict[str, Any]], s
     if not plots:
         parts.append("<p>No learning curves yet.</p>")
     parts.append(f"<h2>All experiments</h2><div class='scroll'>{_html_table(rows, columns)}</div>")
-    parts.append("</body></html>\n")
-    return "\n".join(parts)
+    return parts
 
 
 def print_console(grid_dir: Path, summary: list[dict[str, Any]], names: list[str], statistics: list[str],
@@ -298,18 +309,14 @@ def analyze(grid_dir: Path, console: bool = True) -> AnalysisResult:
     manifest = Manifest.load(grid_dir)
     if (grid_dir / GRID_CONFIG).is_file():  # a folder of plain experiments has none
         load_settings(grid_dir)
-    collection = collect(grid_dir)
+    collection, table, summary, settings, plots = _tables(grid_dir)
     experiments = collection.experiments
-    table = experiment_table(collection)
-    summary = summarize(table, experiments)
-    settings = summary.records(all_columns=True)
     names = labels(settings, table.params)
     shown = summary.records()
 
     analysis_csv, summary_csv = grid_dir / ANALYSIS_CSV, grid_dir / SUMMARY_CSV
     atomic_write_text(analysis_csv, csv_text(table.frame(), table.columns))
     atomic_write_text(summary_csv, csv_text(summary.frame, summary.columns))
-    plots = write_plots(grid_dir, experiments, table.rows, setting_ids(table, experiments), settings, table.params)
     failures = _failures(experiments)
     search = search_summary(collection, table) if table.search else None
     search_csv, search_plots, section = None, SearchPlots(), ""
@@ -319,13 +326,36 @@ def analyze(grid_dir: Path, console: bool = True) -> AnalysisResult:
         search_plots = write_search_plots(grid_dir, search.tasks, search.settings.objective.statistic)
         section = _search_section(grid_dir, search, search_plots)
     report = grid_dir / REPORT_HTML
-    atomic_write_text(report, _report(grid_dir, manifest, shown, summary.columns, table.rows, table.columns,
-                                      failures, plots, section))
+    atomic_write_text(report, page(grid_dir, manifest, _sections(grid_dir, shown, summary.columns, table.rows,
+                                                                  table.columns, failures, plots, section)))
     if console:
         print_console(grid_dir, settings, names, summary.statistics, plots, _report_statistics(grid_dir), search)
     return AnalysisResult(grid_dir, analysis_csv, summary_csv, report, plots, table.rows, shown, table.params,
                           failures, search_csv, search.rows if search is not None else [],
                           [p for task_plots in search_plots.plots.values() for p in task_plots])
+
+
+def _tables(grid_dir: Path) -> tuple[Collection, Any, Any, list[dict[str, Any]], list[Path]]:
+    """What the report is made of: the collected grid, its experiment table and summary (its settings with every
+    column) and the learning-curve plots, drawn into ``plots/``."""
+    collection = collect(grid_dir)
+    experiments = collection.experiments
+    table = experiment_table(collection)
+    summary = summarize(table, experiments)
+    settings = summary.records(all_columns=True)
+    plots = write_plots(grid_dir, experiments, table.rows, setting_ids(table, experiments), settings, table.params)
+    return collection, table, summary, settings, plots
+
+
+def live_sections(grid_dir: Path) -> list[str]:
+    """The report's sections for a grid that runs, from what its folder holds so far: as ``analyze`` writes them,
+    learning curves included, but no CSV written and no search figure (those read the Optuna journal that the
+    grid process is writing). ``analyze`` writes the whole report when the grid has ended."""
+    collection, table, summary, _, plots = _tables(Path(grid_dir))
+    search = search_summary(collection, table) if table.search else None
+    section = _search_section(grid_dir, search, SearchPlots()) if search is not None else ""
+    return _sections(grid_dir, summary.records(), summary.columns, table.rows, table.columns,
+                     _failures(collection.experiments), plots, section)
 
 
 def _report_statistics(grid_dir: Path) -> list[str]:
