@@ -24,7 +24,7 @@ from typing import Any
 from miprometheus.files import atomic_write_text
 from miprometheus.layout import REPORT_HTML
 from miprometheus.workers.commands import shell_line
-from miprometheus.workers.grid.analysis.report import _html_table, live_sections, page
+from miprometheus.workers.grid.analysis.report import html_table, live_sections, page
 from miprometheus.workers.grid.status import GridStatus, StatusReader, cells, columns, summary_lines
 
 #: how often the browser reloads the page while the grid runs
@@ -45,7 +45,7 @@ def status_section(status: GridStatus) -> str:
     command = shell_line(["grid", "status", status.folder])
     written = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(status.read_at))
     parts = ["<h2>Status</h2>", f"<p class='meta'>{lines}</p>",
-             f"<div class='scroll'>{_html_table(rows, shown)}</div>"]
+             f"<div class='scroll'>{html_table(rows, shown)}</div>"]
     if status.running:
         parts.append(f"<p class='meta'>Written by the grid process at {written}; the page reloads every "
                      f"{REFRESH_SECONDS} s until the grid ends.</p>"

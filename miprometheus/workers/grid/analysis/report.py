@@ -35,6 +35,7 @@ from miprometheus.workers.grid.analysis.tables import (
     summarize,
 )
 from miprometheus.workers.grid.manifest import FAILED, Manifest
+from miprometheus.workers.grid.spec import load_settings
 
 
 @dataclass
@@ -62,7 +63,8 @@ def _mean_pm_std(row: dict[str, Any], column: str) -> str:
     return f"{mean:.4g} ± {std:.2g}" if is_number(std) else f"{mean:.4g}"
 
 
-def _html_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+def html_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """Rows as an HTML table of ``columns``; a row's ``status`` names its class (the CSS colours failures)."""
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = []
     for row in rows:
@@ -163,7 +165,7 @@ def _search_section(grid_dir: Path, summary: SearchSummary, plots: SearchPlots) 
     rows, columns = search_display(summary)
     journal = html.escape(str(grid_dir / SEARCH_JOURNAL))
     parts = ["<h2>Search</h2>", *(f"<p>{html.escape(s)}</p>" for s in _search_intro(summary)),
-             f"<div class='scroll'>{_html_table(rows, columns)}</div>",
+             f"<div class='scroll'>{html_table(rows, columns)}</div>",
              f"<p class='meta'>Every trial in detail: <code>optuna-dashboard {journal}</code>; "
              f"the numbers: <code>{SEARCH_SUMMARY_CSV}</code>.</p>"]
     if plots.error:
@@ -252,12 +254,12 @@ def _sections(grid_dir: Path, summary: list[dict[str, Any]], summary_columns: li
     plain = [c for c in summary_columns if not c.endswith(("_mean", "_std"))]
     shown = [{**{c: row.get(c) for c in plain}, **{s: _mean_pm_std(row, s) for s in stats}} for row in summary]
     parts = ["<h2>Summary (over repetitions: mean ± sample std of the finished ones)</h2>"
-             f"<div class='scroll'>{_html_table(shown, plain + stats)}</div>"]
+             f"<div class='scroll'>{html_table(shown, plain + stats)}</div>"]
     if search:
         parts.append(search)
     parts.append("<h2>Failures</h2>")
     if failures:
-        parts.append(_html_table(failures, ["id", "stage", "log", "exit_code", "last_error"]))
+        parts.append(html_table(failures, ["id", "stage", "log", "exit_code", "last_error"]))
     else:
         parts.append("<p>None.</p>")
     parts.append("<h2>Learning curves</h2>")
@@ -266,7 +268,7 @@ def _sections(grid_dir: Path, summary: list[dict[str, Any]], summary_columns: li
         parts.append(f"<div><img src='{html.escape(relative)}' alt='{html.escape(plot.stem)}'></div>")
     if not plots:
         parts.append("<p>No learning curves yet.</p>")
-    parts.append(f"<h2>All experiments</h2><div class='scroll'>{_html_table(rows, columns)}</div>")
+    parts.append(f"<h2>All experiments</h2><div class='scroll'>{html_table(rows, columns)}</div>")
     return parts
 
 
@@ -303,8 +305,6 @@ def print_console(grid_dir: Path, summary: list[dict[str, Any]], names: list[str
 def analyze(grid_dir: Path, console: bool = True) -> AnalysisResult:
     """Analyse a grid folder: write its analysis and summary CSVs, learning-curve plots and HTML report."""
     grid_dir = Path(grid_dir)
-    from miprometheus.workers.grid.runner import load_settings  # the runner imports the analysis's reading
-
     # a folder that is no grid, or a damaged one, is a ConfigError before anything is written
     manifest = Manifest.load(grid_dir)
     if (grid_dir / GRID_CONFIG).is_file():  # a folder of plain experiments has none
