@@ -686,44 +686,64 @@ def _run(argv: list[str] | None) -> int:
         return EXIT_FAILED
 
 
-def _translate_legacy(argv: list[str]) -> list[str]:
-    """The original workers took ``--c CONFIG`` (and ``--m MODEL`` for the tester)."""
-    out: list[str] = []
+def _translate_legacy(argv: list[str]) -> tuple[list[str], list[str]]:
+    """The original workers' command line: the files of ``--c a.yaml,b.yaml`` (comma-separated, spaces ignored, in
+    their order), and the other arguments as ``mip`` takes them (``--m`` is ``--model``, ``--outdir`` ``--expdir``)."""
+    configs: list[str] = []
+    rest: list[str] = []
     it = iter(argv)
     for item in it:
-        if item in ("--c", "--config"):
-            out += next(it, "").split(",")
+        flag, equals, value = item.partition("=")
+        if flag in ("--c", "--config"):
+            configs += [name for name in (value if equals else next(it, "")).replace(" ", "").split(",") if name]
         elif item in ("--m",):
-            out += ["--model", next(it, "")]
+            rest += ["--model", next(it, "")]
         elif item in ("--e", "--expdir-grid"):
-            out.append(next(it, ""))
+            rest.append(next(it, ""))
         elif item == "--outdir":
-            out += ["--expdir", next(it, "")]
+            rest += ["--expdir", next(it, "")]
         else:
-            out.append(item)
-    return out
+            rest.append(item)
+    return configs, rest
+
+
+def _original(command: list[str], trainer: str | None = None, extra: tuple[str, ...] = ()) -> int:
+    """An original entry point: its ``--c`` files read as the original read them, the first listed winning (an
+    original config converted as ``mip migrate`` converts it), then ``mip COMMAND``."""
+    from miprometheus.migrate.command import run_original
+
+    configs, rest = _translate_legacy(sys.argv[1:])
+    return run_original(command, configs, [*rest, *extra], trainer, main)
 
 
 def offline_trainer() -> int:
-    """``mip-offline-trainer``: the original epoch-based trainer, now ``mip train``."""
-    return main(["train", *_translate_legacy(sys.argv[1:])])
+    """``mip-offline-trainer``: the original epoch-based trainer, now ``mip train`` (its defaults when converting)."""
+    return _original(["train"], "offline")
 
 
 def online_trainer() -> int:
-    """``mip-online-trainer``: the original episode-based trainer, now ``mip train``."""
-    return main(["train", *_translate_legacy(sys.argv[1:])])
+    """``mip-online-trainer``: the original episode-based trainer, now ``mip train`` (its defaults when converting)."""
+    return _original(["train"], "online")
 
 
 def tester() -> int:
-    """``mip-tester``: now ``mip test``."""
-    return main(["test", *_translate_legacy(sys.argv[1:])])
+    """``mip-tester``: now ``mip test``; without ``--c``, the experiment folder of the ``--m`` weights."""
+    configs, rest = _translate_legacy(sys.argv[1:])
+    if not configs and "--model" in rest[:-1]:  # the original read training_configuration.yaml beside the weights
+        weights = Path(rest[rest.index("--model") + 1])
+        if weights.parent.name == MODELS_DIR:
+            rest.insert(0, str(weights.parent.parent))
+    from miprometheus.migrate.command import run_original
+
+    return run_original(["test"], configs, rest, None, main)
 
 
 def _grid_alias(command: str, gpu: bool) -> int:
-    argv = _translate_legacy(sys.argv[1:])
-    if gpu and command == "train":  # the original GPU grid trainer: one GPU per experiment
-        argv.append("grid_settings.gpus_per_experiment=1")
-    return main(["grid", command, *argv])
+    extra = ("grid_settings.gpus_per_experiment=1",) if gpu and command == "train" else ()  # one GPU per experiment
+    if command == "train":
+        return _original(["grid", "train"], None, extra)
+    configs, rest = _translate_legacy(sys.argv[1:])
+    return main(["grid", command, *configs, *rest, *extra])
 
 
 def grid_trainer_cpu() -> int:
@@ -748,4 +768,5 @@ def grid_tester_gpu() -> int:
 
 def grid_analyzer() -> int:
     """``mip-grid-analyzer``: now ``mip grid analyze``."""
-    return main(["grid", "analyze", *_translate_legacy(sys.argv[1:])])
+    configs, rest = _translate_legacy(sys.argv[1:])
+    return main(["grid", "analyze", *configs, *rest])
