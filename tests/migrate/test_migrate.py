@@ -1,9 +1,8 @@
-"""``mip migrate`` and the original's entry points: configs of the original MI-Prometheus (tests/original_configs,
+"""``mip migrate`` and the original's entry points: configs of the original MI-Prometheus (original_configs.py,
 written in its style) read as it read them, converted, checked and reported."""
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -15,8 +14,7 @@ from miprometheus.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, ConfigErro
 from miprometheus.migrate.command import run_original
 from miprometheus.migrate.original import load_original
 from tests.conftest import SHARED_MNIST, experiment_dirs
-
-ORIGINALS = Path(__file__).parent / "original_configs"
+from tests.migrate.original_configs import ORIGINAL_CONFIGS, write_originals
 
 
 def body(path: Path) -> dict:
@@ -32,8 +30,7 @@ def header(path: Path) -> str:
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A copy of the original-format configs, the directory the original ran in (the working directory); a HOME
     without data, so that ``~/data/...`` is missing wherever the tests run."""
-    root = tmp_path / "original"
-    shutil.copytree(ORIGINALS, root)
+    root = write_originals(tmp_path / "original")
     monkeypatch.chdir(root)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     return root
@@ -294,7 +291,7 @@ def test_outputs_are_replaced_only_with_force(tmp_path: Path, capsys, monkeypatc
 
 
 def test_an_entry_point_refuses_what_has_no_equivalent(tmp_path: Path, capsys) -> None:
-    config = write(tmp_path / "cog.yaml", (ORIGINALS / "configs/cog/cog_mac.yaml").read_text())
+    config = write(tmp_path / "cog.yaml", ORIGINAL_CONFIGS["configs/cog/cog_mac.yaml"])
     code = run_original(["train"], [str(config)], [], None, lambda argv: pytest.fail("ran"), "mip-offline-trainer")
     assert code == EXIT_BAD_INPUT
     assert "mip-offline-trainer: error: " in capsys.readouterr().err
