@@ -15,7 +15,13 @@ from typing import Any
 from miprometheus import __version__
 from miprometheus.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BadInputError
 from miprometheus.layout import EXPDIR, MODELS_DIR
-from miprometheus.workers.commands import add_run_arguments, add_train_arguments, bare_visualize, savetag_name
+from miprometheus.workers.commands import (
+    add_run_arguments,
+    add_train_arguments,
+    bare_visualize,
+    mlflow_override,
+    savetag_name,
+)
 
 #: the exit code of a command whose reader closed its output (``mip list problems | head -1``): the shell's
 #: code for a process ended by SIGPIPE, as ``yes | head -1`` gives
@@ -65,12 +71,26 @@ def build_parser() -> argparse.ArgumentParser:
         p = grid_sub.add_parser(name, help=text, description=text + "; key=value overrides change the grid file")
         p.add_argument("items", nargs="*", metavar="GRID.yaml|GRID_DIR|key=value")
         p.add_argument("--resume", type=Path, metavar="GRID_DIR", help="run only what is not finished")
+        p.add_argument("--mlflow", metavar="URI", default=None,
+                       help="log the grid to MLflow at URI: a parent run with each experiment's run nested (the same "
+                            "as tracking.mlflow.uri=URI, a grid_overwrite the grid folder records)")
         _grid_common(p)
     p = grid_sub.add_parser("test", help="test every trained experiment's best model")
     p.add_argument("folder", type=Path, metavar="GRID_DIR")
     _grid_common(p)
     p = grid_sub.add_parser("analyze", help="grid_analysis.csv, grid_summary.csv, plots and report.html")
     p.add_argument("folder", type=Path, metavar="GRID_DIR")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p = grid_sub.add_parser("log-to-mlflow", help="upload a grid (or experiment folders) to MLflow after the fact",
+                            description="Send a grid folder to MLflow as a parent run with its experiments' runs "
+                                        "nested (or each experiment of a folder as a run): parameters, statistics, "
+                                        "tags, files. Only what the runs lack is sent, so it may run again (for "
+                                        "clusters whose workers cannot reach the tracker, or a tracker that was down).")
+    p.add_argument("folder", type=Path, metavar="GRID_DIR|EXPERIMENT_DIR")
+    p.add_argument("--mlflow", metavar="URI", default=None,
+                   help="where to (default: each experiment config's tracking.mlflow.uri)")
+    p.add_argument("--experiment", metavar="NAME", default=None,
+                   help="the MLflow experiment (default: the config's, else miprometheus)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p = grid_sub.add_parser("status", help="the grid's experiments, progress and time left, while it runs or after",
                             description="One table of a grid's experiments (queued, running with its episode and "
@@ -267,7 +287,7 @@ def _output_places(args: argparse.Namespace) -> list[tuple[Path, str]]:
         folders = [Path(item) for item in args.items if not is_override(item) and Path(item).is_dir()]
         resumed = args.resume or (folders[0] if folders else None)  # as cmd_grid reads them
         return [(args.expdir, "--expdir")] if resumed is None else [(resumed, "--resume" if args.resume else "")]
-    if command == "grid test":
+    if command in ("grid test", "grid log-to-mlflow"):
         return [(args.folder, "")]
     if command == "split":
         return [(args.output, "--output")]
@@ -347,6 +367,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise _usage("mip train needs at least one CONFIG file (or --resume EXPERIMENT_DIR)")
     if args.resume is not None and configs:
         raise _usage("with --resume, the config is the experiment's own; give only key=value overrides")
+    overrides += mlflow_override(args.mlflow)
     result = runs.train(configs, overrides, _options(args), resume=args.resume, test_after=args.test)
     print(f"experiment folder: {result.folder}")
     print(f"termination: {result.cause} after {result.episodes} episodes")
@@ -363,6 +384,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     from miprometheus.workers import runs
 
     configs, overrides = _split_items(args.items)
+    overrides += mlflow_override(args.mlflow)
     folder, agg = runs.test(Path(args.target), overrides, _options(args), checkpoint=args.model,
                             extra_configs=configs, settings=args.settings)
     print(f"test folder: {folder}")
@@ -501,7 +523,7 @@ def _grid_summary(manifest: Any, phase: str) -> int:
 
 def cmd_grid(args: argparse.Namespace) -> int:
     if args.grid_command is None:
-        raise _usage("mip grid needs a command: train, test, analyze, run or status")
+        raise _usage("mip grid needs a command: train, test, analyze, run, status or log-to-mlflow")
     if args.grid_command == "status":  # before the runner's import (torch): a status answers at once
         from miprometheus.workers.grid.watch import show
 
@@ -513,6 +535,12 @@ def cmd_grid(args: argparse.Namespace) -> int:
         from miprometheus.workers.grid.analysis import analyze
 
         analyze(args.folder)
+        return EXIT_OK
+    if args.grid_command == "log-to-mlflow":
+        from miprometheus.workers.grid.mlflow_grid import log_to_mlflow
+
+        uploaded = log_to_mlflow(args.folder, args.mlflow, args.experiment)
+        print(f"{uploaded.runs} run(s) level with their folders; {uploaded.values} metric values sent")
         return EXIT_OK
     logger = _grid_logger()
     progress = False if args.no_progress else None
@@ -526,6 +554,10 @@ def cmd_grid(args: argparse.Namespace) -> int:
         raise _usage(f"mip grid {args.grid_command} needs one GRID.yaml (or GRID_DIR / --resume GRID_DIR)")
     if len(files) > 1:
         raise _usage(f"mip grid {args.grid_command} takes one GRID.yaml or GRID_DIR, not {len(files)}")
+    if args.mlflow is not None and resume is not None:
+        raise _usage("a resumed grid keeps its own configuration: --mlflow goes with a grid file (a grid already "
+                     "run is sent with mip grid log-to-mlflow GRID_DIR --mlflow URI)")
+    overrides += mlflow_override(args.mlflow)
     # a grid file beside --resume GRID_DIR reaches train_grid, which refuses it (the grid's own configuration runs)
     # `mip grid run` analyses at its end: until then report.html keeps reloading (the live report)
     manifest = runner.train_grid(Path(files[0]) if files else None, overrides, args.expdir, args.savetag,
@@ -538,8 +570,10 @@ def cmd_grid(args: argparse.Namespace) -> int:
             code = max(code, _grid_summary(runner.test_grid(manifest.folder, progress=progress, logger=logger,
                                                             final_report=False), "test"))
         from miprometheus.workers.grid.analysis import analyze
+        from miprometheus.workers.grid.mlflow_grid import log_analysis
 
         analyze(manifest.folder)
+        log_analysis(manifest.folder, logger)  # into the grid's MLflow run, when it has one
     return code
 
 

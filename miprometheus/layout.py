@@ -34,6 +34,8 @@ TESTING_CSV = "testing_statistics.csv"  # one row per test batch
 TESTING_AGG_CSV = "testing_set_agg_statistics.csv"  # the exact aggregate of the testing split
 #: a test's sample outputs beside their references (problems that describe samples, e.g. translations)
 TEST_SAMPLES = "samples.txt"
+#: the MLflow run(s) an experiment or a grid logs to (tracking URI, experiment, run id): a resume continues its run
+MLFLOW_RUN = "mlflow_run.json"
 
 # --- a grid folder: <expdir>/grid_<timestamp>[_<savetag>]/ ---------------------------------------------
 GRID_DIR_PREFIX = "grid_"

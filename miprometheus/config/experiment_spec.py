@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import inspect
 import re
 import typing
@@ -18,11 +19,12 @@ from miprometheus.config.schema import (
     as_dict,
     build,
     coerce,
+    resolve_path,
     section_values,
     type_name,
     unknown_key,
 )
-from miprometheus.config.sections import SECTIONS, TOP_LEVEL, Curriculum, InitFrom
+from miprometheus.config.sections import SECTIONS, TOP_LEVEL, Curriculum, InitFrom, TrackingSection
 from miprometheus.errors import ConfigError, MipError
 from miprometheus.params import bound_error, is_required, not_finite
 from miprometheus.registry import get as registry_get
@@ -102,6 +104,8 @@ class ExperimentSpec:
     #: testing.settings: the named test settings, each a whole testing split (the testing section changed by the
     #: setting's values), in the config's order. Empty: the testing section is the one test.
     test_settings: Mapping[str, Split] = field(default_factory=_read_only)
+    #: ``tracking``: where the experiment is tracked besides its folder (an MLflow run); None: nowhere
+    tracking: TrackingSection | None = None
 
     @property
     def training(self) -> Any:
@@ -150,6 +154,8 @@ class ExperimentSpec:
                 tree["model"]["init_from"] = as_dict(self.model.init_from)
             if self.model.freeze:
                 tree["model"]["freeze"] = list(self.model.freeze)
+        if self.tracking is not None and self.tracking.mlflow is not None:
+            tree["tracking"] = as_dict(self.tracking)  # a resume and a test log to the same run
         return tree
 
 
@@ -274,8 +280,9 @@ def validate(config: LoadedConfig, required: tuple[str, ...] = ("training", "mod
         if name == "testing" and section.settings is not None:
             test_settings = _validate_test_settings(tree["testing"], config, errors)
     model = _validate_model(tree["model"], config, errors) if "model" in tree else None
+    tracking = _validate_tracking(tree["tracking"], config, errors) if tree.get("tracking") is not None else None
     spec = ExperimentSpec(config, _read_only(splits), model, optimizer, scheduler, curriculum,
-                          _read_only(test_settings))
+                          _read_only(test_settings), tracking)
     if "training" in spec.splits:
         _validate_training_needs(spec, config, errors)
     if errors:
@@ -298,6 +305,23 @@ def _validate_model(data: Any, config: LoadedConfig, errors: Errors) -> ModelSpe
                 for f in dataclasses.fields(model_cls.Params) if not is_required(f) and f.name not in from_problem}
     values = {**defaults, **valid}
     return ModelSpec(data["name"], model_cls, _read_only(values), init_from, freeze)
+
+
+def _validate_tracking(data: Any, config: LoadedConfig, errors: Errors) -> TrackingSection | None:
+    """``tracking``: checked like any section; a relative ``sqlite:///FILE`` is made absolute (relative to the file
+    that set it, as every path of a config), and MLflow must be installed (the extra ``miprometheus[mlflow]``)."""
+    section = build(TrackingSection, data, "tracking", config, errors)
+    if section is None or section.mlflow is None:
+        return section
+    uri = section.mlflow.uri
+    if uri.lower().startswith("sqlite:///") and uri[len("sqlite:///"):] not in ("", ":memory:"):
+        path = uri[len("sqlite:///"):]
+        if not path.startswith("/"):
+            section.mlflow.uri = "sqlite:///" + resolve_path(path, config, "tracking.mlflow.uri")
+    if importlib.util.find_spec("mlflow") is None:
+        errors.append(f"{config.where('tracking.mlflow')}'tracking.mlflow' logs to MLflow, which is not installed: "
+                      "pip install miprometheus[mlflow] (or drop the tracking: tracking.mlflow=null)")
+    return section
 
 
 #: problem keys meant for the training split only (augmentation): refused in validation and testing, where

@@ -125,5 +125,38 @@ class TestingSection:
                                                   "is dropped (one that a default config declares)")
 
 
+#: the schemes of the MLflow tracking URIs a run may log to: a tracking server, or a database MLflow writes itself
+#: (the file store, a bare path or ``file:``, is deprecated by MLflow: ``sqlite:///FILE.db`` replaces it)
+MLFLOW_URI_SCHEMES = ("http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks")
+
+
+@dataclass(kw_only=True)
+class MlflowTracking:
+    """An MLflow destination: each experiment is one run there, a grid a parent run of its experiments' runs."""
+
+    uri: str = param(doc="tracking URI: http(s)://HOST:PORT of an MLflow server, or sqlite:///FILE.db (a relative "
+                         "FILE is read relative to the config file)")
+    experiment: str = param("miprometheus", "the MLflow experiment the runs belong to (made when missing)")
+    flush_timeout: float = param(30.0, "seconds a finished run waits at most for MLflow to take what it has not "
+                                       "taken yet (a tracker that is down); what is left is named in the log",
+                                 min=0, max=3600)
+
+    def __post_init__(self) -> None:
+        scheme = self.uri.partition(":")[0].lower() if ":" in self.uri else ""
+        if scheme not in MLFLOW_URI_SCHEMES:
+            raise ValueError(f"'uri' must be a tracking URI of one of the schemes {', '.join(MLFLOW_URI_SCHEMES)} "
+                             f"(an MLflow server http://HOST:PORT, or sqlite:///FILE.db), got {self.uri!r}")
+        if not self.experiment.strip():
+            raise ValueError("'experiment' must name an MLflow experiment, got an empty name")
+
+
+@dataclass
+class TrackingSection:
+    """Where an experiment is tracked besides its own folder (DESIGN §8)."""
+
+    mlflow: MlflowTracking | None = param(None, "an MLflow tracking server or database: {uri, experiment}; "
+                                                "null: off")
+
+
 SECTIONS = {"training": TrainingSection, "validation": ValidationSection, "testing": TestingSection}
-TOP_LEVEL = ["training", "validation", "testing", "model", "description"]
+TOP_LEVEL = ["training", "validation", "testing", "model", "description", "tracking"]

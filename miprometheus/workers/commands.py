@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -93,7 +94,15 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                              "samples (bare --visualize: 1): train writes them at every validation into "
                              "visualizations/episode_<n>/, test into test_<ts>/visualizations/; 'window' opens "
                              "an interactive window instead (needs a display)")
+    parser.add_argument("--mlflow", metavar="URI", default=None,
+                        help="log the experiment to MLflow at URI (http://HOST:PORT or sqlite:///FILE.db): the "
+                             "same as tracking.mlflow.uri=URI, which the experiment's config then records")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def mlflow_override(uri: str | None) -> list[str]:
+    """``--mlflow URI`` as the override it stands for (``tracking.mlflow.uri``), quoted so that YAML reads a string."""
+    return [] if uri is None else [f"tracking.mlflow.uri={json.dumps(uri)}"]
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:

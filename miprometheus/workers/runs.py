@@ -201,6 +201,7 @@ def _fit(trainer: Trainer, experiment: ExperimentFolder) -> StopCause:
         with contextlib.suppress(Exception):  # a full disk must not hide the error that ended the run
             experiment.write_run_info(status="failed", end_time=now(), termination_cause=str(StopCause.ERROR),
                                       error=f"{type(exc).__name__}: {exc}"[:2000], episodes=trainer.state.episode)
+        _run_recorded(trainer)
         experiment.close()
         raise
     record: dict[str, Any] = {}
@@ -211,8 +212,16 @@ def _fit(trainer: Trainer, experiment: ExperimentFolder) -> StopCause:
         episodes=trainer.state.episode, epochs=trainer.state.epoch, **record,
         last_training_statistics=trainer.last_training_stats, last_validation_statistics=trainer.last_validation_stats)
     experiment.logger.info("training finished (%s): %s", cause, trainer.stop_reason)
+    _run_recorded(trainer)
     experiment.close()
     return cause
+
+
+def _run_recorded(trainer: Trainer) -> None:
+    """Tell every callback that run_info.json holds the run's end (each one's failure stops none of the others)."""
+    for callback in trainer.callbacks:
+        with contextlib.suppress(Exception):
+            callback.on_run_recorded(trainer)
 
 
 def _raise_unless_completed(trainer: Trainer, experiment: ExperimentFolder) -> None:
@@ -386,6 +395,10 @@ def test(target: Path | str, overrides: list[str], options: RunOptions, checkpoi
     for name, tester in testers.items():
         results.update(_run_setting(name, tester, folder, tree, spec, options, experiment, found.checkpoint))
     experiment.logger.info("test results in %s", folder)
+    if spec.tracking is not None and spec.tracking.mlflow is not None:
+        from miprometheus.workers.callbacks.mlflow_tracking import track_test
+
+        track_test(spec, parent, folder, results, payload.get("episode"), experiment.logger)
     experiment.close()
     return folder, results
 

@@ -10,6 +10,7 @@ from miprometheus.workers.callbacks.checkpoints import CheckpointCallback
 from miprometheus.workers.callbacks.console import ConsoleCallback
 from miprometheus.workers.callbacks.curriculum import CurriculumCallback
 from miprometheus.workers.callbacks.early_stopping import EarlyStoppingCallback
+from miprometheus.workers.callbacks.mlflow_tracking import MlflowCallback
 from miprometheus.workers.callbacks.statistics_csv import StatisticsCSVCallback
 from miprometheus.workers.callbacks.stop_request import StopRequestCallback, request_stop
 from miprometheus.workers.callbacks.tensorboard import TensorBoardCallback, check_hparam_keys
@@ -21,11 +22,12 @@ def default_callbacks(spec: ExperimentSpec, options: Any) -> list[Callback]:
     """The callbacks of a training run, in the order every hook calls them. ``options``: the run's
     command-line settings (``RunOptions``: ``log_interval``, ``progress``, ``tensorboard``, ``hparams``,
     ``visualize``). A ``hparams`` key the configuration lacks is a ConfigError, with or without TensorBoard.
+    The configuration's ``tracking.mlflow`` adds MLflow tracking.
 
     The order matters: the curriculum grows the problem at an epoch's end before validation runs; validation
     runs (and emits ``on_validation_end`` to everyone) before the checkpoints of that episode are written, so
     the best checkpoint holds the weights just validated; early stopping reads the validation just done; the
-    console and TensorBoard only report; visualization comes next (it reseeds only the validation problem, so
+    console, TensorBoard and MLflow only report; visualization comes next (it reseeds only the validation problem, so
     nothing it does changes training); a stop requested from outside is honoured after all of them. On
     ``on_train_end``, the final validation runs before the best checkpoint is settled and the files are closed.
     """
@@ -45,6 +47,8 @@ def default_callbacks(spec: ExperimentSpec, options: Any) -> list[Callback]:
                                      training.terminal_conditions.epoch_limit))
     if options.tensorboard is not None:
         callbacks.append(TensorBoardCallback(options.tensorboard, log_interval, options.hparams))
+    if spec.tracking is not None and spec.tracking.mlflow is not None:
+        callbacks.append(MlflowCallback(spec.tracking.mlflow))
     if options.visualize is not None:
         callbacks.append(VisualizationCallback(options.visualize))
     callbacks.append(StopRequestCallback())  # last: a stop asked for now ends the run after this episode's work
@@ -52,5 +56,5 @@ def default_callbacks(spec: ExperimentSpec, options: Any) -> list[Callback]:
 
 
 __all__ = ["Callback", "CheckpointCallback", "ConsoleCallback", "CurriculumCallback", "EarlyStoppingCallback",
-           "StatisticsCSVCallback", "StopRequestCallback", "TensorBoardCallback", "ValidationCallback",
-           "VisualizationCallback", "default_callbacks", "request_stop"]
+           "MlflowCallback", "StatisticsCSVCallback", "StopRequestCallback", "TensorBoardCallback",
+           "ValidationCallback", "VisualizationCallback", "default_callbacks", "request_stop"]

@@ -44,6 +44,10 @@ class Callback:
     def on_train_end(self, trainer: Trainer, cause: StopCause) -> None:
         """Once, at the end, for every callback even when training raised: may validate, save, close files."""
 
+    def on_run_recorded(self, trainer: Trainer) -> None:
+        """Once, after ``on_train_end``, when run_info.json holds how the run ended (``runs.py`` calls it, also for a
+        run that raised): may send the experiment's files elsewhere; must not raise."""
+
     def run_info(self) -> dict[str, Any]:
         """What this callback adds to run_info.json when training ends (e.g. the best checkpoint's episode)."""
         return {}

@@ -52,6 +52,7 @@ from miprometheus.workers.grid.manifest import (
     Manifest,
     now,
 )
+from miprometheus.workers.grid.mlflow_grid import GridTracking
 from miprometheus.workers.grid.search import Search, search_info, task_config_file
 from miprometheus.workers.grid.spec import GridSettings, GridSpec, load_grid, load_settings, set_dotted
 from miprometheus.workers.grid.status import StatusReader
@@ -146,6 +147,8 @@ class GridRunner:
         self.logger = logger or logging.getLogger("miprometheus.grid")
         self._stop: str | None = None
         self.search: Search | None = None
+        # the grid's MLflow parent runs, for the experiments whose configs ask for tracking (training only)
+        self.tracking = GridTracking(self.folder, self.logger) if phase == "train" else None
         self._held_logged: set[str] = set()  # experiments said to wait for another process in their folder
         # report.html while the grid runs; its last page is the grid's final one unless this command goes on
         # (`mip grid run`: tests and analysis follow)
@@ -187,8 +190,9 @@ class GridRunner:
                 self._write_after_config(record, source)
                 inputs.append(source)
         self.logger.debug("%s attempt %d: mip %s", record.id, attempt, " ".join(args))
+        env = self.tracking.job_env(record) if self.tracking is not None else {}
         return Job(record.id, args, self.folder, log, inputs=inputs, outputs=[output], threads=self.threads(),
-                   gpus=self.settings.gpus_per_experiment)
+                   gpus=self.settings.gpus_per_experiment, env=env)
 
     def _tensorboard_args(self, record: ExperimentRecord) -> list[str]:
         """``--tensorboard N`` with the grid's level; a search's experiments also name their parameters (HParams)."""
@@ -275,6 +279,8 @@ class GridRunner:
         self.logger.info("%s had finished training (%s): taken as done", record.id, folder / RUN_INFO)
         if self.search is not None:  # a trial: its study is told how it ended, as when its exit is read
             self.search.conclude(record, ok=True)
+        if self.tracking is not None:
+            self.tracking.ended(record)
         return True
 
     def _folder_of(self, record: ExperimentRecord) -> str | None:
@@ -348,6 +354,8 @@ class GridRunner:
                     if self.phase.name == "train":
                         self.manifest.update(experiment_id, folder=self._folder_of(record))
             self.executor.close()
+            if self.tracking is not None:
+                self.tracking.close(self.manifest, interrupted=self._stop is not None)
             self._stop_live(live)
             self._restore_signal_handlers(old)
             self.report.close(interrupted=self._stop is not None)
@@ -441,6 +449,8 @@ class GridRunner:
         self._update(record, status=status, **changes)
         if self.search is not None and not retry:
             self.search.conclude(record, ok)
+        if self.tracking is not None and not retry:
+            self.tracking.ended(record)
         if ok:
             self.logger.info("finished %s", record.id)
         else:

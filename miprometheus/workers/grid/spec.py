@@ -149,9 +149,9 @@ def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def pin_paths(tree: dict[str, Any], spec: Any) -> None:
-    """Write the paths of a task's config (data folders, index files, ``model.init_from``) as the absolute paths
-    they were read as: a relative path is relative to the file that set it, and the grid writes each
-    experiment's config elsewhere (its ``configs/`` folder)."""
+    """Write the paths of a task's config (data folders, index files, ``model.init_from``, a SQLite tracking URI) as
+    the absolute paths they were read as: a relative path is relative to the file that set it, and the grid writes
+    each experiment's config elsewhere (its ``configs/`` folder)."""
     for split in spec.splits.values():
         node = tree.get(split.name)
         _pin(split.section, node)
@@ -163,6 +163,10 @@ def pin_paths(tree: dict[str, Any], spec: Any) -> None:
         _pin(init_from, model["init_from"])
     elif isinstance(model, dict) and isinstance(model.get("init_from"), str) and init_from is not None:
         model["init_from"] = getattr(init_from, "path", model["init_from"])
+    tracking, node = getattr(spec, "tracking", None), tree.get("tracking")
+    if tracking is not None and tracking.mlflow is not None and isinstance(node, dict) and isinstance(
+            node.get("mlflow"), dict):
+        node["mlflow"]["uri"] = tracking.mlflow.uri  # a sqlite:///FILE relative to the task's config, made absolute
 
 
 def _pin(instance: Any, node: Any) -> None:
