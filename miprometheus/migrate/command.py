@@ -45,7 +45,7 @@ def inputs(paths: list[str | Path]) -> list[Path]:
             raise ConfigError(f"{item}: no such file or folder")
     if not found:
         raise ConfigError(f"no YAML file in {', '.join(str(p) for p in paths)}")
-    return [p.resolve() for p in found]
+    return list(dict.fromkeys(p.resolve() for p in found))  # a file named twice is converted once
 
 
 def output_path(source: Path, root: Path, out: Path) -> Path:
@@ -139,7 +139,9 @@ def migrate(paths: list[str | Path], out: Path, trainer: str | None = None, root
     Everything is read and converted before anything is written; an output that exists is replaced only with
     ``force``. Returns EXIT_OK when every config converted or only needs its data, EXIT_FAILED when one cannot
     be converted."""
-    root = (root or Path.cwd()).resolve()
+    root = (root or Path.cwd()).expanduser().resolve()
+    if not root.is_dir():
+        raise ConfigError(f"--root {root} is not a folder: name the directory the original ran in")
     out = out.expanduser().resolve()
     planned = [plan(source, root, output_path(source, root, out), trainer) for source in inputs(paths)]
     writes: dict[Path, str] = {}

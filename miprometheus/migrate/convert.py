@@ -677,7 +677,7 @@ class Converter:
             if section not in self.out:
                 continue
             values = self.out[section]
-            order = SECTION_ORDER.get(section, ())
+            order = SECTION_ORDER.get(section, ("name",))
             out[section] = {**{k: values[k] for k in order if k in values},
                             **{k: v for k, v in values.items() if k not in order}}
         return out

@@ -300,3 +300,19 @@ def test_an_entry_point_refuses_what_has_no_equivalent(tmp_path: Path, capsys) -
 def test_loading_refuses_a_file_that_is_no_mapping(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="holds a list, not a mapping"):
         load_original([write(tmp_path / "a.yaml", "- 1\n- 2\n")], tmp_path)
+
+
+def test_the_tester_alias_without_configs_tests_the_folder_of_its_weights(monkeypatch) -> None:
+    calls: list[list[str]] = []
+    monkeypatch.setattr(cli, "main", lambda argv: calls.append(argv) or 0)
+    monkeypatch.setattr(sys, "argv", ["mip-tester", "--m", "runs/exp/models/model_best.pt", "--savetag", "t"])
+    assert cli.tester() == 0
+    assert calls == [["test", "runs/exp", "--model", "runs/exp/models/model_best.pt", "--savetag", "t"]]
+
+
+def test_a_root_that_is_no_folder_is_bad_input(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "a.yaml", TINY.format(lr=0.01, hidden=8))
+    code, out = migrate(capsys, "a.yaml", "--out", "out", "--root", "missing")
+    assert code == EXIT_BAD_INPUT and f"--root {tmp_path / 'missing'} is not a folder" in out
+    assert not (tmp_path / "out").exists()
