@@ -108,8 +108,8 @@ class GridStatus:
     @property
     def finished(self) -> bool:
         """Nothing left to run: every experiment has ended (done, pruned or failed) in the phase shown."""
-        return not self.running and self.counts.get(State.QUEUED, 0) == 0 and \
-            self.counts.get(State.INTERRUPTED, 0) == 0 and self.counts.get(State.RUNNING, 0) == 0
+        unfinished = (State.QUEUED, State.RUNNING, State.INTERRUPTED)
+        return not self.running and not any(self.counts.get(state.value) for state in unfinished)
 
 
 # ------------------------------------------------------------------------------------------------ reading
@@ -264,7 +264,7 @@ class StatusReader:
         if record.phase != SEARCH:
             row.test = _state(record.test_status, alive)
         folder = self.folder / record.folder if record.folder else None
-        if folder is None and record.status != PENDING or record.status == RUNNING:
+        if (folder is None and record.status != PENDING) or record.status == RUNNING:
             folder = newest_experiment(self.folder / grid_output_dir(record.id)) or folder  # not in the manifest yet
         config = folder / TRAINING_CONFIG if folder is not None and (folder / TRAINING_CONFIG).is_file() \
             else self.folder / record.config
