@@ -323,3 +323,22 @@ def test_the_reader_keeps_the_last_manifest_when_one_cannot_be_read(grid):
     reader = StatusReader(grid)
     (grid / "manifest.json").write_text("{")  # cannot happen with atomic writes, but a reader must not stop
     assert [row.state for row in reader.read().experiments] == [State.DONE] * 3
+
+
+def test_the_live_report_draws_the_tables_and_curves_in_a_thread_and_writes_no_csv(grid, monkeypatch):
+    import logging
+
+    from miprometheus.workers.grid.analysis import live_report
+
+    monkeypatch.setattr(live_report, "ANALYSIS_SECONDS", 0)  # due at once (60 s in a grid process)
+    report = live_report.LiveReport(grid, logging.getLogger("test"))
+    report.start()
+    report.tick()
+    report._thread.join()
+    page = (grid / "report.html").read_text()
+    assert REFRESH in page and "<h2>Status</h2>" in page
+    assert "<h2>Learning curves</h2>" in page and "plots/SerialRecall.png" in page and (grid / "plots").is_dir()
+    report.close()
+    page = (grid / "report.html").read_text()
+    assert REFRESH not in page and "plots/SerialRecall.png" in page
+    assert not list(grid.glob("*.csv"))  # the tables' CSVs are mip grid analyze's

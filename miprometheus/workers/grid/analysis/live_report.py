@@ -71,6 +71,7 @@ class LiveReport:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # one page written at a time (the thread's and the grid's)
         self._failed: set[str] = set()
+        self._closed = False  # the last page is written: a drawing that ends later writes no more
 
     def start(self) -> None:
         """Write the first page (the status alone) as the grid starts."""
@@ -91,11 +92,10 @@ class LiveReport:
     def close(self, interrupted: bool = False) -> None:
         """The grid process's last page: the sections drawn once more (when they were drawn at all and the run
         was not interrupted), and no refresh when nothing follows in this command."""
-        if self._thread is not None:
+        if self._thread is not None and not interrupted:  # stopped: no waiting for a drawing (it writes nothing)
             self._thread.join()
-            if not interrupted:
-                self._draw(write=False)
-        self._write(running=not (self.final or interrupted))
+            self._draw(write=False)
+        self._write(running=not (self.final or interrupted), last=True)
 
     def _draw(self, write: bool = True) -> None:
         try:
@@ -106,8 +106,11 @@ class LiveReport:
         if write:
             self._write(running=True)
 
-    def _write(self, running: bool) -> None:
+    def _write(self, running: bool, last: bool = False) -> None:
         with self._lock:
+            if self._closed:
+                return
+            self._closed = last
             try:
                 if self.reader is None:
                     self.reader = StatusReader(self.folder)
