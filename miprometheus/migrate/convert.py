@@ -125,7 +125,7 @@ class Converter:
                 self._ignored(str(key), value, "it is not a section the original read")
         for section in SPLITS:
             if section in tree:
-                getattr(self, f"_{section}")(tree[section])
+                self._split(section, tree[section])
         trainer = trainer or self._infer_trainer()
         self.report.trainer = trainer
         if "model" in tree:
@@ -159,75 +159,52 @@ class Converter:
         return resolved
 
     # --- sections -------------------------------------------------------------------------------------------
-    def _training(self, section: Any) -> None:
+    def _split(self, name: str, section: Any) -> None:
+        """A training, validation or testing section: the keys the three share, then the section's own."""
         if not isinstance(section, dict):
-            self.report.missing("training", "the section is not a mapping")
+            self.report.missing(name, "the section is not a mapping")
             return
+        own = {"training": self._training_key, "validation": self._validation_key, "testing": self._testing_key}
         for key, value in sorted(section.items(), key=lambda item: item[0] != "problem"):  # the batch size first
-            full = f"training.{key}"
+            full = f"{name}.{key}"
             if key == "problem":
-                self._problem("training", value)
-            elif key == "optimizer":
-                put(self.out, full, copy.deepcopy(value))
-            elif key == "gradient_clipping":
-                put(self.out, full, value)
-            elif key == "terminal_conditions":
-                self._limits(value)
-            elif key == "curriculum_learning":
-                self._curriculum(value)
+                self._problem(name, value)
             elif key == "sampler":
-                self._sampler("training", value)
+                self._sampler(name, value)
             elif key == "dataloader":
-                self._dataloader("training", value)
-            elif key in ("seed_numpy", "seed_torch"):
-                self.seeds.setdefault("training", {})[key] = value
+                self._dataloader(name, value)
             elif key == "cuda":
                 self.report.drop(full, T.DEVICE)
-            elif key == "terminal_condition":
-                self._ignored(full, value, "its trainers read training.terminal_conditions; the run went to the "
-                                           "trainer's defaults")
-            else:
+            elif key in ("seed_numpy", "seed_torch") and name != "validation":  # it seeded training and testing
+                self.seeds.setdefault(name, {})[key] = value
+            elif not own[name](full, key, value):
                 self._ignored(full, value)
 
-    def _validation(self, section: Any) -> None:
-        if not isinstance(section, dict):
-            self.report.missing("validation", "the section is not a mapping")
-            return
-        for key, value in section.items():
-            full = f"validation.{key}"
-            if key == "problem":
-                self._problem("validation", value)
-            elif key == "sampler":
-                self._sampler("validation", value)
-            elif key == "dataloader":
-                self._dataloader("validation", value)
-            elif key == "partial_validation_interval":
-                self.partial_interval = value
-            elif key == "cuda":
-                self.report.drop(full, T.DEVICE)
-            else:
-                self._ignored(full, value)
+    def _training_key(self, full: str, key: str, value: Any) -> bool:
+        if key in ("optimizer", "gradient_clipping"):
+            put(self.out, full, copy.deepcopy(value))
+        elif key == "terminal_conditions":
+            self._limits(value)
+        elif key == "curriculum_learning":
+            self._curriculum(value)
+        elif key == "terminal_condition":
+            self._ignored(full, value, "its trainers read training.terminal_conditions; the run went to the "
+                                       "trainer's defaults")
+        else:
+            return False
+        return True
 
-    def _testing(self, section: Any) -> None:
-        if not isinstance(section, dict):
-            self.report.missing("testing", "the section is not a mapping")
-            return
-        for key, value in section.items():
-            full = f"testing.{key}"
-            if key == "problem":
-                self._problem("testing", value)
-            elif key == "sampler":
-                self._sampler("testing", value)
-            elif key == "dataloader":
-                self._dataloader("testing", value)
-            elif key in ("seed_numpy", "seed_torch"):
-                self.seeds.setdefault("testing", {})[key] = value
-            elif key == "multi_tests":
-                self.multi_tests = value
-            elif key == "cuda":
-                self.report.drop(full, T.DEVICE)
-            else:
-                self._ignored(full, value)
+    def _validation_key(self, full: str, key: str, value: Any) -> bool:
+        if key == "partial_validation_interval":
+            self.partial_interval = value
+            return True
+        return False
+
+    def _testing_key(self, full: str, key: str, value: Any) -> bool:
+        if key == "multi_tests":
+            self.multi_tests = value
+            return True
+        return False
 
     def _limits(self, value: Any) -> None:
         if not isinstance(value, dict):
