@@ -16,9 +16,11 @@ from miprometheus import __version__
 from miprometheus.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BadInputError
 from miprometheus.layout import EXPDIR, MODELS_DIR
 from miprometheus.workers.commands import (
+    add_graph_arguments,
     add_run_arguments,
     add_train_arguments,
     bare_visualize,
+    graph_depth,
     mlflow_override,
     savetag_name,
 )
@@ -55,6 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="validate a config and the model/problem handshake; train nothing")
     p.add_argument("items", nargs="+", metavar="CONFIG|key=value")
     p.add_argument("--quiet", action="store_true", help="do not print the resolved config")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    p = sub.add_parser("summary", help="the model's modules, output shapes, parameters and multiply-accumulates",
+                       description=(
+        "One row per module of the model CONFIG trains (nested), measured on the first batch of its training split: "
+        "output shapes, calls, parameters, trainable parameters and multiply-accumulates; then the totals and the "
+        "model's size. Bad input is met as by mip check."))
+    p.add_argument("items", nargs="+", metavar="CONFIG|key=value")
+    p.add_argument("--depth", type=graph_depth, default=None, metavar="N",
+                   help="rows down to N levels below the model (default: every module)")
+    add_graph_arguments(p, "into the working folder (<Model>_graph.svg, .png)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
     p = sub.add_parser("list", help="list problems or models with their parameters")
@@ -330,6 +343,8 @@ def _options(args: argparse.Namespace) -> Any:
                       progress=False if args.no_progress else None, threads=args.threads,
                       visualize=args.visualize,
                       hparams=list(dict.fromkeys(getattr(args, "hparams", None) or [])),  # mip train's only
+                      graph=getattr(args, "graph", False) or getattr(args, "graph_depth", None) is not None,
+                      graph_depth=getattr(args, "graph_depth", None),
                       command_line=list(sys.argv))
 
 
@@ -402,6 +417,18 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(dump_yaml(spec.effective_tree(model_params)))
     for line in report:
         print(f"OK  {line}")
+    return EXIT_OK
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from miprometheus.workers.summary import summarize
+
+    configs, overrides = _split_items(args.items)
+    graph = args.graph or args.graph_depth is not None
+    report = summarize(configs, overrides, graph_folder=Path.cwd() if graph else None, graph_depth=args.graph_depth)
+    print(report.summary.text(args.depth))
+    if report.graph is not None:
+        print(report.graph.message)
     return EXIT_OK
 
 
@@ -641,7 +668,8 @@ def _book_check(book: Any, only: list[str] | None, update: bool, start: float) -
     return EXIT_OK
 
 
-COMMANDS = {"train": cmd_train, "book": cmd_book, "test": cmd_test, "check": cmd_check, "list": cmd_list,
+COMMANDS = {"train": cmd_train, "book": cmd_book, "test": cmd_test, "check": cmd_check, "summary": cmd_summary,
+            "list": cmd_list,
             "split": cmd_split, "grid": cmd_grid, "extract-features": cmd_extract_features, "migrate": cmd_migrate}
 
 

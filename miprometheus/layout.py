@@ -25,6 +25,7 @@ MODELS_DIR = "models"
 BEST = "model_best.pt"  # weights at the lowest validation loss
 LAST = "model_last.pt"  # the full resume state
 TENSORBOARD_DIR = "tensorboard"
+MODEL_GRAPH = "model_graph"  # model_graph.svg, .png and .gv (the Graphviz source): the model's graph (--graph)
 VISUALIZATIONS_DIR = "visualizations"
 VISUALIZATION_EPISODE_PREFIX = "episode_"  # visualizations/episode_<n>/: --visualize at a validation
 TEST_DIR_PREFIX = "test_"  # test_<timestamp>/, one per `mip test`

@@ -59,14 +59,6 @@ class Model(torch.nn.Module):
         """
         return None
 
-    def summary_rows(self) -> list[tuple[str, str, int]]:
-        """(module path, module type, parameter count) for each direct child, and the total."""
-        rows = []
-        for child_name, module in self.named_children():
-            rows.append((child_name, type(module).__name__, sum(p.numel() for p in module.parameters())))
-        rows.append(("total", self.name, sum(p.numel() for p in self.parameters())))
-        return rows
-
 
 def sequence_definitions(params: Any) -> tuple[dict[str, DataDefinition], dict[str, DataDefinition]]:
     """``(input_definitions, output_definitions)`` of a sequence-to-sequence model: ``sequences`` [B, T, I] in,

@@ -62,6 +62,30 @@ def hparam_keys(text: str) -> list[str]:
     return keys
 
 
+#: the deepest level of nested modules ``--graph-depth`` draws (the model is level 0)
+MAX_GRAPH_DEPTH = 32
+
+
+def graph_depth(text: str) -> int:
+    """The value of ``--graph-depth``: how many levels of nested modules the model's graph shows (0: the model)."""
+    try:
+        depth = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of levels, not {text!r}") from None
+    if not 0 <= depth <= MAX_GRAPH_DEPTH:
+        raise argparse.ArgumentTypeError(f"the depth must be between 0 and {MAX_GRAPH_DEPTH}, not {depth}")
+    return depth
+
+
+def add_graph_arguments(parser: argparse.ArgumentParser, where: str) -> None:
+    """``--graph`` and ``--graph-depth``, of ``mip train`` and ``mip summary`` (``where`` the graph goes)."""
+    parser.add_argument("--graph", action="store_true",
+                        help=f"draw the model's graph (modules, tensors with their shapes) {where} as SVG and PNG "
+                             "(and its Graphviz source)")
+    parser.add_argument("--graph-depth", type=graph_depth, default=None, metavar="N",
+                        help="levels of nested modules the graph shows (default: 2; implies --graph)")
+
+
 def bare_visualize(argv: list[str]) -> list[str]:
     """A bare ``--visualize`` means one sample: argparse would otherwise take the next word (a config) as its value."""
     out = list(argv)
@@ -115,6 +139,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="config keys (dotted, comma-separated; repeatable) that TensorBoard's HParams tab shows "
                              "with the validation statistics (with --tensorboard; without it, the keys are only "
                              "checked)")
+    add_graph_arguments(parser, "into the experiment folder (model_graph.svg, .png)")
     add_run_arguments(parser)
 
 

@@ -40,6 +40,8 @@ class RunOptions:
     threads: int | None = None
     visualize: int | str | None = None  # --visualize: None (off), a number of samples, or "window"
     hparams: list[str] = field(default_factory=list)  # --hparams: config keys TensorBoard's HParams tab shows
+    graph: bool = False  # --graph: the model's graph in the experiment folder
+    graph_depth: int | None = None  # --graph-depth: levels of nested modules drawn (None: model_graph.GRAPH_DEPTH)
     command_line: list[str] = field(default_factory=lambda: list(sys.argv))
 
 

@@ -73,14 +73,6 @@ def check_visualize(setting: int | str | None) -> None:
         raise BadInputError(f"--visualize takes a positive number of samples or 'window', not {setting!r}")
 
 
-def _log_model_summary(trainer: Trainer) -> None:
-    rows = trainer.model.summary_rows()
-    width = max(len(r[0]) for r in rows)
-    trainer.logger.info("model %s:", trainer.model.name)
-    for name, kind, count in rows:
-        trainer.logger.info("  %-*s %-20s %12s parameters", width, name, kind, f"{count:,}")
-
-
 def _log_transfer(trainer: Trainer) -> None:
     init, frozen = trainer.transfer.get("init_from"), trainer.transfer.get("frozen")
     if init is not None:
@@ -192,8 +184,7 @@ def _fit(trainer: Trainer, experiment: ExperimentFolder) -> StopCause:
     """Train in ``experiment``'s folder; run_info.json records the end, whatever it is."""
     trainer.attach(experiment)
     experiment.logger.info("experiment folder: %s", experiment.folder)
-    if not trainer.resumed:
-        _log_model_summary(trainer)
+    if not trainer.resumed:  # the model's table follows, measured on the first step (ModelSummaryCallback)
         _log_transfer(trainer)
     try:
         cause = trainer.fit()

@@ -11,6 +11,7 @@ from miprometheus.workers.callbacks.console import ConsoleCallback
 from miprometheus.workers.callbacks.curriculum import CurriculumCallback
 from miprometheus.workers.callbacks.early_stopping import EarlyStoppingCallback
 from miprometheus.workers.callbacks.mlflow_tracking import MlflowCallback
+from miprometheus.workers.callbacks.model_summary import ModelSummaryCallback
 from miprometheus.workers.callbacks.statistics_csv import StatisticsCSVCallback
 from miprometheus.workers.callbacks.stop_request import StopRequestCallback, request_stop
 from miprometheus.workers.callbacks.tensorboard import TensorBoardCallback, check_hparam_keys
@@ -21,10 +22,13 @@ from miprometheus.workers.callbacks.visualization import VisualizationCallback
 def default_callbacks(spec: ExperimentSpec, options: Any) -> list[Callback]:
     """The callbacks of a training run, in the order every hook calls them. ``options``: the run's
     command-line settings (``RunOptions``: ``log_interval``, ``progress``, ``tensorboard``, ``hparams``,
-    ``visualize``). A ``hparams`` key the configuration lacks is a ConfigError, with or without TensorBoard.
+    ``visualize``, ``graph``, ``graph_depth``). A ``hparams`` key the configuration lacks is a ConfigError, with or
+    without TensorBoard.
     The configuration's ``tracking.mlflow`` adds MLflow tracking.
 
-    The order matters: the curriculum grows the problem at an epoch's end before validation runs; validation
+    The order matters: the model summary comes first (it measures the first step's forward pass and logs the
+    table, and with ``graph`` draws the graph, before anything reports on that step); the curriculum grows the
+    problem at an epoch's end before validation runs; validation
     runs (and emits ``on_validation_end`` to everyone) before the checkpoints of that episode are written, so
     the best checkpoint holds the weights just validated; early stopping reads the validation just done; the
     console, TensorBoard and MLflow only report; visualization comes next (it reseeds only the validation problem, so
@@ -34,7 +38,7 @@ def default_callbacks(spec: ExperimentSpec, options: Any) -> list[Callback]:
     training = spec.training
     check_hparam_keys(spec, options.hparams)  # before the Trainer: bad input leaves no experiment folder behind
     log_interval = options.log_interval or training.log_interval
-    callbacks: list[Callback] = []
+    callbacks: list[Callback] = [ModelSummaryCallback(options.graph, options.graph_depth)]
     if spec.curriculum is not None:
         callbacks.append(CurriculumCallback(spec.curriculum.params))
     if "validation" in spec.splits:
@@ -56,5 +60,5 @@ def default_callbacks(spec: ExperimentSpec, options: Any) -> list[Callback]:
 
 
 __all__ = ["Callback", "CheckpointCallback", "ConsoleCallback", "CurriculumCallback", "EarlyStoppingCallback",
-           "MlflowCallback", "StatisticsCSVCallback", "StopRequestCallback", "TensorBoardCallback",
-           "ValidationCallback", "VisualizationCallback", "default_callbacks", "request_stop"]
+           "MlflowCallback", "ModelSummaryCallback", "StatisticsCSVCallback", "StopRequestCallback",
+           "TensorBoardCallback", "ValidationCallback", "VisualizationCallback", "default_callbacks", "request_stop"]

@@ -1,4 +1,4 @@
-"""TensorBoard: scalars (level 0), + weight histograms (1), + gradient histograms (2), and the run's HParams."""
+"""TensorBoard: scalars (level 0), + weight histograms (1), + gradient histograms (2), the run's HParams, the graph."""
 
 from __future__ import annotations
 
@@ -57,7 +57,8 @@ def check_hparam_keys(spec: ExperimentSpec, keys: Sequence[str]) -> None:
 
 class TensorBoardCallback(Callback):
     """Event files in ``tensorboard/``: the statistics as scalars; from ``level`` 1 the weights at every
-    validation, from 2 the gradients every ``log_interval`` episodes, as histograms.
+    validation, from 2 the gradients every ``log_interval`` episodes, as histograms; the model's graph, traced
+    on the first training batch of a new run, where it can be traced.
 
     With ``hparams`` (dotted config keys), the run's own event file also holds TensorBoard's HParams summaries:
     the keys' values with the validation statistics as metrics (the training statistics without a validation
@@ -70,6 +71,7 @@ class TensorBoardCallback(Callback):
         self.log_interval = max(1, log_interval)
         self.hparams = list(hparams)
         self.writer: Any = None
+        self.graph_pending = False  # the model's graph, traced on the first training batch of a new run
 
     def on_train_start(self, trainer: Trainer) -> None:
         from torch.utils.tensorboard import SummaryWriter
@@ -77,6 +79,7 @@ class TensorBoardCallback(Callback):
         # purge_step drops events a killed run wrote after the checkpoint it is resumed from
         purge = trainer.state.episode + 1 if trainer.resumed else None
         self.writer = SummaryWriter(str(trainer.folder / TENSORBOARD_DIR), purge_step=purge)
+        self.graph_pending = not trainer.resumed  # the first start wrote it
         if self.hparams and not trainer.resumed:  # the run's first start wrote them, at step 0 (never purged)
             experiment, session_start, _ = self._hparams_summaries(trainer)
             self.writer.file_writer.add_summary(experiment)
@@ -96,11 +99,25 @@ class TensorBoardCallback(Callback):
         return hparams(hparam_values(tree, self.hparams), metrics)
 
     def on_episode_end(self, trainer: Trainer) -> None:
+        if self.graph_pending and trainer.last_batch is not None:
+            self.graph_pending = False
+            self._add_graph(trainer)
         step = trainer.state.episode
         if self.level >= 2 and step % self.log_interval == 0:  # the gradients of the step just taken
             for name, p in trainer.model.named_parameters():
                 if p.grad is not None:
                     self.writer.add_histogram(f"gradients/{name}", p.grad, step)
+
+    def _add_graph(self, trainer: Trainer) -> None:
+        """The graph tab: the model traced on the first training batch (``torch.jit.trace``, in eval mode as
+        ``SummaryWriter.add_graph`` does), or one warning saying why it cannot be traced."""
+        from miprometheus.workers.components import model_inputs
+        from miprometheus.workers.model_graph import add_tensorboard_graph
+
+        reason = add_tensorboard_graph(self.writer, trainer.model, model_inputs(trainer.model, trainer.last_batch))
+        if reason is not None:
+            trainer.logger.warning("TensorBoard graph: %s cannot be traced (%s); the graph tab stays empty",
+                                   trainer.model.name, reason)
 
     def on_training_statistics(self, trainer: Trainer, rows: list[dict[str, float]]) -> None:
         for stats in rows:
