@@ -195,11 +195,11 @@ class ModelSummary:
         """The totals, one line each: parameters, size, multiply-accumulates."""
         frozen = self.parameters - self.trainable
         name, _ = PRECISION_BYTES.get(self.precision, (self.precision, 4))
-        size = f"size of the parameters and buffers: {self.bytes_float32 / 1e6:,.3f} MB in float32"
+        size = f"size of the parameters and buffers: {_megabytes(self.bytes_float32)} in float32"
         if self.precision == "32":
             size += " (the training precision)"
         else:
-            size += f", {self.bytes_precision / 1e6:,.3f} MB in {name} (the training precision)"
+            size += f", {_megabytes(self.bytes_precision)} in {name} (the training precision)"
         lines = [f"parameters: {self.parameters:,} ({self.trainable:,} trainable, {frozen:,} frozen)", size]
         if self.macs is not None:
             batch = f" on a batch of {self.batch_size}" if self.batch_size else ""
@@ -209,6 +209,12 @@ class ModelSummary:
 
     def text(self, depth: int | None = None) -> str:
         return "\n".join([f"model {self.model}:", self.table(depth), *self.totals()])
+
+
+def _megabytes(count: int) -> str:
+    """Bytes as MB (10^6 bytes), three significant digits below 1 MB."""
+    megabytes = count / 1e6
+    return f"{megabytes:,.2f} MB" if megabytes >= 1 else f"{megabytes:.3g} MB"
 
 
 def _size(model: nn.Module, float_bytes: int) -> int:
