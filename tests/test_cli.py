@@ -31,7 +31,7 @@ def trained(tmp_path_factory) -> Path:
 def test_help_and_list():
     result = run_mip("--help")
     assert result.returncode == 0
-    for command in ["train", "test", "check", "list", "split"]:
+    for command in ["train", "test", "check", "summary", "list", "split"]:
         assert command in result.stdout
     listed = run_mip("list", "models")
     assert listed.returncode == 0
@@ -245,6 +245,8 @@ def test_split_writes_index_files_usable_by_a_sampler(tmp_path, blank_mnist):
      {"savetag": "lr=1", "gpu": True}),  # a flag's value may hold '=': it stays the flag's
     (["test", "DIR", "--model", "m.pt", "k=1"], ["k=1"], {"target": "DIR", "model": Path("m.pt")}),
     (["check", "a.yaml", "--quiet", "k=1"], ["a.yaml", "k=1"], {"quiet": True}),
+    (["summary", "a.yaml", "--graph", "k=1", "--depth", "2"], ["a.yaml", "k=1"], {"graph": True, "depth": 2}),
+    (["train", "a.yaml", "--graph-depth", "3", "k=1"], ["a.yaml", "k=1"], {"graph": False, "graph_depth": 3}),
     (["split", "a.yaml", "--fractions", "0.9", "0.1", "k=1", "--seed", "3", "j=2"], ["a.yaml", "k=1", "j=2"],
      {"fractions": [0.9, 0.1], "seed": 3}),
     (["grid", "train", "g.yaml", "--savetag", "s", "k=1"], ["g.yaml", "k=1"], {"savetag": "s"}),
