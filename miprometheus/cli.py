@@ -306,6 +306,8 @@ def _output_places(args: argparse.Namespace) -> list[tuple[Path, str]]:
         return [(args.output, "--output")]
     if command == "migrate":
         return [(args.out, "--out")]
+    if command == "summary" and (args.graph or args.graph_depth is not None):
+        return [(Path.cwd(), "--graph")]  # the graph goes into the working folder
     return []
 
 
