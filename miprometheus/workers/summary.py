@@ -17,7 +17,7 @@ import contextlib
 import dataclasses
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +54,8 @@ def layer_macs(module: nn.Module, args: tuple, kwargs: dict[str, Any], output: A
         return out.numel() * module.in1_features * module.in2_features
     if isinstance(module, nn.modules.conv._ConvTransposeNd):
         first = args[0] if args else kwargs.get("input")
+        if not isinstance(first, torch.Tensor):
+            return None
         return first.numel() * (module.out_channels // module.groups) * math.prod(module.kernel_size)
     if isinstance(module, nn.modules.conv._ConvNd):
         return out.numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size)
@@ -169,7 +171,6 @@ class ModelSummary:
     precision: str
     batch_size: int | None
     macs: int | None = None
-    notes: list[str] = field(default_factory=list)
 
     def table(self, depth: int | None = None) -> str:
         """The rows as a text table (modules nested by indentation), down to ``depth`` levels below the model."""
@@ -205,9 +206,10 @@ class ModelSummary:
             batch = f" on a batch of {self.batch_size}" if self.batch_size else ""
             lines.append(f"multiply-accumulates: {self.macs:,}{batch} (the counted layers: linear, convolution, "
                          "recurrent, attention)")
-        return lines + self.notes
+        return lines
 
     def text(self, depth: int | None = None) -> str:
+        """The summary as printed and logged: a title, the table, the totals."""
         return "\n".join([f"model {self.model}:", self.table(depth), *self.totals()])
 
 
