@@ -133,7 +133,8 @@ def write_graph(model: torch.nn.Module, inputs: dict[str, Any], folder: Path, st
                 depth: int = GRAPH_DEPTH) -> GraphFiles:
     """Draw ``model`` on ``inputs`` into ``folder``: ``<stem>.svg``, ``<stem>.png`` and the Graphviz source
     ``<stem>.gv``. Without Graphviz's ``dot`` program only the source is written; a model torchview cannot draw
-    gives no file. Either way the message says what happened, in one line; nothing is raised."""
+    gives no file. Either way the message says what happened, in one line; only a file that cannot be written
+    raises (``WriteFailed``, as every write of the run)."""
     import graphviz
 
     try:
