@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 
     from miprometheus.config.experiment_spec import ExperimentSpec
     from miprometheus.config.sections import MlflowTracking
-    from miprometheus.tracking.mlflow_sender import MlflowSender
     from miprometheus.workers.stop_cause import StopCause
+    from miprometheus.workers.tracking.mlflow_sender import MlflowSender
     from miprometheus.workers.trainer import Trainer
 
 
@@ -37,7 +37,7 @@ def _never_raises(hook: Callable[..., None]) -> Callable[..., None]:
 
 def grid_context() -> tuple[str | None, dict[str, str]]:
     """The parent run and the tags a grid gives the experiments it starts (through their environment)."""
-    from miprometheus.tracking.mlflow_values import PARENT_RUN_ENV, RUN_TAGS_ENV
+    from miprometheus.workers.tracking.mlflow_values import PARENT_RUN_ENV, RUN_TAGS_ENV
 
     try:
         tags = json.loads(os.environ.get(RUN_TAGS_ENV) or "{}")
@@ -50,9 +50,9 @@ def grid_context() -> tuple[str | None, dict[str, str]]:
 def open_run(settings: MlflowTracking, folder: Path, logger: logging.Logger, *, reopen: bool) -> MlflowSender:
     """The sender of the experiment in ``folder``: the run its ``mlflow_run.json`` records for this destination (a
     resume, a test), else a new one named after the folder (its id in a grid), nested in the grid's run."""
-    from miprometheus.tracking.mlflow_sender import MlflowSender
-    from miprometheus.tracking.mlflow_values import now_ms, recorded_run
-    from miprometheus.workers.mlflow_folders import folder_tags
+    from miprometheus.workers.tracking.mlflow_folders import folder_tags
+    from miprometheus.workers.tracking.mlflow_sender import MlflowSender
+    from miprometheus.workers.tracking.mlflow_values import now_ms, recorded_run
 
     parent, grid_tags = grid_context()
     name = grid_tags.get("mip.grid_experiment", folder.name)  # in a grid, the experiment's id there
@@ -66,9 +66,8 @@ class MlflowCallback(Callback):
     training statistics in one request, every validation; tags (problem, model, seed, git commit, how it ended);
     at the end the config, run_info.json and the figures of --visualize. A resumed experiment continues its run.
 
-    Everything goes through a background sender (``tracking/mlflow_sender.py``): a tracker that is down or slow
-    is a warning, never an error, and what waits is sent when it answers again, or at the end within
-    ``flush_timeout`` seconds."""
+    Everything goes through a sending process (``workers/tracking/``): a tracker that is down or slow is a warning,
+    never an error, and what waits is sent when it answers again, or at the end within ``flush_timeout`` seconds."""
 
     def __init__(self, settings: MlflowTracking) -> None:
         self.settings = settings
@@ -77,28 +76,25 @@ class MlflowCallback(Callback):
 
     @_never_raises
     def on_train_start(self, trainer: Trainer) -> None:
-        from miprometheus.tracking.mlflow_values import config_params
-        from miprometheus.workers.mlflow_folders import sync_run
+        from miprometheus.workers.tracking.mlflow_values import config_params
 
         self.sender = open_run(self.settings, trainer.folder, trainer.logger, reopen=True)
         tree = trainer.spec.effective_tree(trainer.model.params)
         tree["training"]["seed"] = trainer.seed  # the seed drawn for ``seed: -1``, as training_configuration.yaml
         self.sender.log_params(config_params(tree))
         if trainer.resumed:  # what the stopped process measured and could not send (a tracker down then)
-            folder, episode = trainer.folder, trainer.state.episode
-            self.sender.call(lambda client, run_id: sync_run(client, run_id, folder, until_episode=episode),
-                             "the statistics measured before the resume")
+            self.sender.sync_folder(trainer.folder, until_episode=trainer.state.episode)
 
     @_never_raises
     def on_training_statistics(self, trainer: Trainer, rows: list[dict[str, float]]) -> None:
-        from miprometheus.tracking.mlflow_values import training_entries
+        from miprometheus.workers.tracking.mlflow_values import training_entries
 
         if self.sender is not None:
             self.sender.log_metrics(training_entries(rows))
 
     @_never_raises
     def on_validation_end(self, trainer: Trainer, stats: dict[str, float]) -> None:
-        from miprometheus.tracking.mlflow_values import metric_entries
+        from miprometheus.workers.tracking.mlflow_values import metric_entries
 
         if self.sender is not None:
             self.sender.log_metrics(metric_entries("validation", stats, trainer.state.episode))
@@ -108,8 +104,8 @@ class MlflowCallback(Callback):
 
     @_never_raises
     def on_run_recorded(self, trainer: Trainer) -> None:
-        from miprometheus.tracking.mlflow_values import run_status
-        from miprometheus.workers.mlflow_folders import folder_artifacts, folder_tags
+        from miprometheus.workers.tracking.mlflow_folders import folder_artifacts, folder_tags
+        from miprometheus.workers.tracking.mlflow_values import run_status
 
         if self.sender is None:
             return
@@ -128,7 +124,7 @@ def track_test(spec: ExperimentSpec, experiment_folder: Path, test_folder: Path,
     """Log a test to the experiment's run: its statistics as ``test/<name>`` (``test/<setting>/<name>``) at the
     episode of the weights tested, and its folder as files. A test of weights outside an experiment gets its own
     run. Never raises: tracking never fails a test."""
-    from miprometheus.tracking.mlflow_values import metric_entries, recorded_run
+    from miprometheus.workers.tracking.mlflow_values import metric_entries, recorded_run
 
     settings = spec.tracking.mlflow
     try:

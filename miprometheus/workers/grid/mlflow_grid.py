@@ -34,7 +34,10 @@ from miprometheus.layout import (
     SUMMARY_CSV,
     TRAINING_CONFIG,
 )
-from miprometheus.tracking.mlflow_values import (
+from miprometheus.workers.grid.analysis.collect import read_json, read_yaml
+from miprometheus.workers.grid.folders import experiment_folders
+from miprometheus.workers.grid.manifest import ExperimentRecord, Manifest
+from miprometheus.workers.tracking.mlflow_values import (
     PARAMS_PER_REQUEST,
     PARENT_RUN_ENV,
     PARENT_TAG,
@@ -46,9 +49,6 @@ from miprometheus.tracking.mlflow_values import (
     recorded_run,
     run_status,
 )
-from miprometheus.workers.grid.analysis.collect import read_json, read_yaml
-from miprometheus.workers.grid.folders import experiment_folders
-from miprometheus.workers.grid.manifest import ExperimentRecord, Manifest
 
 #: seconds the grid waits for its parent run before it starts the first experiment logging to that destination;
 #: experiments started while it does not exist yet (a tracker down) are not nested
@@ -102,7 +102,7 @@ class GridTracking:
         self._unnested = False
 
     def _parent(self, settings: MlflowTracking) -> _Parent:
-        from miprometheus.tracking.mlflow_sender import MlflowSender
+        from miprometheus.workers.tracking.mlflow_sender import MlflowSender
 
         key = (settings.uri, settings.experiment)
         if key not in self._parents:
@@ -138,15 +138,7 @@ class GridTracking:
         settings = read_destination(self.folder / record.config)
         if settings is None or record.folder is None:
             return
-        folder, tags = self.folder / record.folder, grid_run_tags(self.folder, record)
-
-        def tag(client: Any, _: str) -> None:
-            run_id = recorded_run(folder, settings.uri, settings.experiment)
-            if run_id is not None:
-                for key, value in tags.items():
-                    client.set_tag(run_id, key, value)
-
-        self._parent(settings).sender.call(tag, f"the tags of {record.id}")
+        self._parent(settings).sender.tag_run_of(self.folder / record.folder, grid_run_tags(self.folder, record))
 
     def close(self, manifest: Manifest, interrupted: bool) -> None:
         """End the parent runs: the experiments' statuses as metrics, the grid's configuration and manifest as files."""
@@ -164,7 +156,7 @@ class GridTracking:
 
 def log_analysis(folder: Path, logger: logging.Logger) -> None:
     """Add a grid's analysis (tables, report, plots) to the parent runs it has (``mip grid run``, after ``analyze``)."""
-    from miprometheus.tracking.mlflow_sender import MlflowSender
+    from miprometheus.workers.tracking.mlflow_sender import MlflowSender
 
     manifest = Manifest.load(folder)
     destinations = {(s.uri, s.experiment): s for s in (read_destination(folder / r.config) for r in manifest.records)
@@ -203,7 +195,7 @@ def _client(uri: str) -> Any:
 def _upload_run(client: Any, folder: Path, settings: MlflowTracking, name: str, tags: dict[str, str],
                 start_time: int | None) -> str:
     """The run ``folder`` records for this destination, or a new one (recorded in the folder)."""
-    from miprometheus.tracking.mlflow_sender import existing_run, experiment_id
+    from miprometheus.workers.tracking.mlflow_engine import existing_run, experiment_id
 
     run_id = recorded_run(folder, settings.uri, settings.experiment)
     if run_id is not None and existing_run(client, run_id) is not None:
@@ -218,7 +210,13 @@ def _upload_experiment(client: Any, folder: Path, settings: MlflowTracking, grid
                        report: UploadReport) -> None:
     from mlflow.entities import RunTag
 
-    from miprometheus.workers.mlflow_folders import folder_artifacts, folder_tags, sync_run, tests_as_artifacts, time_ms
+    from miprometheus.workers.tracking.mlflow_folders import (
+        folder_artifacts,
+        folder_tags,
+        sync_run,
+        tests_as_artifacts,
+        time_ms,
+    )
 
     run_info = read_json(folder / RUN_INFO)
     tags = {**folder_tags(folder), **grid_tags}

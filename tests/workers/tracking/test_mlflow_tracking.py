@@ -110,7 +110,7 @@ def test_import_and_help_never_import_mlflow():
 
 
 def test_a_config_becomes_parameters_by_dotted_key_without_its_tracking_section():
-    from miprometheus.tracking.mlflow_values import MAX_PARAM_LENGTH, config_params
+    from miprometheus.workers.tracking.mlflow_values import MAX_PARAM_LENGTH, config_params
 
     params = config_params({"training": {"optimizer": {"name": "Adam", "lr": 0.001, "betas": [0.9, 0.99]},
                                          "seed": 7, "scheduler": None},
@@ -183,25 +183,30 @@ def test_an_unreachable_tracker_is_a_warning_and_training_completes(tmp_path):
     assert time.monotonic() - started < 60
     log = (result.folder / TRAINER_LOG).read_text()
     assert f"MLflow at http://127.0.0.1:{port} does not answer" in log
-    assert "were not sent. The experiment folder has them all: send them with mip grid log-to-mlflow" in log
+    assert "were not sent. The folder has them all: send them with mip grid log-to-mlflow" in log
     assert not (result.folder / MLFLOW_RUN).exists()
 
 
 def test_values_past_the_memory_bound_wait_in_a_file_and_all_arrive(tmp_path, sqlite_uri, monkeypatch):
-    from miprometheus.tracking import mlflow_sender
-    from miprometheus.tracking.mlflow_values import metric_entries
+    from miprometheus.workers.tracking import mlflow_engine
+    from miprometheus.workers.tracking.mlflow_values import metric_entries
 
-    monkeypatch.setattr(mlflow_sender, "MAX_QUEUED_VALUES", 100)
-    sender = mlflow_sender.MlflowSender(sqlite_uri, "spill", run_name="spill", folder=tmp_path)
-    with sender._cond:  # the sender thread takes nothing meanwhile: 2,000 values queue up
-        for episode in range(1, 1001):
-            sender.log_metrics(metric_entries("training", {"loss": 1.0 / episode, "acc": 0.5}, episode))
-        assert sender._queued <= 100 and sender._spill_end > 0  # the rest went to the temporary file
-    sender.end("FINISHED")
-    assert sender.close(120)
+    monkeypatch.setattr(mlflow_engine, "MAX_QUEUED_VALUES", 100)
+    events: list[dict] = []
+    log = mlflow_engine.RunLog(events.append)
+    log.put("open", {"uri": sqlite_uri, "experiment": "spill", "run_name": "spill", "folder": str(tmp_path)})
+    for episode in range(1, 1001):  # nothing is sent yet: 2,000 values queue up
+        log.put("metrics", {"entries": metric_entries("training", {"loss": 1.0 / episode, "acc": 0.5}, episode)})
+    assert log._queued <= 100 and log._spill_end > 0  # the rest waits in the temporary file
+    log.put("end", {"status": "FINISHED"})
+    log.close()
+    log.run()
+    assert log.unsent == log.refused == 0 and log.left() == (0, 0)
+    assert events == [{"event": "run", "run_id": log.run_id}]  # no warning
     client = MlflowClient(sqlite_uri)
-    assert history(client, sender.run_id, "training/loss") == [(e, pytest.approx(1.0 / e)) for e in range(1, 1001)]
-    assert len(history(client, sender.run_id, "training/acc")) == 1000
+    assert history(client, log.run_id, "training/loss") == [(e, pytest.approx(1.0 / e)) for e in range(1, 1001)]
+    assert len(history(client, log.run_id, "training/acc")) == 1000
+    assert client.get_run(log.run_id).info.status == "FINISHED"
 
 
 def test_an_experiment_folder_is_uploaded_afterwards_and_a_second_upload_sends_nothing(tmp_path, sqlite_uri):

@@ -24,7 +24,9 @@ from miprometheus.layout import (
     VALIDATION_CSV,
     VISUALIZATIONS_DIR,
 )
-from miprometheus.tracking.mlflow_values import (
+from miprometheus.workers.grid.analysis.collect import read_json, read_rows, read_yaml
+from miprometheus.workers.grid.folders import finished_tests
+from miprometheus.workers.tracking.mlflow_values import (
     GIT_COMMIT_TAG,
     METRICS_PER_REQUEST,
     PARAMS_PER_REQUEST,
@@ -34,8 +36,6 @@ from miprometheus.tracking.mlflow_values import (
     metric_entries,
     now_ms,
 )
-from miprometheus.workers.grid.analysis.collect import read_json, read_rows, read_yaml
-from miprometheus.workers.grid.folders import finished_tests
 
 
 def folder_params(folder: Path) -> dict[str, str]:
