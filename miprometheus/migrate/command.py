@@ -13,7 +13,14 @@ from typing import Any
 from miprometheus.config.loader import DEFAULTS_KEY
 from miprometheus.config.yaml_loader import dump_yaml, load_yaml
 from miprometheus.errors import EXIT_FAILED, EXIT_OK, ConfigError, DataError, MipError
-from miprometheus.migrate.convert import Converted, ConvertedGrid, _declared, convert_config, convert_grid, display
+from miprometheus.migrate.convert import (
+    Converted,
+    ConvertedGrid,
+    convert_config,
+    convert_grid,
+    declared_parameters,
+    display,
+)
 from miprometheus.migrate.original import load_original, not_original, read_original
 from miprometheus.migrate.report import Report, Status, summary
 from miprometheus.migrate.tables import GRID_SECTIONS
@@ -93,7 +100,7 @@ def download_overrides(tree: dict[str, Any]) -> list[str]:
     overrides = []
     for section in ("training", "validation", "testing"):
         name = (tree.get(section) or {}).get("problem", {}).get("name") if isinstance(tree.get(section), dict) else None
-        if isinstance(name, str) and "download" in _declared("problems", name):
+        if isinstance(name, str) and "download" in declared_parameters("problems", name):
             overrides.append(f"{section}.problem.download=false")
     return overrides
 

@@ -74,7 +74,7 @@ def put(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def _declared(kind: str, name: str) -> dict[str, Any]:
+def declared_parameters(kind: str, name: str) -> dict[str, Any]:
     """The parameters a component here declares, read from its source (nothing imported)."""
     from miprometheus import catalogue
 
@@ -359,7 +359,7 @@ class Converter:
                table: dict[str, T.Rule] | None, common: dict[str, T.Rule], report: Report) -> None:
         """Map a component's keys (``where``: the original's section, ``target``: the section here) by ``table``;
         without a table, keys this project declares under the same name are kept."""
-        declared = _declared(kind, name)
+        declared = declared_parameters(kind, name)
         for key, value in flatten({k: v for k, v in values.items() if k != "name"}):
             full = f"{where}.{key}"
             rule = (table or {}).get(key) or common.get(key)
@@ -412,7 +412,7 @@ class Converter:
                 self.report.drop(f"{key}.max_test_episodes", "the original ignored it (only its tester read it)")
         table = T.PROBLEM_TABLES.get(name)
         if table is None and _is_generated(name):
-            table = {param: T.Rename() for param in _declared("problems", name)}
+            table = {param: T.Rename() for param in declared_parameters("problems", name)}
             table["cuda"] = T.Drop(T.DEVICE)
         self._apply("problems", name, values, key, key, table, {}, self.report)
         if name in ("SortOfCLEVR", "ShapeColorQuery") and "split" not in values:
@@ -437,7 +437,7 @@ class Converter:
         if "load" in values:
             self._load(values.pop("load"))
         self._apply("models", name, values, "model", "model", T.MODEL_TABLES.get(name), T.MODEL_COMMON, self.report)
-        declared = _declared("models", name)
+        declared = declared_parameters("models", name)
         problem = self.problems.get("training") or self.problems.get("testing")
         for key, (value, why) in T.MODEL_ORIGINAL_VALUES.get(name, {}).items():
             if key in declared and get_dotted(self.out, f"model.{key}") is None:
@@ -626,12 +626,13 @@ class Converter:
         for i in range(lengths.pop()):
             scratch = Converter(self.original, self.root, Report(""), self.output)
             values = {"name": problem, **{key: values[i] for key, values in tests.items()}}
-            table = T.PROBLEM_TABLES.get(problem or "") or {k: T.Rename() for k in _declared("problems", problem or "")}
+            table = (T.PROBLEM_TABLES.get(problem or "")
+                     or {k: T.Rename() for k in declared_parameters("problems", problem or "")})
             scratch._apply("problems", problem or "", values, "testing.problem", "problem", table, {}, scratch.report)
             label = "_".join(f"{key}_{values[key]}" for key in tests)
-            name = re.sub(r"[^A-Za-z0-9_.-]+", "-", label)[:60] or f"test_{i}"
+            name = re.sub(r"[^A-Za-z0-9_.-]+", "-", label)[:60] or f"setting_{i}"
             if name in settings:
-                name = f"test_{i}"
+                name = f"setting_{i}"
             settings[name] = scratch.out
         put(self.out, "testing.settings", settings)
         self.report.convert("testing.multi_tests", f"{len(settings)} tests -> testing.settings "
