@@ -6,8 +6,9 @@ trains ``--episodes`` episodes (validation every ``--validation``, statistics re
 ``--log-interval`` episodes) in a fresh process per run, alternating without / with tracking (ABBA order, so
 neither always runs first) ``--repeats`` times. Printed: the medians of the training loop's own time (the last
 ``time`` of training_statistics.csv) and of the whole command (start-up, the final validation, the tracker's
-final flush), and their ratios with/without. At the end, the tracked runs are read back to check that every
-training value arrived.
+final flush), and their ratios with/without; the CPU time of the command and of its MLflow sending process, which
+the machine's other load does not change. At the end, the tracked runs are read back to check that every training
+value arrived.
 
     python bench/tracking_overhead.py [--episodes 3000] [--repeats 3] [--log-interval 20] [--uri URI]
 """
@@ -18,6 +19,7 @@ import argparse
 import csv
 import json
 import os
+import resource
 import signal
 import socket
 import statistics
@@ -56,8 +58,14 @@ def start_server(folder: Path, niceness: int) -> tuple[subprocess.Popen, str]:
     raise SystemExit("the MLflow server did not start within 300 s")
 
 
-def train(folder: Path, args: argparse.Namespace, uri: str | None) -> tuple[float, float, Path]:
-    """One `mip train` in a fresh process: (training loop seconds, command seconds, experiment folder)."""
+def cpu_seconds() -> float:
+    """CPU time of the finished child processes and theirs (a training and its MLflow sending process)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def train(folder: Path, args: argparse.Namespace, uri: str | None) -> tuple[float, float, float, Path]:
+    """One `mip train` in a fresh process: (training loop seconds, command seconds, CPU seconds, experiment folder)."""
     command = [sys.executable, "-m", "miprometheus", "train", str(CONFIG), "--expdir", str(folder), "--no-progress",
                "--threads", "1", "--log-interval", str(args.log_interval),
                f"training.terminal_conditions.episode_limit={args.episodes}", f"validation.interval={args.validation}",
@@ -65,13 +73,13 @@ def train(folder: Path, args: argparse.Namespace, uri: str | None) -> tuple[floa
     if uri is not None:
         command += ["--mlflow", uri, "tracking.mlflow.experiment=tracking_overhead"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     (statistics_file,) = folder.rglob(TRAINING_CSV)
     with open(statistics_file, newline="") as handle:
         last = list(csv.DictReader(handle))[-1]
-    return float(last["time"]), wall, statistics_file.parent
+    return float(last["time"]), wall, cpu, statistics_file.parent
 
 
 def main() -> None:
@@ -89,22 +97,24 @@ def main() -> None:
         root = Path(temporary)
         server, uri = (None, args.uri) if args.uri else start_server(root, args.server_nice)
         try:
-            results: dict[str, list[tuple[float, float, Path]]] = {"without": [], "with": []}
+            results: dict[str, list[tuple[float, float, float, Path]]] = {"without": [], "with": []}
             for repeat in range(args.repeats):
                 order = ["without", "with"] if repeat % 2 == 0 else ["with", "without"]
                 for kind in order:
                     folder = root / f"{kind}_{repeat}"
                     results[kind].append(train(folder, args, uri if kind == "with" else None))
-                    loop, wall, _ = results[kind][-1]
-                    print(f"run {repeat + 1} {kind:>7} tracking: training loop {loop:7.2f} s, command {wall:7.2f} s",
-                          flush=True)
-            arrived = check_arrival(uri, [folder for _, _, folder in results["with"]], args.episodes)
+                    loop, wall, cpu, _ = results[kind][-1]
+                    print(f"run {repeat + 1} {kind:>7} tracking: training loop {loop:7.2f} s, command {wall:7.2f} s, "
+                          f"CPU {cpu:7.2f} s", flush=True)
+            arrived = check_arrival(uri, [folder for *_, folder in results["with"]], args.episodes)
         finally:
             if server is not None:
                 os.killpg(server.pid, signal.SIGTERM)
                 server.wait(60)
     loops = {kind: statistics.median(r[0] for r in runs) for kind, runs in results.items()}
     walls = {kind: statistics.median(r[1] for r in runs) for kind, runs in results.items()}
+    cpus = {kind: statistics.median(r[2] for r in runs) for kind, runs in results.items()}
+    pairs = [with_[0] / without[0] for with_, without in zip(results["with"], results["without"])]
     print(f"\n{args.episodes} episodes, validation every {args.validation}, statistics sent every "
           f"{args.log_interval} episodes, {args.repeats} runs each (medians), "
           f"{uri if args.uri else f'a server on this machine at nice {args.server_nice}'}")
@@ -112,6 +122,9 @@ def main() -> None:
           f"ratio {loops['with'] / loops['without']:.3f}")
     print(f"whole command: without {walls['without']:.2f} s, with {walls['with']:.2f} s, "
           f"ratio {walls['with'] / walls['without']:.3f}")
+    print(f"training loop ratio of each pair: {', '.join(f'{ratio:.3f}' for ratio in pairs)}")
+    print(f"CPU of the command and its sending process: without {cpus['without']:.2f} s, with {cpus['with']:.2f} s "
+          f"(+{cpus['with'] - cpus['without']:.2f} s, ratio {cpus['with'] / cpus['without']:.3f}; the server's apart)")
     print(f"values read back: {arrived}")
 
 

@@ -16,7 +16,6 @@ if TYPE_CHECKING:
 
     from miprometheus.config.experiment_spec import ExperimentSpec
     from miprometheus.config.sections import MlflowTracking
-    from miprometheus.workers.stop_cause import StopCause
     from miprometheus.workers.tracking.mlflow_sender import MlflowSender
     from miprometheus.workers.trainer import Trainer
 
@@ -72,7 +71,6 @@ class MlflowCallback(Callback):
     def __init__(self, settings: MlflowTracking) -> None:
         self.settings = settings
         self.sender: MlflowSender | None = None
-        self.cause: StopCause | None = None
 
     @_never_raises
     def on_train_start(self, trainer: Trainer) -> None:
@@ -98,9 +96,6 @@ class MlflowCallback(Callback):
 
         if self.sender is not None:
             self.sender.log_metrics(metric_entries("validation", stats, trainer.state.episode))
-
-    def on_train_end(self, trainer: Trainer, cause: StopCause) -> None:
-        self.cause = cause
 
     @_never_raises
     def on_run_recorded(self, trainer: Trainer) -> None:

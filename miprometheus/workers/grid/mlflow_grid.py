@@ -12,7 +12,9 @@ a finished grid, or experiment folders, afterwards: it sends only what the runs 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import logging
 import os
@@ -228,7 +230,7 @@ def _upload_experiment(client: Any, folder: Path, settings: MlflowTracking, grid
         (client.log_artifacts if path.is_dir() else client.log_artifact)(run_id, str(path), artifact_path)
     status = run_info.get("status")
     if status and status != "running":
-        client.set_terminated(run_id, run_status(status), time_ms(run_info.get("end_time")))
+        _terminate(client, run_id, run_status(status), time_ms(run_info.get("end_time")))
     report.runs += 1
     report.run_ids[str(folder)] = run_id
 
@@ -320,4 +322,10 @@ def _finish_grid(client: Any, folder: Path, run_id: str, manifest: Manifest) -> 
             client.log_artifact(run_id, str(folder / name))
     if (folder / PLOTS_DIR).is_dir():
         client.log_artifacts(run_id, str(folder / PLOTS_DIR), PLOTS_DIR)
-    client.set_terminated(run_id, "FINISHED")
+    _terminate(client, run_id, "FINISHED", None)
+
+
+def _terminate(client: Any, run_id: str, status: str, end_time: int | None) -> None:
+    """End a run, without the links MLflow prints on the standard output (the upload names each run itself)."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        client.set_terminated(run_id, status, end_time)

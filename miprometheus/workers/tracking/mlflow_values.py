@@ -106,11 +106,6 @@ def training_entries(rows: Iterable[Mapping[str, Any]], timestamp: int | None = 
     return [entry for row in rows for entry in metric_entries("training", row, int(float(row["episode"])), timestamp)]
 
 
-def prefix_of_test(setting: str | None) -> str:
-    """The metric prefix of a test's statistics: ``test``, or ``test/<setting>`` for a named test setting."""
-    return "test" if setting is None else f"test/{setting}"
-
-
 def run_status(status: str | None) -> str:
     """The MLflow status of a run whose run_info.json says ``status``."""
     return RUN_STATUS.get(status or "", "FAILED")
