@@ -349,3 +349,37 @@ def test_a_tracker_killed_mid_run_then_restarted_receives_everything_and_the_run
         assert [step for step, _ in history(client, run.info.run_id, "validation/loss")] == list(range(20, 401, 20))
     finally:
         _stop_server(process)
+
+
+@pytest.mark.slow
+def test_a_searchs_trials_carry_their_phase_number_and_state(tmp_path, sqlite_uri):
+    (tmp_path / "exp.yaml").write_text(TINY_SERIAL.replace("seed: 7", "seed: -1"))
+    (tmp_path / "grid.yaml").write_text("""grid_tasks:
+  - {name: lstm, default_configs: exp.yaml}
+grid_settings:
+  max_concurrent_runs: 2
+  seed: 11
+  search:
+    space:
+      training.optimizer.lr: {low: 1.0e-3, high: 3.0e-2, log: true}
+    trials: 2
+    objective: {statistic: loss, direction: minimize}
+    reevaluate: {top: 1, seeds: 1}
+""")
+    run_mip("grid", "train", tmp_path / "grid.yaml", "--expdir", tmp_path / "runs", "--mlflow", sqlite_uri,
+            "tracking.mlflow.experiment=search", "--no-progress", check=True, timeout=600)
+    client = MlflowClient(sqlite_uri)
+    (grid,) = list((tmp_path / "runs").glob("grid_*"))
+    parent = recorded_run_id(grid)
+    runs = {run.info.run_name: run for run in client.search_runs(
+        [client.get_experiment_by_name("search").experiment_id], f"tags.mlflow.parentRunId = '{parent}'")}
+    assert sorted(runs) == ["000_lstm_t0", "001_lstm_t1", "002_lstm_best0_s0"]
+    manifest = {record["id"]: record for record in json.loads((grid / "manifest.json").read_text())["experiments"]}
+    for name in ("000_lstm_t0", "001_lstm_t1"):
+        tags = runs[name].data.tags
+        assert (tags["mip.phase"], tags["mip.trial"], tags["mip.search_state"]) == ("search", name[-1], "done")
+        assert float(tags["mip.objective"]) == pytest.approx(manifest[name]["objective"])
+        assert runs[name].data.params["training.optimizer.lr"] == str(manifest[name]["params"]["training.optimizer.lr"])
+    best = runs["002_lstm_best0_s0"].data.tags
+    chosen = min(("000_lstm_t0", "001_lstm_t1"), key=lambda name: manifest[name]["objective"])
+    assert (best["mip.phase"], best["mip.trial"]) == ("reevaluation", chosen[-1])  # the trial it trains again
