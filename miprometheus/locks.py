@@ -139,7 +139,7 @@ def lock_state(folder: Path) -> LockState:
             return LockState(True, holder)
         pid = holder.get("pid")
         if listed is False and holder.get("host") == socket.gethostname() and isinstance(pid, int) \
-                and not _alive(pid):
+                and not pid_alive(pid):
             return LockState(False, holder)
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -166,14 +166,18 @@ def _listed_in_proc_locks(stat: os.stat_result) -> bool | None:
     return False
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie does not), whoever its parent is."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not alive
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
     except OSError:
-        return True  # another user's process
-    return True
+        return True
 
 
 def _read_holder(fd: int) -> dict:

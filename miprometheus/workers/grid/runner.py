@@ -35,12 +35,11 @@ from miprometheus.layout import (
     grid_log_file,
     grid_output_dir,
 )
-from miprometheus.locks import FolderLock, lock_holder
+from miprometheus.locks import FolderLock, lock_holder, pid_alive
 from miprometheus.workers.commands import RESUME_FLAG, resume_command, shell_line
 from miprometheus.workers.grid.analysis.collect import read_json
 from miprometheus.workers.grid.analysis.live_report import LiveReport
 from miprometheus.workers.grid.executors import Executor, Job, JobResult, make_executor
-from miprometheus.workers.grid.executors.base import pid_alive
 from miprometheus.workers.grid.folders import newest_experiment, newest_test
 from miprometheus.workers.grid.manifest import (
     DONE,

@@ -123,15 +123,3 @@ def die_with_parent() -> None:
         _PRCTL(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (a zombie does not), whoever its parent is."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is not alive
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True

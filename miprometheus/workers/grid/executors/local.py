@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from miprometheus.locks import pid_alive
 from miprometheus.workers.grid.executors.base import (
     MIP_COMMAND,
     Executor,
@@ -20,7 +21,6 @@ from miprometheus.workers.grid.executors.base import (
     has_death_signal,
     killed_by,
     last_error_line,
-    pid_alive,
 )
 from miprometheus.workers.grid.executors.fork_server import ForkServer, ServerGone
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import yaml
 
 from miprometheus.errors import EXIT_INTERRUPTED
+from miprometheus.locks import pid_alive
 from miprometheus.statistics import read_csv
 from miprometheus.workers.grid.executors import make_executor
-from miprometheus.workers.grid.executors.base import Job, pid_alive
+from miprometheus.workers.grid.executors.base import Job
 from miprometheus.workers.grid.executors.fork_server import ServerGone
 from miprometheus.workers.grid.executors.local import LocalExecutor
 from miprometheus.workers.grid.spec import GridSettings
