@@ -11,7 +11,7 @@ from miprometheus.cli import main
 from miprometheus.workers import runs
 from tests.conftest import CONFIGS
 
-#: CIFAR configs read ~/data/cifar10; here they read a tiny set in the official format, with splits that fit it.
+#: CIFAR configs read the user's data folder; here they read a tiny set in the official format, with splits that fit it.
 CIFAR_SPLITS = ["training.sampler.indices=[0,40]", "validation.sampler.indices=[40,50]"]
 
 
@@ -34,7 +34,7 @@ SHIPPED = sorted(p for p in CONFIGS.glob("*/*.yaml")
 
 @pytest.fixture(scope="module")
 def clevr_overrides(tmp_path_factory) -> list[str]:
-    """CLEVR configs read ~/data/CLEVR_v1.0's features; here a tiny official-layout set with its features."""
+    """CLEVR configs read the features in the user's data folder; here a tiny official-layout set with its features."""
     from tests.clevr_fixtures import write_clevr_with_features
 
     return write_clevr_with_features(tmp_path_factory.mktemp("clevr") / "CLEVR_v1.0")[1]
@@ -127,8 +127,11 @@ def test_mnist_recipes_read_the_users_data_folder_and_anneal_over_the_whole_run(
 
     loaded = load_config([path])
     splits, epoch_digits = T10K_SPLITS if path.stem.endswith("_t10k") else STANDARD_SPLITS
+    folder = loaded.get("training.problem.data_folder")
+    # the user's home, expanded when read: never a path relative to the repository (one that leaves it)
+    assert isinstance(folder, str) and folder.startswith("~/"), folder
     for section, (use_train_data, indices) in splits.items():
-        assert loaded.get(f"{section}.problem.data_folder") == "~/data/mnist", section  # never a path out of the repo
+        assert loaded.get(f"{section}.problem.data_folder") == folder, section  # one copy of the digits for all splits
         assert loaded.get(f"{section}.problem.download") is True, section
         assert loaded.get(f"{section}.problem.use_train_data") is use_train_data, section
         assert loaded.get(f"{section}.sampler.indices") == indices, section

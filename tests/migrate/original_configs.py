@@ -16,7 +16,7 @@ training:
     problem:
         name: COG
         batch_size: 48
-        data_folder: '~/data/cog'
+        data_folder: '{data}/cog'
         set: train
         dataset_type: canonical
     optimizer:
@@ -26,14 +26,14 @@ validation:
     problem:
         name: COG
         batch_size: 48
-        data_folder: '~/data/cog'
+        data_folder: '{data}/cog'
         set: val
         dataset_type: canonical
 testing:
     problem:
         name: COG
         batch_size: 48
-        data_folder: '~/data/cog'
+        data_folder: '{data}/cog'
         set: test
         dataset_type: canonical
 model:
@@ -208,7 +208,7 @@ training:
         batch_size: &bs 64
         index: [0, 54999]
         use_train_data: True
-        root_dir: &dir '~/data/mnist'
+        root_dir: &dir '{data}/mnist'
     optimizer:
         name: Adam
         lr: 0.005
@@ -249,7 +249,7 @@ training:
     name: &name MNIST
     batch_size: 64
     use_train_data: True
-    mnist_folder: &folder '~/data/mnist'
+    mnist_folder: &folder '{data}/mnist'
     resize: [32, 32]
   # Use sampler that operates on a subset.
   sampler:
@@ -296,7 +296,7 @@ training:
     problem:
         name: &name MNIST
         batch_size: &b 64
-        data_folder: &folder '~/data/mnist'
+        data_folder: &folder '{data}/mnist'
         use_train_data: False
         resize: [32, 32]
     sampler:
@@ -455,10 +455,16 @@ model:
 }
 
 
-def write_originals(root: Path) -> Path:
-    """Write the original-format configs under ``root`` (the directory the original would have run in)."""
-    for name, text in ORIGINAL_CONFIGS.items():
+def write_originals(root: Path, data: Path) -> Path:
+    """Write the original-format configs under ``root`` (the directory the original would have run in), their data
+    folders under ``data`` (where the original's users kept their datasets)."""
+    for name in ORIGINAL_CONFIGS:
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        path.write_text(original_text(name, data))
     return root
+
+
+def original_text(name: str, data: Path) -> str:
+    """The text of the original-format config ``name``, its data folders under ``data``."""
+    return ORIGINAL_CONFIGS[name].replace("{data}", str(data))

@@ -14,7 +14,7 @@ from miprometheus.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, ConfigErro
 from miprometheus.migrate.command import run_original
 from miprometheus.migrate.original import load_original
 from tests.conftest import SHARED_MNIST, experiment_dirs
-from tests.migrate.original_configs import ORIGINAL_CONFIGS, write_originals
+from tests.migrate.original_configs import original_text, write_originals
 
 
 def body(path: Path) -> dict:
@@ -28,12 +28,24 @@ def header(path: Path) -> str:
 
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of the original-format configs, the directory the original ran in (the working directory); a HOME
-    without data, so that ``~/data/...`` is missing wherever the tests run."""
-    root = write_originals(tmp_path / "original")
+    """A copy of the original-format configs, the directory the original ran in (the working directory), their
+    data folders in an empty folder, so that their data is missing wherever the tests run."""
+    root = write_originals(tmp_path / "original", tmp_path / "no_data")
     monkeypatch.chdir(root)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
     return root
+
+
+def original_value(path: Path, key: str) -> object:
+    """The value of the dotted ``key`` in the original-format config ``path`` (read as YAML, defaults not followed)."""
+    value = yaml.safe_load(path.read_text())
+    for part in key.split("."):
+        value = value[part]
+    return value
+
+
+def point_at(path: Path, key: str, folder: Path) -> None:
+    """Make the original-format config ``path`` read its data from ``folder``: its value of ``key`` replaced."""
+    path.write_text(path.read_text().replace(str(original_value(path, key)), str(folder)))
 
 
 def migrate(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str]:
@@ -140,7 +152,8 @@ def test_mnist_configs_need_their_data_then_convert_where_it_is(repo: Path, caps
     pixel = body(repo / "converted/configs/thalnet/sequential_pixel_mnist.yaml")
     # the original's index [first, last] included the last: [55000, 59999] is 55000 up to 60000 (excluded)
     assert pixel["validation"]["sampler"] == {"name": "SubsetSequentialSampler", "indices": [55000, 60000]}
-    assert pixel["training"]["problem"]["data_folder"] == "~/data/mnist"
+    original = repo / "configs/thalnet/sequential_pixel_mnist.yaml"
+    assert pixel["training"]["problem"]["data_folder"] == original_value(original, "training.problem.root_dir")
     assert pixel["model"] == {"name": "ThalNet", "context_size": 32, "input_item_size": 1, "output_item_size": 10,
                               "center_size_per_module": 32, "num_modules": 4}
     lenet = body(repo / "converted/configs/vision/lenet5_mnist.yaml")
@@ -150,7 +163,8 @@ def test_mnist_configs_need_their_data_then_convert_where_it_is(repo: Path, caps
     # where the digits are, the same configs pass mip check
     for name in ("lenet5_mnist", "simplecnn_mnist_t10k"):
         path = repo / f"configs/vision/{name}.yaml"
-        path.write_text(path.read_text().replace("~/data/mnist", str(blank_mnist)))
+        point_at(path, "training.problem.mnist_folder" if name == "lenet5_mnist" else "training.problem.data_folder",
+                 blank_mnist)
     code, out = migrate(capsys, "configs/vision", "--out", "converted", "--force")
     assert code == EXIT_OK, out
     assert "2 config(s): 2 converted, 0 need data, 0 cannot convert" in out
@@ -162,7 +176,7 @@ def test_mnist_configs_need_their_data_then_convert_where_it_is(repo: Path, caps
 @pytest.mark.skipif(not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").is_file(), reason=f"no MNIST in {SHARED_MNIST}")
 def test_the_t10k_config_checks_against_the_real_digits(repo: Path, capsys) -> None:
     path = repo / "configs/vision/simplecnn_mnist_t10k.yaml"
-    path.write_text(path.read_text().replace("~/data/mnist", str(SHARED_MNIST)))
+    point_at(path, "training.problem.data_folder", SHARED_MNIST)
     code, out = migrate(capsys, str(path), "--out", "converted")
     assert code == EXIT_OK and "1 converted, 0 need data" in out, out
 
@@ -291,7 +305,7 @@ def test_outputs_are_replaced_only_with_force(tmp_path: Path, capsys, monkeypatc
 
 
 def test_an_entry_point_refuses_what_has_no_equivalent(tmp_path: Path, capsys) -> None:
-    config = write(tmp_path / "cog.yaml", ORIGINAL_CONFIGS["configs/cog/cog_mac.yaml"])
+    config = write(tmp_path / "cog.yaml", original_text("configs/cog/cog_mac.yaml", tmp_path / "no_data"))
     code = run_original(["train"], [str(config)], [], None, lambda argv: pytest.fail("ran"), "mip-offline-trainer")
     assert code == EXIT_BAD_INPUT
     assert "mip-offline-trainer: error: " in capsys.readouterr().err
