@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 from miprometheus.files import atomic_write_json
 from miprometheus.layout import MLFLOW_RUN
+from miprometheus.workers.grid.analysis.collect import flatten
 
 #: the run id of a grid's parent run, which the grid passes to each experiment it starts (the run is nested in it)
 PARENT_RUN_ENV = "MIP_MLFLOW_PARENT_RUN_ID"
@@ -59,19 +60,12 @@ def _text(value: Any) -> str:
         return str(value)
 
 
-def config_params(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """An effective configuration as MLflow parameters: every leaf by its dotted key, its value as text (cut to
-    MLflow's length). The ``tracking`` section is where the run goes, not what it is: it is left out."""
-    params: dict[str, str] = {}
-    for key, value in tree.items():
-        if not prefix and key == "tracking":
-            continue
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            params.update(config_params(value, dotted + "."))
-        else:
-            params[dotted[:MAX_KEY_LENGTH]] = _text(value)[:MAX_PARAM_LENGTH]
-    return params
+def config_params(tree: Mapping[str, Any]) -> dict[str, str]:
+    """An effective configuration as MLflow parameters: every leaf by its dotted key (``collect.flatten``, as the
+    grid's tables name them), its value as text (cut to MLflow's length). The ``tracking`` section is where the run
+    goes, not what it is: it is left out."""
+    flat = flatten({key: value for key, value in tree.items() if key != "tracking"})
+    return {key[:MAX_KEY_LENGTH]: _text(value)[:MAX_PARAM_LENGTH] for key, value in flat.items()}
 
 
 def metric_entries(split: str, row: Mapping[str, Any], step: int, timestamp: int | None = None,
